@@ -1,0 +1,14 @@
+"""lstmkit: Long Short-Term Memory networks as the classic account describes them.
+
+    >>> import lstmkit as lk
+    >>> lstm = lk.LSTM(32, 128, num_layers=2, batch_first=True)
+
+See lk.LSTM, lk.LSTMCell, lk.RNN.
+"""
+from .cell import LSTMCell
+from .kernels import LSTMGates, RNNStates, available_backends
+from .lstm import LSTM, LSTMResult
+from .rnn import RNN, RNNResult
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends"]

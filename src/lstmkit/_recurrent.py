@@ -1,0 +1,208 @@
+"""Shared plumbing of lk.LSTM and lk.RNN: parameters, input layouts, validation, dispatch.
+
+What lives here is everything that is not the recurrence itself: torch.nn.RNNBase's parameter
+names and initialization, batch_first / unbatched / PackedSequence handling, right-padded
+lengths, initial states, and the choice of backend. The recurrences are in lstmkit.kernels.
+
+Shape legend: T steps, B batch, I input_size, H hidden_size, P = proj_size or H,
+L num_layers, D = 2 if bidirectional else 1.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import _checks as check
+from .kernels import BACKEND_NAMES, RunSpec, select_backend
+
+
+class RecurrentBase(nn.Module):
+    """Base of the multi-layer recurrent modules; subclasses set the cell and its state."""
+
+    _gate_count = 1  # rows of weight_ih per hidden unit: 4 for the LSTM's i, f, g, o
+    _state_names: tuple[str, ...] = ("h0",)
+    _params_type: type = tuple
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Any = None,
+        dtype: Any = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.cell = cell
+        self.input_size = check.positive_int("input_size", input_size)
+        self.hidden_size = check.positive_int("hidden_size", hidden_size)
+        self.num_layers = check.positive_int("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = check.probability("dropout", dropout)
+        self.bidirectional = bool(bidirectional)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+            raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size={hidden_size}, got {proj_size}")
+        self.proj_size = proj_size
+        self.backend = check.choice("backend", backend, BACKEND_NAMES)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                "dropout acts between recurrent layers, so with num_layers=1 it has no effect "
+                f"(dropout={self.dropout}, num_layers=1)",
+                stacklevel=3,
+            )
+        factory = {"device": device, "dtype": dtype}
+        D, G, H, P = self.num_directions, self._gate_count, hidden_size, self.state_size
+        self._param_names: list[list[list[str]]] = []
+        for layer in range(self.num_layers):
+            layer_input = input_size if layer == 0 else P * D
+            directions = []
+            for direction in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = {f"weight_ih{sfx}": (G * H, layer_input), f"weight_hh{sfx}": (G * H, P)}
+                if self.bias:
+                    shapes.update({f"bias_ih{sfx}": (G * H,), f"bias_hh{sfx}": (G * H,)})
+                if proj_size:
+                    shapes[f"weight_hr{sfx}"] = (proj_size, H)
+                for name, shape in shapes.items():
+                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+                directions.append(list(shapes))
+            self._param_names.append(directions)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_size(self) -> int:
+        """Size of h: proj_size when projecting, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """torch.nn.RNNBase's view: per layer and direction, its parameters in order."""
+        return [[getattr(self, n) for n in names] for layer in self._param_names for names in layer]
+
+    def reset_parameters(self) -> None:
+        """torch.nn.RNNBase's initialization: every parameter uniform in ±1/sqrt(hidden_size)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for w in self.parameters():
+                w.uniform_(-bound, bound)
+
+    def _layer_params(self) -> list[list[NamedTuple]]:
+        """Parameters as [layer][direction] -> LayerParams, with None for absent bias/projection."""
+        result = []
+        for layer in self._param_names:
+            row = []
+            for names in layer:
+                get = {n.split("_l")[0]: getattr(self, n) for n in names}
+                fields = [get.get(f) for f in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+                row.append(self._params_type(*fields[: len(self._params_type._fields)]))
+            result.append(row)
+        return result
+
+    def _state_shapes(self, B: Optional[int]) -> tuple[tuple[int, ...], ...]:
+        """Expected shapes of the initial state tensors (h0 and, for the LSTM, c0)."""
+        lead = (self.num_layers * self.num_directions,) + ((B,) if B is not None else ())
+        sizes = (self.state_size, self.hidden_size)[: len(self._state_names)]
+        return tuple(lead + (s,) for s in sizes)
+
+    def _initial_state(self, hx: Any, B: int, batched: bool, like: Tensor) -> tuple[Tensor, ...]:
+        weight = self.weight_ih_l0
+        shapes = self._state_shapes(B if batched else None)
+        if hx is None:
+            return tuple(torch.zeros(s[:1] + (B,) + s[-1:], dtype=like.dtype, device=like.device) for s in shapes)
+        parts = (hx,) if len(shapes) == 1 and isinstance(hx, Tensor) else hx
+        if not isinstance(parts, (tuple, list)) or len(parts) != len(shapes):
+            names = " and ".join(self._state_names)
+            raise TypeError(f"hx must be {'a tuple (h0, c0)' if len(shapes) == 2 else 'a tensor h0'} ({names}), got {type(hx).__name__}")
+        state = []
+        for name, t, shape in zip(self._state_names, parts, shapes):
+            check.state_tensor(name, t, shape, weight)
+            check.finite(name, t)
+            state.append(t if batched else t.unsqueeze(1))
+        return tuple(state)
+
+    def _variants(self) -> tuple[str, ...]:
+        """Names of options beyond torch's in use; backends that lack them are not chosen."""
+        return ()
+
+    def _run(self, input: Any, hx: Any, lengths: Any, record: bool):
+        """Validate, bring to time-major padded form, dispatch, and restore the caller's layout."""
+        weight = self.weight_ih_l0
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("give either a PackedSequence or lengths=, not both: a PackedSequence carries its lengths")
+            check.same_dtype_device("input", input.data, weight)
+            if input.data.dim() != 2 or input.data.shape[-1] != self.input_size:
+                raise ValueError(f"PackedSequence data must be (total_steps, input_size={self.input_size}), got {tuple(input.data.shape)}")
+            x, lengths = pad_packed_sequence(input)  # (T, B, I), lengths in the caller's batch order
+            batched = True
+        else:
+            check.input_tensor(input, self.input_size, weight)
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)  # (T, B=1, I) for unbatched
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
+        T, B = x.shape[0], x.shape[1]
+        check.sizes(T, B)
+        check.finite("input", x)
+        if lengths is not None:
+            lengths = check.lengths_tensor(lengths, B, T)
+        state = self._initial_state(hx, B, batched, x)
+        spec = RunSpec(
+            cell=self.cell, num_layers=self.num_layers, bidirectional=self.bidirectional, bias=self.bias,
+            proj_size=self.proj_size, dropout=self.dropout, training=self.training, record=record,
+            device_type=x.device.type, dtype=x.dtype, variants=self._variants(),
+        )
+        run_lengths = None if lengths is None or bool((lengths == T).all()) else lengths
+        backend = select_backend(self.backend, spec)
+        out, state_n, trace = backend.run(spec, x.contiguous(), state, self._layer_params(), run_lengths)
+        if packed:
+            out = _repack(out, lengths, input)
+        elif not batched:
+            out = out.squeeze(1)
+            state_n = tuple(s.squeeze(1) for s in state_n)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        if trace is not None:
+            if not batched:
+                trace = type(trace)(*(v.squeeze(3) for v in trace))  # (L, D, T, ·)
+            elif self.batch_first:
+                trace = type(trace)(*(v.transpose(2, 3) for v in trace))  # (L, D, B, T, ·)
+        return out, state_n, trace
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False), ("backend", "auto")):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
+
+def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
+    """Pack time-major padded output (caller's batch order) with the same layout as the input."""
+    if like.sorted_indices is not None:
+        order = like.sorted_indices
+        out = out.index_select(1, order.to(out.device))
+        lengths = lengths[order.cpu()]
+    data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)

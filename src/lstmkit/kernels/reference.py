@@ -1,0 +1,160 @@
+"""The reference backend: a readable loop over time steps, built from torch ops and autograd.
+
+It is the slow twin that every fast path is tested against, and it runs on any device.
+
+Shape legend: T = steps, B = batch, I = input features, H = hidden size,
+P = size of h (proj_size if > 0, else H).
+
+The LSTM equations, written once here (textbook name → code letter):
+
+    input gate      I_t  = σ(X_t W_xi + H_{t-1} W_hi + b_i)      → i
+    forget gate     F_t  = σ(X_t W_xf + H_{t-1} W_hf + b_f)      → f
+    output gate     O_t  = σ(X_t W_xo + H_{t-1} W_ho + b_o)      → o
+    input node      C̃_t  = tanh(X_t W_xc + H_{t-1} W_hc + b_c)   → g
+    memory cell     C_t  = F_t ⊙ C_{t-1} + I_t ⊙ C̃_t              → c
+    hidden state    H_t  = O_t ⊙ tanh(C_t)   (then · W_hr^T when projecting) → h
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .backend import Backend, RunSpec, register_backend
+from .stack import run_stack
+from .types import LSTMLayerParams, LSTMGates, RNNLayerParams, RNNStates
+
+
+def lstm_gates(pre: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Split pre-activations (B, 4H) in torch's gate order and apply the gate non-linearities."""
+    i, f, g, o = pre.chunk(4, dim=-1)  # each (B, H)
+    return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+
+
+def lstm_cell_step(
+    x_proj: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor]
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """One LSTM step given the input projection X_t W_x + b_ih (B, 4H) of this step.
+
+    Returns (h_t (B, P), c_t (B, H), (i, f, g, o)).
+    """
+    i, f, g, o = lstm_gates(x_proj + F.linear(h, w_hh, b_hh))
+    c = f * c + i * g
+    h = o * torch.tanh(c)
+    if w_hr is not None:
+        h = F.linear(h, w_hr)  # (B, H) -> (B, P)
+    return h, c, (i, f, g, o)
+
+
+def _step_order(T: int, reverse: bool) -> range:
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _active_masks(lengths: Optional[Tensor], T: int, device: torch.device) -> Optional[list[Tensor]]:
+    """Per step, a (B, 1) bool mask of the sequences that still run (t < length)."""
+    if lengths is None:
+        return None
+    steps = torch.arange(T, device=device).unsqueeze(1)  # (T, 1)
+    return list((steps < lengths.to(device).unsqueeze(0)).unsqueeze(-1).unbind(0))  # T × (B, 1)
+
+
+def lstm_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    p: LSTMLayerParams,
+    lengths: Optional[Tensor] = None,
+    reverse: bool = False,
+    record: bool = False,
+) -> tuple[Tensor, tuple[Tensor, Tensor], Optional[LSTMGates]]:
+    """Run one LSTM layer in one direction over a time-major sequence.
+
+    Args:
+        x: (T, B, I) input.  h0: (B, P), c0: (B, H) initial state.
+        p: the layer's weights.
+        lengths: (B,) int64 lengths of right-padded sequences, or None when all run T steps.
+            A sequence's state stops changing after its last step; the reverse direction
+            starts at that last step. Outputs past a length are zero.
+        reverse: run from the last step to the first.
+        record: also return every step's gates and states.
+
+    Returns:
+        out (T, B, P), (h_n (B, P), c_n (B, H)), trace or None.
+    """
+    T = x.shape[0]
+    # The input projection of all steps is one GEMM; unbind (not x_proj[t]) keeps autograd from
+    # writing a full-size zero gradient per step.
+    x_proj = F.linear(x, p.w_ih, p.b_ih).unbind(0)  # T × (B, 4H)
+    active = _active_masks(lengths, T, x.device)
+    h, c = h0, c0
+    outs: list[Optional[Tensor]] = [None] * T
+    rec: list[list[Tensor]] = [[None] * T for _ in range(6)] if record else []  # type: ignore[list-item]
+    for t in _step_order(T, reverse):
+        h_t, c_t, gates = lstm_cell_step(x_proj[t], h, c, p.w_hh, p.b_hh, p.w_hr)
+        if active is not None:
+            m = active[t]
+            h, c = torch.where(m, h_t, h), torch.where(m, c_t, c)
+            out_t = torch.where(m, h_t, torch.zeros_like(h_t))
+        else:
+            h, c, out_t = h_t, c_t, h_t
+        outs[t] = out_t
+        if record:
+            values = (*gates, c_t, h_t)
+            if active is not None:
+                values = tuple(torch.where(active[t], v, torch.zeros_like(v)) for v in values)
+            for k, v in enumerate(values):
+                rec[k][t] = v
+    out = torch.stack(outs)  # (T, B, P)
+    trace = LSTMGates(*(torch.stack(r) for r in rec)) if record else None
+    return out, (h, c), trace
+
+
+def rnn_layer(
+    x: Tensor,
+    h0: Tensor,
+    p: RNNLayerParams,
+    lengths: Optional[Tensor] = None,
+    reverse: bool = False,
+    record: bool = False,
+    nonlinearity: str = "tanh",
+) -> tuple[Tensor, tuple[Tensor], Optional[RNNStates]]:
+    """Run one plain (Elman) RNN layer: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+    Same contract as lstm_layer; the state is the 1-tuple (h,).
+    """
+    act = torch.tanh if nonlinearity == "tanh" else torch.relu
+    T = x.shape[0]
+    x_proj = F.linear(x, p.w_ih, p.b_ih).unbind(0)  # T × (B, H)
+    active = _active_masks(lengths, T, x.device)
+    h = h0
+    outs: list[Optional[Tensor]] = [None] * T
+    for t in _step_order(T, reverse):
+        h_t = act(x_proj[t] + F.linear(h, p.w_hh, p.b_hh))
+        if active is not None:
+            h = torch.where(active[t], h_t, h)
+            h_t = torch.where(active[t], h_t, torch.zeros_like(h_t))
+        else:
+            h = h_t
+        outs[t] = h_t
+    out = torch.stack(outs)  # (T, B, H)
+    return out, (h,), RNNStates(out) if record else None
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+
+    def unsupported(self, spec: RunSpec) -> Optional[str]:
+        return None
+
+    def run(self, spec, x, state, params, lengths):
+        if spec.cell == "lstm":
+            layer_fn = lstm_layer
+        else:
+            layer_fn = functools.partial(rnn_layer, nonlinearity=spec.cell.removeprefix("rnn_"))
+        return run_stack(layer_fn, x, state, params, lengths, spec.dropout, spec.training, spec.record)
+
+
+register_backend(ReferenceBackend())

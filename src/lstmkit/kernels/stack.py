@@ -1,0 +1,59 @@
+"""Compose per-layer, per-direction kernels into a multi-layer, bidirectional network.
+
+Shape legend: T steps, B batch, L layers, D directions; a state tensor is (L*D, B, ·) with
+index k*D + d for layer k, direction d (torch.nn.LSTM's layout).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# layer_fn(x (T,B,I), state tuple of (B,·), params, lengths, reverse, record)
+#   -> (out (T,B,·), final state tuple, trace NamedTuple of (T,B,·) or None)
+LayerFn = Callable[..., tuple[Tensor, tuple[Tensor, ...], Optional[NamedTuple]]]
+
+
+def run_stack(
+    layer_fn: LayerFn,
+    x: Tensor,
+    state: tuple[Tensor, ...],
+    params: Sequence[Sequence[NamedTuple]],
+    lengths: Optional[Tensor],
+    dropout: float,
+    training: bool,
+    record: bool,
+) -> tuple[Tensor, tuple[Tensor, ...], Optional[NamedTuple]]:
+    """Run every layer and direction; dropout (as in torch.nn.LSTM) on the outputs of all but the last layer.
+
+    Returns out (T, B, D·P), final state tuple of (L*D, B, ·), and when record the traces
+    stacked to (L, D, T, B, ·).
+    """
+    D = len(params[0])
+    finals: list[list[Tensor]] = [[] for _ in state]
+    traces: list[list[NamedTuple]] = []
+    inp = x
+    for k, directions in enumerate(params):
+        outs, layer_traces = [], []
+        for d, p in enumerate(directions):
+            s0 = tuple(s[k * D + d] for s in state)
+            out, s_n, trace = layer_fn(inp, *s0, p, lengths, reverse=(d == 1), record=record)
+            outs.append(out)
+            for acc, s in zip(finals, s_n):
+                acc.append(s)
+            layer_traces.append(trace)
+        inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (T, B, D·P)
+        if dropout > 0 and training and k < len(params) - 1:
+            inp = F.dropout(inp, dropout, training=True)
+        traces.append(layer_traces)
+    state_n = tuple(torch.stack(acc) for acc in finals)  # each (L*D, B, ·)
+    if not record:
+        return inp, state_n, None
+    kind = type(traces[0][0])
+    stacked = kind(*(
+        torch.stack([torch.stack([getattr(t, f) for t in layer]) for layer in traces])  # (L, D, T, B, ·)
+        for f in kind._fields
+    ))
+    return inp, state_n, stacked
