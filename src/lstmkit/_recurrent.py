@@ -10,6 +10,7 @@ L num_layers, D = 2 if bidirectional else 1.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from typing import Any, NamedTuple, Optional
 
@@ -77,6 +78,7 @@ class RecurrentBase(nn.Module):
                     shapes.update({f"bias_ih{sfx}": (G * H,), f"bias_hh{sfx}": (G * H,)})
                 if proj_size:
                     shapes[f"weight_hr{sfx}"] = (proj_size, H)
+                shapes.update(self._extra_param_shapes(sfx))
                 for name, shape in shapes.items():
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
                 directions.append(list(shapes))
@@ -104,17 +106,23 @@ class RecurrentBase(nn.Module):
             for w in self.parameters():
                 w.uniform_(-bound, bound)
 
+    def _extra_param_shapes(self, suffix: str) -> dict[str, tuple[int, ...]]:
+        """Parameters beyond torch's for one layer and direction (the LSTM variants add some)."""
+        return {}
+
     def _layer_params(self) -> list[list[NamedTuple]]:
-        """Parameters as [layer][direction] -> LayerParams, with None for absent bias/projection."""
-        result = []
-        for layer in self._param_names:
-            row = []
-            for names in layer:
-                get = {n.split("_l")[0]: getattr(self, n) for n in names}
-                fields = [get.get(f) for f in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
-                row.append(self._params_type(*fields[: len(self._params_type._fields)]))
-            result.append(row)
-        return result
+        """Parameters as [layer][direction] -> LayerParams, with None for absent ones."""
+        return [[self._make_layer_params({_base_name(n): getattr(self, n) for n in names}) for names in layer]
+                for layer in self._param_names]
+
+    def _make_layer_params(self, named: dict[str, Tensor]) -> NamedTuple:
+        """One layer and direction's LayerParams from its parameters keyed by name without suffix."""
+        fields = [named.get(f) for f in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+        return self._params_type(*fields[: len(self._params_type._fields)])
+
+    def _step_options(self, T: int, B: int, like: Tensor) -> tuple[Optional[list], Optional[list]]:
+        """Per-call (layer_opts, input_masks) of the variants, or (None, None) for a plain call."""
+        return None, None
 
     def _state_shapes(self, B: Optional[int]) -> tuple[tuple[int, ...], ...]:
         """Expected shapes of the initial state tensors (h0 and, for the LSTM, c0)."""
@@ -173,7 +181,9 @@ class RecurrentBase(nn.Module):
         )
         run_lengths = None if lengths is None or bool((lengths == T).all()) else lengths
         backend = select_backend(self.backend, spec)
-        out, state_n, trace = backend.run(spec, x.contiguous(), state, self._layer_params(), run_lengths)
+        layer_opts, input_masks = self._step_options(T, B, x)
+        extra = {} if layer_opts is None and input_masks is None else {"layer_opts": layer_opts, "input_masks": input_masks}
+        out, state_n, trace = backend.run(spec, x.contiguous(), state, self._layer_params(), run_lengths, **extra)
         if packed:
             out = _repack(out, lengths, input)
         elif not batched:
@@ -196,6 +206,11 @@ class RecurrentBase(nn.Module):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"
         return s
+
+
+def _base_name(name: str) -> str:
+    """'weight_ih_l2_reverse' -> 'weight_ih'."""
+    return re.sub(r"_l\d+(_reverse)?$", "", name)
 
 
 def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:

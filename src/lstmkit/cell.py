@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _checks as check
-from .kernels import reference
+from .kernels import LSTMLayerParams, reference
 from .lstm import DEFAULT_FORGET_BIAS
 
 
@@ -100,7 +100,8 @@ class LSTMCell(nn.Module):
             expected = (B, H) if batched else (H,)
             h, c = (check.state_tensor(n, t, expected, self.weight_ih) for n, t in zip(("h", "c"), hx))
             h, c = (h, c) if batched else (h.unsqueeze(0), c.unsqueeze(0))
-        h, c, gates = reference.lstm_cell_step(F.linear(x, self.weight_ih, self.bias_ih), h, c, self.weight_hh, self.bias_hh, None)
+        params = LSTMLayerParams(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)
+        h, c, gates = reference.lstm_cell_step(F.linear(x, self.weight_ih, self.bias_ih), h, c, params)
         if not batched:
             h, c, gates = h.squeeze(0), c.squeeze(0), tuple(v.squeeze(0) for v in gates)
         return ((h, c), gates) if return_gates else (h, c)

@@ -7,8 +7,10 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from . import _checks as check
 from ._recurrent import RecurrentBase
 from .kernels import LSTMGates, LSTMLayerParams
+from .kernels.types import LayerNormParams, LSTMStepOptions
 
 DEFAULT_FORGET_BIAS = 1.0
 
@@ -44,6 +46,35 @@ class LSTM(RecurrentBase):
         backend ("auto" | "reference" | "native" | "fused"): "reference" is a readable loop
             over steps with autograd (any device); "native" is torch's own kernel (oneDNN /
             cuDNN) for plain runs; "auto" picks the fastest one that supports the call.
+
+    Variants (keyword-only; all off by default, any combination allowed):
+        peephole=False: i and f also see c_{t-1}, o sees c_t, through diagonal weights
+            (Gers, Schraudolph & Schmidhuber 2002; ONNX LSTM's P input):
+            i_t = σ(… + p_i ⊙ c_{t-1}), f_t = σ(… + p_f ⊙ c_{t-1}), o_t = σ(… + p_o ⊙ c_t).
+            Parameter ``weight_peephole_l{k}[_reverse]`` (3, H), rows i, f, o ((2, H), rows i, o,
+            when coupled).
+        coupled=False: coupled input-forget gate (CIFG, Greff et al. 2017): f_t = 1 - i_t and the
+            forget-gate rows are gone: weight_ih (3H, I), weight_hh (3H, P), biases (3H,) in gate
+            order i, g, o. forget_bias then starts i's bias at -forget_bias, so f = σ(forget_bias).
+        layer_norm=False: LayerNorm LSTM (Ba, Kiros & Hinton 2016). Exactly these three terms are
+            normalized, each over its whole feature vector, each with its own gain and bias:
+                pre_t = LN_ih(x_t W_ih^T) + b_ih + LN_hh(h_{t-1} W_hh^T) + b_hh     (GH features)
+                h_t   = o_t ⊙ tanh(LN_c(c_t))                                      (H features)
+            c_t itself (the carried state) is not normalized. Parameters ``ln_ih_weight_l{k}``,
+            ``ln_ih_bias_l{k}``, ``ln_hh_weight_l{k}``, ``ln_hh_bias_l{k}`` (GH,) and
+            ``ln_c_weight_l{k}``, ``ln_c_bias_l{k}`` (H,), with ``_reverse`` for direction 2;
+            gains start at 1, biases at 0. ``layer_norm_eps=1e-5``.
+        zoneout=0.0: zoneout (Krueger et al. 2016) on c and h: each unit keeps its previous value
+            with probability z — c_t = d ⊙ c_{t-1} + (1 - d) ⊙ c̃_t, d ~ Bernoulli(z) per step —
+            in training; in eval d is replaced by its expectation z. A float applies to both, a
+            pair (z_c, z_h) sets them apart. Recorded gates' c and h are the zoned-out states.
+        recurrent_dropout=0.0: variational dropout (Gal & Ghahramani 2016) on h_{t-1} in the
+            recurrent projection: one mask per sequence and layer, the same at every step.
+        input_dropout=0.0: the same kind of per-sequence mask on every layer's input x_t.
+        weight_drop=0.0: DropConnect on weight_hh (Merity et al. 2017, AWD-LSTM): a fresh mask
+            on the recurrent weights per forward call, in training.
+        Dropout masks are drawn from torch's global generator, before the backend runs, so a
+        fixed seed gives the same masks on every backend. All are identity in eval except zoneout.
 
     Forward: ``lstm(input, hx=None, *, lengths=None, return_gates=False)``
         input: (T, B, I), (B, T, I) with batch_first, (T, I) unbatched, or a PackedSequence.
@@ -84,27 +115,118 @@ class LSTM(RecurrentBase):
         dtype: Any = None,
         *,
         forget_bias: Optional[float] = DEFAULT_FORGET_BIAS,
+        peephole: bool = False,
+        coupled: bool = False,
+        layer_norm: bool = False,
+        layer_norm_eps: float = 1e-5,
+        zoneout: Union[float, tuple[float, float]] = 0.0,
+        recurrent_dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         backend: str = "auto",
     ) -> None:
         if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
             raise ValueError(f"forget_bias must be a number or None, got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
+        self.peephole, self.coupled, self.layer_norm = bool(peephole), bool(coupled), bool(layer_norm)
+        if not (isinstance(layer_norm_eps, (int, float)) and layer_norm_eps > 0):
+            raise ValueError(f"layer_norm_eps must be a positive number, got {layer_norm_eps!r}")
+        self.layer_norm_eps = float(layer_norm_eps)
+        pair = zoneout if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
+        if len(pair) != 2:
+            raise ValueError(f"zoneout must be a probability or a pair (z_c, z_h), got {zoneout!r}")
+        self.zoneout_c = check.probability("zoneout (cell)", pair[0])
+        self.zoneout_h = check.probability("zoneout (hidden)", pair[1])
+        self.recurrent_dropout = check.probability("recurrent_dropout", recurrent_dropout)
+        self.input_dropout = check.probability("input_dropout", input_dropout)
+        self.weight_drop = check.probability("weight_drop", weight_drop)
+        for name in ("recurrent_dropout", "input_dropout", "weight_drop"):
+            if getattr(self, name) == 1.0:
+                raise ValueError(f"{name} must be below 1 (it rescales by 1/(1-p)), got 1.0")
+        self._gate_count = 3 if self.coupled else 4
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             proj_size, device, dtype, backend,
         )
 
+    @property
+    def zoneout(self) -> tuple[float, float]:
+        return (self.zoneout_c, self.zoneout_h)
+
+    def _extra_param_shapes(self, sfx: str) -> dict[str, tuple[int, ...]]:
+        H, GH = self.hidden_size, self._gate_count * self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        if self.peephole:
+            shapes[f"weight_peephole{sfx}"] = (2 if self.coupled else 3, H)
+        if self.layer_norm:
+            for part, n in (("ih", GH), ("hh", GH), ("c", H)):
+                shapes[f"ln_{part}_weight{sfx}"] = (n,)
+                shapes[f"ln_{part}_bias{sfx}"] = (n,)
+        return shapes
+
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if self.forget_bias is None or not self.bias:
-            return
         H = self.hidden_size
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if name.startswith("bias_ih"):
-                    p[H : 2 * H].fill_(self.forget_bias)  # rows of f in gate order i, f, g, o
-                elif name.startswith("bias_hh"):
-                    p[H : 2 * H].zero_()
+                if name.startswith("ln_"):
+                    p.fill_(1.0 if "_weight" in name else 0.0)
+                elif self.forget_bias is not None and name.startswith(("bias_ih", "bias_hh")):
+                    # f's rows in gate order i, f, g, o; coupled has no f: i's rows set f = 1 - i
+                    rows = slice(0, H) if self.coupled else slice(H, 2 * H)
+                    value = -self.forget_bias if self.coupled else self.forget_bias
+                    p[rows].fill_(value if name.startswith("bias_ih") else 0.0)
+
+    def _make_layer_params(self, named: dict) -> LSTMLayerParams:
+        w_hh = named["weight_hh"]
+        if self.weight_drop and self.training:
+            w_hh = w_hh * _keep_mask(w_hh.shape, self.weight_drop, w_hh)  # DropConnect, fresh per call
+        ln = None
+        if self.layer_norm:
+            ln = LayerNormParams(*(named[f"ln_{part}_{kind}"] for part in ("ih", "hh", "c") for kind in ("weight", "bias")))
+        return LSTMLayerParams(
+            named["weight_ih"], w_hh, named.get("bias_ih"), named.get("bias_hh"), named.get("weight_hr"),
+            named.get("weight_peephole"), ln,
+        )
+
+    def _variants(self) -> tuple[str, ...]:
+        active = {
+            "peephole": self.peephole,
+            "coupled": self.coupled,
+            "layer_norm": self.layer_norm,
+            "zoneout": self.zoneout_c > 0 or self.zoneout_h > 0,
+            "recurrent_dropout": self.recurrent_dropout > 0 and self.training,
+            "input_dropout": self.input_dropout > 0 and self.training,
+        }
+        return tuple(name for name, on in active.items() if on)
+
+    def _step_options(self, T: int, B: int, like: Tensor):
+        if not self._variants():
+            return None, None
+        L, D, H, P = self.num_layers, self.num_directions, self.hidden_size, self.state_size
+        train = self.training
+
+        def zone(z: float, size: int) -> Optional[Tensor]:
+            if z == 0:
+                return None
+            if train:
+                return torch.bernoulli(torch.full((T, B, size), z, dtype=like.dtype, device=like.device))
+            return torch.full((1, 1, 1), z, dtype=like.dtype, device=like.device).expand(T, B, size)
+
+        layer_opts = []
+        for _ in range(L):
+            row = []
+            for _ in range(D):
+                h_keep = None
+                if train and self.recurrent_dropout > 0:
+                    h_keep = _keep_mask((B, P), self.recurrent_dropout, like)
+                row.append(LSTMStepOptions(self.coupled, self.layer_norm_eps, h_keep, zone(self.zoneout_h, P), zone(self.zoneout_c, H)))
+            layer_opts.append(row)
+        input_masks = None
+        if train and self.input_dropout > 0:
+            sizes = [self.input_size] + [P * D] * (L - 1)
+            input_masks = [_keep_mask((B, n), self.input_dropout, like) for n in sizes]
+        return layer_opts, input_masks
 
     def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
         out, (h_n, c_n), gates = self._run(input, hx, lengths, record=return_gates)
@@ -116,4 +238,17 @@ class LSTM(RecurrentBase):
         s = super().extra_repr()
         if self.forget_bias != DEFAULT_FORGET_BIAS:
             s += f", forget_bias={self.forget_bias}"
+        for name in ("peephole", "coupled", "layer_norm"):
+            if getattr(self, name):
+                s += f", {name}=True"
+        if self.zoneout != (0.0, 0.0):
+            s += f", zoneout={self.zoneout}"
+        for name in ("recurrent_dropout", "input_dropout", "weight_drop"):
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
         return s
+
+
+def _keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """Bernoulli(1 - p) keep-mask scaled by 1/(1 - p), so the expectation is unchanged."""
+    return torch.bernoulli(torch.full(shape, 1.0 - p, dtype=like.dtype, device=like.device)) / (1.0 - p)

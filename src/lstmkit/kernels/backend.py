@@ -48,8 +48,13 @@ class Backend(ABC):
         state: tuple[Tensor, ...],  # (h0,) or (h0, c0), each (L*D, B, ·)
         params: Sequence[Sequence[NamedTuple]],  # [layer][direction] -> *LayerParams
         lengths: Optional[Tensor],  # (B,) int64 on CPU, or None
+        layer_opts: Optional[Sequence[Sequence[NamedTuple]]] = None,  # [layer][direction] -> LSTMStepOptions
+        input_masks: Optional[Sequence[Optional[Tensor]]] = None,  # [layer] -> (B, I_k) or None
     ) -> tuple[Tensor, tuple[Tensor, ...], Optional[NamedTuple]]:
-        """Returns out (T, B, D·P), final state tuple (L*D, B, ·), stacked trace or None."""
+        """Returns out (T, B, D·P), final state tuple (L*D, B, ·), stacked trace or None.
+
+        layer_opts and input_masks come only with specs whose variants the backend supports.
+        """
 
 
 _BACKENDS: dict[str, Backend] = {}

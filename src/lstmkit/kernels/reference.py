@@ -25,27 +25,63 @@ from torch import Tensor
 
 from .backend import Backend, RunSpec, register_backend
 from .stack import run_stack
-from .types import LSTMLayerParams, LSTMGates, RNNLayerParams, RNNStates
+from .types import LSTMGates, LSTMLayerParams, LSTMStepOptions, RNNLayerParams, RNNStates
 
 
-def lstm_gates(pre: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Split pre-activations (B, 4H) in torch's gate order and apply the gate non-linearities."""
-    i, f, g, o = pre.chunk(4, dim=-1)  # each (B, H)
-    return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+def input_projection(x: Tensor, p: LSTMLayerParams, eps: float = 1e-5) -> Tensor:
+    """X W_ih^T + b_ih for all steps at once: (T, B, I) -> (T, B, GH); LayerNorm'd when p.ln is set."""
+    if p.ln is None:
+        return F.linear(x, p.w_ih, p.b_ih)
+    z = F.layer_norm(F.linear(x, p.w_ih), p.ln.ih_weight.shape, p.ln.ih_weight, p.ln.ih_bias, eps)
+    return z if p.b_ih is None else z + p.b_ih
+
+
+def recurrent_projection(h: Tensor, p: LSTMLayerParams, eps: float = 1e-5) -> Tensor:
+    """H W_hh^T + b_hh: (B, P) -> (B, GH); LayerNorm'd when p.ln is set."""
+    if p.ln is None:
+        return F.linear(h, p.w_hh, p.b_hh)
+    z = F.layer_norm(F.linear(h, p.w_hh), p.ln.hh_weight.shape, p.ln.hh_weight, p.ln.hh_bias, eps)
+    return z if p.b_hh is None else z + p.b_hh
 
 
 def lstm_cell_step(
-    x_proj: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor]
+    x_proj: Tensor, h: Tensor, c: Tensor, p: LSTMLayerParams, opts: LSTMStepOptions = LSTMStepOptions()
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """One LSTM step given the input projection X_t W_x + b_ih (B, 4H) of this step.
+    """One LSTM step given this step's input projection x_proj (B, GH) (see input_projection).
+
+    Variants, each off unless its parameter / option is set:
+      peephole (Gers et al. 2002): i and f also see c_{t-1}, o sees c_t, through diagonal weights;
+      coupled (CIFG): f = 1 - i, and there are no forget-gate weights;
+      LayerNorm (Ba et al. 2016): input and recurrent projections normalized separately (in
+        input_projection / recurrent_projection), and c_t normalized before its tanh;
+      recurrent dropout (Gal & Ghahramani 2016): h_{t-1} times a per-sequence mask, in the
+        recurrent projection only.
 
     Returns (h_t (B, P), c_t (B, H), (i, f, g, o)).
     """
-    i, f, g, o = lstm_gates(x_proj + F.linear(h, w_hh, b_hh))
+    h_in = h if opts.h_keep is None else h * opts.h_keep
+    pre = x_proj + recurrent_projection(h_in, p, opts.ln_eps)  # (B, GH)
+    if opts.coupled:
+        i, g, o = pre.chunk(3, dim=-1)  # each (B, H)
+        f = None
+    else:
+        i, f, g, o = pre.chunk(4, dim=-1)
+    peep = p.peephole
+    if peep is not None:
+        i = i + peep[0] * c
+        if f is not None:
+            f = f + peep[1] * c
+    i = torch.sigmoid(i)
+    f = 1 - i if f is None else torch.sigmoid(f)
+    g = torch.tanh(g)
     c = f * c + i * g
-    h = o * torch.tanh(c)
-    if w_hr is not None:
-        h = F.linear(h, w_hr)  # (B, H) -> (B, P)
+    if peep is not None:
+        o = o + peep[-1] * c
+    o = torch.sigmoid(o)
+    c_out = c if p.ln is None else F.layer_norm(c, c.shape[-1:], p.ln.c_weight, p.ln.c_bias, opts.ln_eps)
+    h = o * torch.tanh(c_out)
+    if p.w_hr is not None:
+        h = F.linear(h, p.w_hr)  # (B, H) -> (B, P)
     return h, c, (i, f, g, o)
 
 
@@ -69,6 +105,7 @@ def lstm_layer(
     lengths: Optional[Tensor] = None,
     reverse: bool = False,
     record: bool = False,
+    opts: LSTMStepOptions = LSTMStepOptions(),
 ) -> tuple[Tensor, tuple[Tensor, Tensor], Optional[LSTMGates]]:
     """Run one LSTM layer in one direction over a time-major sequence.
 
@@ -80,6 +117,9 @@ def lstm_layer(
             starts at that last step. Outputs past a length are zero.
         reverse: run from the last step to the first.
         record: also return every step's gates and states.
+        opts: the variants applied inside the loop (coupled, masks); see lstm_cell_step.
+            Zoneout (Krueger et al. 2016): h_t = z_h ⊙ h_{t-1} + (1 - z_h) ⊙ h̃_t and likewise
+            for c, with z the masks in opts (0/1 samples in training, the rate in eval).
 
     Returns:
         out (T, B, P), (h_n (B, P), c_n (B, H)), trace or None.
@@ -87,13 +127,17 @@ def lstm_layer(
     T = x.shape[0]
     # The input projection of all steps is one GEMM; unbind (not x_proj[t]) keeps autograd from
     # writing a full-size zero gradient per step.
-    x_proj = F.linear(x, p.w_ih, p.b_ih).unbind(0)  # T × (B, 4H)
+    x_proj = input_projection(x, p, opts.ln_eps).unbind(0)  # T × (B, GH)
     active = _active_masks(lengths, T, x.device)
     h, c = h0, c0
     outs: list[Optional[Tensor]] = [None] * T
     rec: list[list[Tensor]] = [[None] * T for _ in range(6)] if record else []  # type: ignore[list-item]
     for t in _step_order(T, reverse):
-        h_t, c_t, gates = lstm_cell_step(x_proj[t], h, c, p.w_hh, p.b_hh, p.w_hr)
+        h_t, c_t, gates = lstm_cell_step(x_proj[t], h, c, p, opts)
+        if opts.zone_h is not None:
+            h_t = torch.lerp(h_t, h, opts.zone_h[t])  # z·h_{t-1} + (1 - z)·h̃_t
+        if opts.zone_c is not None:
+            c_t = torch.lerp(c_t, c, opts.zone_c[t])
         if active is not None:
             m = active[t]
             h, c = torch.where(m, h_t, h), torch.where(m, c_t, c)
@@ -149,12 +193,14 @@ class ReferenceBackend(Backend):
     def unsupported(self, spec: RunSpec) -> Optional[str]:
         return None
 
-    def run(self, spec, x, state, params, lengths):
+    def run(self, spec, x, state, params, lengths, layer_opts=None, input_masks=None):
         if spec.cell == "lstm":
             layer_fn = lstm_layer
         else:
             layer_fn = functools.partial(rnn_layer, nonlinearity=spec.cell.removeprefix("rnn_"))
-        return run_stack(layer_fn, x, state, params, lengths, spec.dropout, spec.training, spec.record)
+        return run_stack(
+            layer_fn, x, state, params, lengths, spec.dropout, spec.training, spec.record, layer_opts, input_masks
+        )
 
 
 register_backend(ReferenceBackend())

@@ -25,8 +25,14 @@ def run_stack(
     dropout: float,
     training: bool,
     record: bool,
+    layer_opts: Optional[Sequence[Sequence[NamedTuple]]] = None,
+    input_masks: Optional[Sequence[Tensor]] = None,
 ) -> tuple[Tensor, tuple[Tensor, ...], Optional[NamedTuple]]:
     """Run every layer and direction; dropout (as in torch.nn.LSTM) on the outputs of all but the last layer.
+
+    layer_opts[k][d], when given, is passed to layer_fn as ``opts`` (the LSTM variants' options);
+    input_masks[k] (B, I_k), when given, multiplies layer k's input at every step (variational
+    input dropout: one mask per sequence).
 
     Returns out (T, B, D·P), final state tuple of (L*D, B, ·), and when record the traces
     stacked to (L, D, T, B, ·).
@@ -37,9 +43,12 @@ def run_stack(
     inp = x
     for k, directions in enumerate(params):
         outs, layer_traces = [], []
+        if input_masks is not None and input_masks[k] is not None:
+            inp = inp * input_masks[k]  # (T, B, I_k) * (B, I_k)
         for d, p in enumerate(directions):
             s0 = tuple(s[k * D + d] for s in state)
-            out, s_n, trace = layer_fn(inp, *s0, p, lengths, reverse=(d == 1), record=record)
+            extra = {} if layer_opts is None else {"opts": layer_opts[k][d]}
+            out, s_n, trace = layer_fn(inp, *s0, p, lengths, reverse=(d == 1), record=record, **extra)
             outs.append(out)
             for acc, s in zip(finals, s_n):
                 acc.append(s)

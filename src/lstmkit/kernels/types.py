@@ -14,14 +14,43 @@ from typing import NamedTuple, Optional
 from torch import Tensor
 
 
-class LSTMLayerParams(NamedTuple):
-    """The weights of one layer in one direction, named and shaped as in torch.nn.LSTM."""
+class LayerNormParams(NamedTuple):
+    """Gains and biases of the three layer normalizations of a LayerNorm LSTM layer."""
 
-    w_ih: Tensor  # (4H, I)   rows in gate order i, f, g, o
-    w_hh: Tensor  # (4H, P)
-    b_ih: Optional[Tensor]  # (4H,) or None when bias=False
-    b_hh: Optional[Tensor]  # (4H,) or None
+    ih_weight: Tensor  # (GH,) on the input projection x W_ih^T
+    ih_bias: Tensor  # (GH,)
+    hh_weight: Tensor  # (GH,) on the recurrent projection h W_hh^T
+    hh_bias: Tensor  # (GH,)
+    c_weight: Tensor  # (H,) on the cell state before its tanh
+    c_bias: Tensor  # (H,)
+
+
+class LSTMLayerParams(NamedTuple):
+    """The weights of one layer in one direction, named and shaped as in torch.nn.LSTM.
+
+    G = 4 gates (i, f, g, o), or 3 (i, g, o) for the coupled variant whose f is 1 - i.
+    """
+
+    w_ih: Tensor  # (GH, I)   rows in gate order i, f, g, o (coupled: i, g, o)
+    w_hh: Tensor  # (GH, P)
+    b_ih: Optional[Tensor]  # (GH,) or None when bias=False
+    b_hh: Optional[Tensor]  # (GH,) or None
     w_hr: Optional[Tensor]  # (P, H) or None when proj_size == 0
+    peephole: Optional[Tensor] = None  # (3, H) diagonal weights for i, f, o (coupled: (2, H) for i, o)
+    ln: Optional[LayerNormParams] = None
+
+
+class LSTMStepOptions(NamedTuple):
+    """Per-call options of the LSTM variants that a kernel applies inside its step loop.
+
+    Masks are sampled by the module (so every backend sees the same ones); None means off.
+    """
+
+    coupled: bool = False  # f = 1 - i (CIFG)
+    ln_eps: float = 1e-5
+    h_keep: Optional[Tensor] = None  # (B, P) recurrent-dropout mask on h_{t-1}, pre-scaled by 1/(1-p)
+    zone_h: Optional[Tensor] = None  # (T, B, P) weight of the previous h: 1 keeps it (zoneout)
+    zone_c: Optional[Tensor] = None  # (T, B, H) weight of the previous c
 
 
 class RNNLayerParams(NamedTuple):
