@@ -242,3 +242,21 @@ def test_weight_drop_and_dropout_in_eval_run_anywhere():
 def test_bad_variant_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         lk.LSTM(3, 4, **kw)
+
+
+@pytest.mark.parametrize("kw", VARIANTS + [dict(zoneout=(0.2, 0.4))], ids=lambda kw: "+".join(kw))
+def test_cell_variants_step_like_the_layer(kw):
+    """lk.LSTMCell with a variant, stepped by hand, equals lk.LSTM with the same variant and weights."""
+    torch.manual_seed(0)
+    lstm = randomize(lk.LSTM(3, 4, backend="reference", **kw).double()).eval()
+    cell = lk.LSTMCell(3, 4, **kw).double().eval()
+    with torch.no_grad():
+        for name, p in cell.named_parameters():
+            p.copy_(getattr(lstm, name + "_l0"))  # same names as lk.LSTM without the layer suffix
+    x = torch.randn(5, 2, 3, dtype=F64)
+    out, (h_n, c_n) = lstm(x)
+    h = c = torch.zeros(2, 4, dtype=F64)
+    for t in range(5):
+        h, c = cell(x[t], (h, c))
+        assert_close(h, out[t], F64, f"step {t}")
+    assert_close(c, c_n[0], F64, "c")

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _checks as check
 from .kernels import LSTMLayerParams, reference
+from .kernels.types import LayerNormParams, LSTMStepOptions
 from .lstm import DEFAULT_FORGET_BIAS
 
 
@@ -31,8 +31,12 @@ class LSTMCell(nn.Module):
     bias_hh (4H), rows in gate order (i, f, g, o); each b above is bias_ih + bias_hh.
 
     Args:
-        input_size, hidden_size, bias=True, device=None, dtype=None (as torch.nn.LSTMCell);
-        forget_bias (keyword, default 1.0; None keeps torch's init): see lk.LSTM.
+        input_size, hidden_size, bias=True, device=None, dtype=None (as torch.nn.LSTMCell).
+        Keyword-only, as in lk.LSTM (see its docstring for the equations and parameter names,
+        here without the ``_l{k}`` suffix): forget_bias=1.0, peephole=False, coupled=False,
+        layer_norm=False, layer_norm_eps=1e-5, zoneout=0.0 (float or (z_c, z_h); a fresh mask
+        every call in training, the expectation in eval). Per-sequence dropout masks need the
+        whole sequence: use lk.LSTM's recurrent_dropout.
 
     Forward: ``cell(x, hx=None, *, return_gates=False)`` with x (B, I) or (I,), hx = (h, c)
     each (B, H) or (H,), zeros when omitted. Returns (h_t, c_t); with return_gates,
@@ -49,23 +53,33 @@ class LSTMCell(nn.Module):
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device: Any = None, dtype: Any = None,
-        *, forget_bias: Optional[float] = DEFAULT_FORGET_BIAS,
+        *, forget_bias: Optional[float] = DEFAULT_FORGET_BIAS, peephole: bool = False, coupled: bool = False,
+        layer_norm: bool = False, layer_norm_eps: float = 1e-5, zoneout: Union[float, tuple[float, float]] = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = check.positive_int("input_size", input_size)
         self.hidden_size = check.positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
         self.forget_bias = forget_bias
+        self.coupled, self.layer_norm_eps = bool(coupled), float(layer_norm_eps)
+        pair = zoneout if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
+        self.zoneout_c, self.zoneout_h = (check.probability(f"zoneout ({n})", z) for n, z in zip(("cell", "hidden"), pair))
         factory = {"device": device, "dtype": dtype}
-        H = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * H, H, **factory))
+        H, G = hidden_size, 3 if coupled else 4
+        self.weight_ih = nn.Parameter(torch.empty(G * H, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(G * H, H, **factory))
         if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * H, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(4 * H, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(G * H, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(G * H, **factory))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        self.weight_peephole = nn.Parameter(torch.empty(G - 1, H, **factory)) if peephole else None
+        self.layer_norm = bool(layer_norm)
+        if layer_norm:  # ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias
+            for part, n in (("ih", G * H), ("hh", G * H), ("c", H)):
+                for kind in ("weight", "bias"):
+                    self.register_parameter(f"ln_{part}_{kind}", nn.Parameter(torch.empty(n, **factory)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -74,9 +88,14 @@ class LSTMCell(nn.Module):
         with torch.no_grad():
             for w in self.parameters():
                 w.uniform_(-bound, bound)
+            for name, p in self.named_parameters():
+                if name.startswith("ln_"):
+                    p.fill_(1.0 if name.endswith("weight") else 0.0)
             if self.bias and self.forget_bias is not None:
-                self.bias_ih[H : 2 * H].fill_(self.forget_bias)
-                self.bias_hh[H : 2 * H].zero_()
+                # f's rows in gate order i, f, g, o; coupled (f = 1 - i) sets i's rows instead
+                rows = slice(0, H) if self.coupled else slice(H, 2 * H)
+                self.bias_ih[rows].fill_(-self.forget_bias if self.coupled else self.forget_bias)
+                self.bias_hh[rows].zero_()
 
     def forward(self, input: Tensor, hx: Optional[tuple[Tensor, Tensor]] = None, *, return_gates: bool = False):
         if not isinstance(input, Tensor):
@@ -100,11 +119,27 @@ class LSTMCell(nn.Module):
             expected = (B, H) if batched else (H,)
             h, c = (check.state_tensor(n, t, expected, self.weight_ih) for n, t in zip(("h", "c"), hx))
             h, c = (h, c) if batched else (h.unsqueeze(0), c.unsqueeze(0))
-        params = LSTMLayerParams(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)
-        h, c, gates = reference.lstm_cell_step(F.linear(x, self.weight_ih, self.bias_ih), h, c, params)
+        ln = None
+        if self.layer_norm:
+            ln = LayerNormParams(*(getattr(self, f"ln_{p}_{k}") for p in ("ih", "hh", "c") for k in ("weight", "bias")))
+        params = LSTMLayerParams(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None, self.weight_peephole, ln)
+        opts = LSTMStepOptions(coupled=self.coupled, ln_eps=self.layer_norm_eps)
+        x_proj = reference.input_projection(x.unsqueeze(0), params, opts.ln_eps)[0]  # (B, GH)
+        h_new, c_new, gates = reference.lstm_cell_step(x_proj, h, c, params, opts)
+        h_new, c_new = self._zoneout(h, h_new, self.zoneout_h), self._zoneout(c, c_new, self.zoneout_c)
         if not batched:
-            h, c, gates = h.squeeze(0), c.squeeze(0), tuple(v.squeeze(0) for v in gates)
-        return ((h, c), gates) if return_gates else (h, c)
+            h_new, c_new, gates = h_new.squeeze(0), c_new.squeeze(0), tuple(v.squeeze(0) for v in gates)
+        return ((h_new, c_new), gates) if return_gates else (h_new, c_new)
+
+    def _zoneout(self, prev: Tensor, new: Tensor, z: float) -> Tensor:
+        """Keep each unit's previous value with probability z in training; the expectation in eval."""
+        if z == 0:
+            return new
+        keep = torch.bernoulli(torch.full_like(new, z)) if self.training else z
+        return torch.lerp(new, prev, keep)
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        for name, on in (("peephole", self.weight_peephole is not None), ("coupled", self.coupled), ("layer_norm", self.layer_norm)):
+            s += f", {name}=True" if on else ""
+        return s
