@@ -2,7 +2,7 @@
 
 Importing this package registers every backend that can run here.
 """
-from . import native, reference  # noqa: F401  (registration)
+from . import fused, native, reference  # noqa: F401  (registration)
 from .backend import BACKEND_NAMES, Backend, RunSpec, available_backends, register_backend, select_backend
 from .types import LSTMGates, LSTMLayerParams, RNNLayerParams, RNNStates
 

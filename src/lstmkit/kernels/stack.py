@@ -61,8 +61,10 @@ def run_stack(
     if not record:
         return inp, state_n, None
     kind = type(traces[0][0])
+    if len(traces) == 1 and D == 1:  # one layer, one direction: views, no copy of the gates
+        return inp, state_n, kind(*(v.unsqueeze(0).unsqueeze(0) for v in traces[0][0]))
     stacked = kind(*(
-        torch.stack([torch.stack([getattr(t, f) for t in layer]) for layer in traces])  # (L, D, T, B, ·)
+        torch.stack([t for layer in traces for t in (getattr(tr, f) for tr in layer)]).unflatten(0, (len(traces), D))
         for f in kind._fields
-    ))
+    ))  # each (L, D, T, B, ·): one copy per field
     return inp, state_n, stacked

@@ -1,0 +1,260 @@
+"""Speed of lstmkit's LSTM backends against torch.nn.LSTM, measured side by side in one run.
+
+    python benchmarks/speed.py                       # S1–S5, 5 interleaved repeats
+    python benchmarks/speed.py --shapes S1,S3 --repeats 9 --json speed.json
+
+For each reference shape (BENCHMARKS.md) and each mode — forward without grad, and a training
+step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
+
+    fused            lk.LSTM(backend="fused"): the C++ kernel with hand-written BPTT
+    fused+gates      the same with return_gates=True (every step's i, f, g, o, c, h)
+    reference        lk.LSTM(backend="reference"): a Python loop of torch ops with autograd
+    nn.LSTM          torch.nn.LSTM, which runs oneDNN on CPU (the baseline of every ratio)
+    nn.LSTM-nomkldnn torch.nn.LSTM inside torch.backends.mkldnn.flags(enabled=False)
+    LSTMCell-loop    the nn.LSTMCell loop users write today to keep every cell state
+
+Columns: ms (median), GFLOP/s counting the GEMM FLOPs only (forward 2·T·B·4H·(I+H), training
+3× that), % of the float32 sgemm peak measured at the start of this run (torch.mm, 2048²),
+ratio = nn.LSTM time / this time (> 1 is faster than nn.LSTM), and for training the peak
+memory of one step: the rise of the process's peak RSS over its RSS just before the step,
+in a fresh subprocess per approach after one warm-up step (torch's CPU allocator has no peak
+counter, and tracemalloc does not see tensor memory; see peak_train_memory_mb). Machines are shared and noisy: compare
+ratios within one run, never absolute times across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from typing import Callable, Optional
+
+import torch
+
+SHAPES = {  # name: (T steps, B batch, I input, H hidden), one layer, float32
+    "S1": (100, 32, 256, 256),
+    "S2": (100, 64, 512, 512),
+    "S3": (200, 16, 32, 128),
+    "S4": (50, 128, 1024, 1024),
+    "S5": (1000, 1, 8, 64),
+}
+APPROACHES = ("fused", "fused+gates", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
+BASELINE = "nn.LSTM"
+
+
+def forward_flops(T: int, B: int, I: int, H: int) -> float:
+    return 2.0 * T * B * 4 * H * (I + H)
+
+
+def measure_sgemm_peak(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 n×n matrix product with torch.mm on this machine, now (best of repeats)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0):
+    """(step(train: bool), description) for one approach, with weights shared through nn.LSTM's."""
+    import lstmkit as lk
+
+    torch.manual_seed(seed)
+    base = torch.nn.LSTM(I, H)
+    x = torch.randn(T, B, I)
+
+    if approach in ("nn.LSTM", "nn.LSTM-nomkldnn"):
+        model = base
+        mkldnn = approach == "nn.LSTM"
+
+        def run(train: bool):
+            with torch.backends.mkldnn.flags(enabled=mkldnn):
+                out, _ = model(x)
+                if train:
+                    out.sum().backward()
+        return run
+
+    if approach == "LSTMCell-loop":
+        cell = torch.nn.LSTMCell(I, H)
+        cell.load_state_dict({k.replace("_l0", ""): v for k, v in base.state_dict().items()})
+
+        def run(train: bool):
+            h, c = torch.zeros(B, H), torch.zeros(B, H)
+            hs, cs = [], []
+            for x_t in x.unbind(0):
+                h, c = cell(x_t, (h, c))
+                hs.append(h)
+                cs.append(c)
+            out, cells = torch.stack(hs), torch.stack(cs)  # (T, B, H) each: every hidden and cell state
+            if train:
+                out.sum().backward()
+        return run
+
+    backend = "reference" if approach == "reference" else "fused"
+    gates = approach == "fused+gates"
+    model = lk.LSTM(I, H, backend=backend)
+    model.load_state_dict(base.state_dict())
+
+    def run(train: bool):
+        res = model(x, return_gates=gates)
+        if train:
+            res[0].sum().backward()
+    return run
+
+
+def _timed(fn: Callable[[bool], None], train: bool) -> float:
+    if train:
+        t0 = time.perf_counter()
+        fn(True)
+        return time.perf_counter() - t0
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        fn(False)
+        return time.perf_counter() - t0
+
+
+def time_shape(name: str, repeats: int, approaches=APPROACHES, log=print) -> dict:
+    """Median seconds per (mode, approach), interleaving approaches within each repeat."""
+    T, B, I, H = SHAPES[name]
+    runs = {a: _make(a, T, B, I, H) for a in approaches}
+    medians: dict = {}
+    for mode in ("forward", "train"):
+        train = mode == "train"
+        samples: dict = {a: [] for a in approaches}
+        for a in approaches:  # warm-up: oneDNN primitive caches, kernel build, allocator
+            _timed(runs[a], train)
+        for _ in range(repeats):
+            for a in approaches:
+                samples[a].append(_timed(runs[a], train))
+        medians[mode] = {a: statistics.median(s) for a, s in samples.items()}
+        log(f"  {name} {mode}: " + ", ".join(f"{a} {1e3 * t:.1f} ms" for a, t in medians[mode].items()))
+    return medians
+
+
+_MEMORY_CHILD = r"""
+import sys, torch
+sys.path[:0] = {paths!r}
+torch.set_num_threads({threads})
+from speed import _make
+run = _make({approach!r}, {T}, {B}, {I}, {H})
+run(True)  # warm-up: kernel loading, library workspaces and thread pools are not the step's memory
+def status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+before = status_kb("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+run(True)
+print(max(0, status_kb("VmHWM") - before))
+"""
+
+
+def peak_train_memory_mb(approach: str, shape: str) -> Optional[float]:
+    """Peak RSS rise (MB) of one training step in a fresh subprocess; None where unmeasurable.
+
+    Linux only: the step's peak is VmHWM after resetting it through /proc/self/clear_refs, minus
+    VmRSS before; MALLOC_MMAP_THRESHOLD_ makes every large buffer an mmap that is returned on
+    free, so memory cached by earlier steps does not hide the step's own allocations.
+    """
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    T, B, I, H = SHAPES[shape]
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [here] + [p for p in sys.path if p]
+    code = _MEMORY_CHILD.format(paths=paths, threads=torch.get_num_threads(), approach=approach, T=T, B=B, I=I, H=H)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
+    if res.returncode != 0:
+        return None
+    return int(res.stdout.strip().splitlines()[-1]) / 1024
+
+
+def run_benchmark(shapes, repeats: int, memory: bool = True, log=print) -> dict:
+    peak = measure_sgemm_peak()
+    log(f"float32 sgemm peak (torch.mm 2048², best of 5): {peak:.0f} GFLOP/s; threads: {torch.get_num_threads()}")
+    rows = []
+    for name in shapes:
+        T, B, I, H = SHAPES[name]
+        medians = time_shape(name, repeats, log=log)
+        mem = {a: peak_train_memory_mb(a, name) for a in APPROACHES} if memory else {}
+        for mode, by_approach in medians.items():
+            flops = forward_flops(T, B, I, H) * (3 if mode == "train" else 1)
+            for a, secs in by_approach.items():
+                gflops = flops / secs / 1e9
+                rows.append(dict(
+                    shape=name, T=T, B=B, I=I, H=H, mode=mode, approach=a, ms=1e3 * secs,
+                    gflops=gflops, pct_peak=100 * gflops / peak, ratio_vs_nn_lstm=by_approach[BASELINE] / secs,
+                    peak_train_mb=mem.get(a) if mode == "train" else None,
+                ))
+    meta = dict(
+        sgemm_peak_gflops=peak, torch=torch.__version__, threads=torch.get_num_threads(), repeats=repeats,
+        python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
+        time=time.strftime("%Y-%m-%d %H:%M:%S"),
+        memory_method="peak RSS rise of a second training step in a fresh subprocess (VmHWM reset via /proc/self/clear_refs; MALLOC_MMAP_THRESHOLD_=64k)",
+    )
+    return dict(meta=meta, rows=rows)
+
+
+def format_table(result: dict) -> str:
+    head = f"{'shape':5} {'mode':7} {'approach':17} {'ms':>9} {'GFLOP/s':>8} {'%peak':>6} {'vs nn':>6} {'train MB':>9}"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        mem = "" if r["peak_train_mb"] is None else f"{r['peak_train_mb']:.1f}"
+        lines.append(
+            f"{r['shape']:5} {r['mode']:7} {r['approach']:17} {r['ms']:9.2f} {r['gflops']:8.1f} "
+            f"{r['pct_peak']:6.1f} {r['ratio_vs_nn_lstm']:5.2f}x {mem:>9}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per approach (median reported)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads for the whole run (0: torch's default); 1 is steadier on a busy machine")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-approach memory subprocesses")
+    args = ap.parse_args(argv)
+    shapes = [s.strip().upper() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        ap.error(f"unknown shapes {unknown}; choose from {', '.join(SHAPES)}")
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads < 0:
+        ap.error(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from lstmkit.kernels import fused
+
+    # torch.backends.mkldnn.flags() warns about Intel-GPU TF32 on every use; not our concern here.
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+
+    if fused.load_extension() is None:
+        print(f"the fused kernel is not available: {fused.build_error()}", file=sys.stderr)
+        return 1
+    result = run_benchmark(shapes, args.repeats, memory=not args.no_memory, log=lambda s: print(s, flush=True))
+    print()
+    print(format_table(result))
+    print(f"\nratio = nn.LSTM time / approach time; memory: {result['meta']['memory_method']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"JSON written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

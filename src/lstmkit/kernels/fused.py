@@ -1,0 +1,221 @@
+"""The fused backend: a C++ (ATen) CPU kernel with a hand-written backward through time.
+
+The kernel (csrc/lstm_fused.cpp) runs one layer in one direction: the input projection of all
+steps as one GEMM, then per step one recurrent GEMM and one fused, vectorized pass over the
+gates, keeping the activated gates and cell states (which is what backward needs, and what
+``return_gates`` returns, so recording them is nearly free). Backward walks the steps in
+reverse computing the gate gradients with one GEMM per step for dh_{t-1}; the weight, bias
+and input gradients are then single GEMMs over all steps. Layers and directions are composed
+by kernels.stack.run_stack: Python work per layer, never per step.
+
+Build: compiled with torch.utils.cpp_extension.load (ninja, the system C++ compiler) the first
+time the backend is needed, and cached in torch's extensions directory
+(``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); later processes load the
+cached library in well under a second. ``python -m lstmkit.kernels.fused`` builds it ahead of
+time and reports the status. When the build fails, one warning is issued and the backend
+reports itself unsupported, so ``backend="auto"`` falls back to "native" / "reference".
+
+Shape legend: T steps, B batch, I input features, H hidden size, P size of h (proj_size or H).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from .backend import Backend, RunSpec, register_backend
+from .stack import run_stack
+from .types import LSTMGates, LSTMLayerParams
+
+_SOURCES = [Path(__file__).with_name("csrc") / "lstm_fused.cpp"]
+_DTYPES = (torch.float32, torch.float64)
+
+_lock = threading.Lock()
+_ext: Any = None
+_error: Optional[str] = None  # why the extension could not be built, once it has been tried
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _compile_flags() -> list[str]:
+    """-O3, plus AVX2/FMA code for the elementwise passes when this CPU has them.
+
+    Not -march=native: the build is cached per machine by torch, but a shared home directory
+    could carry it to a different CPU; AVX2+FMA is the common x86-64 level torch itself targets.
+    """
+    flags = ["-O3", "-fno-math-errno"]
+    if {"avx2", "fma"} <= _cpu_flags():
+        flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    else:
+        flags += ["-DCPU_CAPABILITY=DEFAULT"]
+    return flags
+
+
+def load_extension(verbose: bool = False) -> Any:
+    """The compiled kernel module, building it on first use; None (after one warning) if that fails."""
+    global _ext, _error
+    if _ext is not None or _error is not None:
+        return _ext
+    with _lock:
+        if _ext is not None or _error is not None:
+            return _ext
+        try:
+            from torch.utils.cpp_extension import load
+
+            _ext = load(
+                name="lstmkit_fused",
+                sources=[str(s) for s in _SOURCES],
+                extra_cflags=_compile_flags(),
+                verbose=verbose,
+            )
+        except Exception as exc:  # compiler, ninja or headers missing, or a compile error
+            _error = f"{type(exc).__name__}: {exc}".strip()
+            warnings.warn(
+                "lstmkit: the fused CPU kernel could not be built, so backend='auto' will use the "
+                f"'native' or 'reference' backend instead (needs ninja and a C++ compiler). Cause: {_error[:2000]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _ext
+
+
+def build_error() -> Optional[str]:
+    """Why the extension failed to build, or None (built, or not tried yet)."""
+    return _error
+
+
+class _FusedLSTMLayer(torch.autograd.Function):
+    """One layer, one direction. Outputs: out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H), c (T,B,H)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
+        x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
+        out, h_n, c_n, gates, c = _ext.forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, out, gates, c)
+        ctx.lengths, ctx.reverse, ctx.has_bias = lengths, reverse, b_ih is not None
+        ctx.set_materialize_grads(False)
+        return out, h_n, c_n, gates, c
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn, g_cn, g_gates, g_c):
+        g_all = (g_out, g_hn, g_cn, g_gates, g_c)
+        x, h0, c0, w_ih, w_hh, w_hr, out, gates, c = ctx.saved_tensors
+        with torch.no_grad():
+            dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _ext.backward(
+                g_out, g_hn, g_cn, g_gates, g_c, x, h0, c0, w_ih, w_hh, ctx.has_bias, w_hr,
+                ctx.lengths, ctx.reverse, out, gates, c, ctx.needs_input_grad[0],
+            )
+        grads = (dx, dh0, dc0, dw_ih, dw_hh, db, (db if ctx.has_bias else None), dw_hr)
+        if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated
+            grads = _no_double_backward(grads, (x, h0, c0, w_ih, w_hh, w_hr, *g_all))
+        return (*grads, None, None)
+
+
+_NO_DOUBLE_BACKWARD = (
+    "lstmkit's fused backend has no double backward (its backward through time is hand-written); "
+    "use backend='reference' for higher-order gradients"
+)
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Passes first-order gradients through; differentiating them again raises a clear error.
+
+    Its inputs include the layer's own inputs, so the error also fires for
+    torch.autograd.grad(g, x) (torch's @once_differentiable would report x as unused instead).
+    """
+
+    @staticmethod
+    def forward(ctx, n, *tensors):
+        return tuple(t.clone() for t in tensors[:n])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(_NO_DOUBLE_BACKWARD)
+
+
+def _no_double_backward(grads: tuple, inputs: tuple) -> tuple:
+    present = [k for k, g in enumerate(grads) if g is not None]
+    passed = _NoDoubleBackward.apply(
+        len(present), *(grads[k] for k in present), *(t for t in inputs if t is not None and t.requires_grad)
+    )
+    result = list(grads)
+    for k, g in zip(present, passed):
+        result[k] = g
+    return tuple(result)
+
+
+def fused_lstm_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    p: LSTMLayerParams,
+    lengths: Optional[Tensor] = None,
+    reverse: bool = False,
+    record: bool = False,
+) -> tuple[Tensor, tuple[Tensor, Tensor], Optional[LSTMGates]]:
+    """Same contract as reference.lstm_layer: out (T,B,P), (h_n (B,P), c_n (B,H)), trace or None."""
+    if load_extension() is None:
+        raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
+    out, h_n, c_n, gates, c = _FusedLSTMLayer.apply(
+        x, h0, c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr, lengths, reverse
+    )
+    if not record:
+        return out, (h_n, c_n), None
+    i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H), views of the kernel's own buffer
+    return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
+
+
+class FusedBackend(Backend):
+    name = "fused"
+
+    def unsupported(self, spec: RunSpec) -> Optional[str]:
+        if spec.device_type != "cpu":
+            return f"the fused kernel runs on CPU only, not {spec.device_type}"
+        if spec.cell != "lstm":
+            return f"the fused kernel implements the LSTM only, not {spec.cell}"
+        if spec.variants:
+            return f"the fused kernel has no {', '.join(spec.variants)}"
+        if spec.dtype not in _DTYPES:
+            return f"the fused kernel supports float32 and float64, not {spec.dtype}"
+        if load_extension() is None:
+            return f"the fused kernel could not be built ({(_error or '')[:200]})"
+        return None
+
+    def run(self, spec, x, state, params, lengths, layer_opts=None, input_masks=None):
+        if layer_opts is not None or input_masks is not None:  # only variants bring these; unsupported() refuses them
+            raise ValueError("the fused kernel runs plain LSTMs only; variants go to the reference backend")
+        return run_stack(fused_lstm_layer, x, state, params, lengths, spec.dropout, spec.training, spec.record)
+
+
+register_backend(FusedBackend())
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m lstmkit.kernels.fused``: build (or load the cached) kernel and say how it went."""
+    ext = load_extension(verbose="-v" in argv)
+    if ext is None:
+        print(f"fused kernel: NOT available: {_error}", file=sys.stderr)
+        return 1
+    cache = os.environ.get("TORCH_EXTENSIONS_DIR") or "torch's default extensions dir (~/.cache/torch_extensions)"
+    print(f"fused kernel: ready ({ext.__file__}); direct BLAS: {ext.has_blas()}; "
+          f"vector width: {ext.vector_width()} floats; cache: {cache}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
