@@ -1,6 +1,7 @@
 """Shared test helpers. Tolerances live here, once, with the reason for each."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 # float64: both sides run the same maths in double; differences are summation order only.
@@ -23,3 +24,14 @@ def grads(outputs, inputs):
     loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outputs)
     gs = torch.autograd.grad(loss, inputs, allow_unused=True, retain_graph=True)
     return [torch.zeros_like(i) if g is None else g for g, i in zip(gs, inputs)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test runs with one intra-op thread: the tensors here are tiny, and on a busy 2-core
+    machine OpenMP hand-offs between two threads stall every op (seen: 100× slower). Tests about
+    thread counts set their own."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

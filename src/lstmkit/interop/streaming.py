@@ -1,0 +1,184 @@
+"""Streaming inference: one step at a time, for batch-1, low-latency use.
+
+``StreamingLSTM(model).step(x_t, state) -> (y_t, state)`` runs all layers of a unidirectional
+lk.LSTM for one new input, with the state in lk.LSTM's own hx layout, so a stream can start
+from (or hand over to) a full-sequence call ``model(x, hx)``.
+
+Shape legend: B batch (1 for streaming), I input_size, H hidden_size, P = proj_size or H,
+L num_layers.
+
+What is precomputed at construction: detached, contiguous weight snapshots; the two biases
+summed into one (b = b_ih + b_hh); with a projection, [W_ih | W_hh]ᵀ concatenated so the
+gates of a step are one addmm. Per step and layer, a plain layer is then one call to
+``torch.lstm_cell`` (one dispatch into ATen: both GEMVs and the gate arithmetic run in C++).
+
+Measured on this machine (benchmarks/streaming.py, batch 1): that path beats calling the
+fused kernel with T = 1 — the kernel is built for whole sequences (it allocates gate and
+cell-state buffers for backward and re-lays out W_hh per call) — and beats lk.LSTM's or
+torch.nn.LSTM's forward with T = 1, whose per-call validation and setup cost more than the
+step's arithmetic at these sizes (lk.LSTM fused: ~5-8x slower per step, torch.nn.LSTM:
+~1.5-6x). onnxruntime running lstmkit's export one step per call, with its numpy outputs fed
+straight back as inputs, is faster still (~1.2-1.8x): the whole step is one C++ call, while
+here each layer's gate arithmetic is a dozen ATen ops. ``StreamingLSTM(model,
+engine="onnxruntime")`` offers that route behind the same tensor-in, tensor-out step(), which
+gives part of the gain back in conversions (see engine below). Bidirectional networks cannot
+stream: the reverse direction needs the end of the sequence first.
+
+Example:
+    >>> import torch, lstmkit as lk
+    >>> from lstmkit.interop import StreamingLSTM
+    >>> model = lk.LSTM(4, 8, num_layers=2).eval()
+    >>> stream = StreamingLSTM(model)
+    >>> state = None
+    >>> for x_t in torch.randn(5, 1, 4):          # steps arrive one by one
+    ...     y_t, state = stream.step(x_t, state)  # y_t (1, 8); state = (h (2, 1, 8), c (2, 1, 8))
+    >>> y_t.shape
+    torch.Size([1, 8])
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..lstm import LSTM
+
+
+class StreamingLSTM:
+    """Step-by-step inference of a unidirectional lk.LSTM (weights snapshotted; see refresh()).
+
+    Args:
+        model: an lk.LSTM (or torch.nn.LSTM) with bidirectional=False. Dropout is not applied
+            (inference).
+        engine: "torch" (default): torch.lstm_cell per layer, any dtype and device.
+            "onnxruntime": each step is one InferenceSession.run of the model's ONNX export
+            (float32, CPU; needs onnx and onnxruntime). Handing torch tensors to onnxruntime
+            and back costs ~40 µs per step here, so it only pays off where the step's arithmetic
+            dominates (it matched the torch engine at 64→256, 2 layers; slower at smaller sizes).
+        threads: onnxruntime's intra-op threads (default 1: a batch-1 step is too small to split).
+            The torch engine follows torch.set_num_threads (1 is also its best setting at batch 1).
+
+    ``step(x_t, state=None) -> (y_t, state)``:
+        x_t: (B, I), or (I,) for a single unbatched stream.
+        state: None (zeros) or (h, c) with h (L, B, P), c (L, B, H) — (L, P), (L, H) for
+            unbatched x_t — exactly lk.LSTM's hx / (h_n, c_n).
+        y_t: (B, P) or (P,): the last layer's h, which is the step's row of lk.LSTM's output.
+    """
+
+    def __init__(self, model: LSTM, *, engine: str = "torch", threads: int = 1) -> None:
+        if engine not in ("torch", "onnxruntime"):
+            raise ValueError(f"engine must be 'torch' or 'onnxruntime', got {engine!r}")
+        if isinstance(model, torch.nn.LSTM):
+            from .converters import from_torch
+
+            model = from_torch(model)
+        if not isinstance(model, LSTM):
+            raise TypeError(f"StreamingLSTM expects an lk.LSTM or torch.nn.LSTM, got {type(model).__name__}")
+        if model.bidirectional:
+            raise ValueError("a bidirectional LSTM cannot stream: its reverse direction needs the whole sequence first")
+        if model._variants():
+            raise ValueError(f"StreamingLSTM runs the plain LSTM equations; this model uses {', '.join(model._variants())}")
+        self.model = model
+        self.input_size, self.hidden_size = model.input_size, model.hidden_size
+        self.num_layers, self.state_size = model.num_layers, model.state_size
+        self.engine, self.threads = engine, threads
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take a new snapshot of the model's weights (call after training or loading weights)."""
+        layers = []
+        with torch.no_grad():
+            for (p,) in self.model._layer_params():
+                b = None if p.b_ih is None else (p.b_ih + p.b_hh).detach().clone()  # (4H,)
+                if p.w_hr is None:
+                    layers.append((p.w_ih.detach().clone(), p.w_hh.detach().clone(), b, None))  # clone: a snapshot
+                else:  # lstm_cell needs h and c of one size: the projected cell is written out
+                    w_cat = torch.cat([p.w_ih, p.w_hh], dim=1).t().contiguous()  # (I + P, 4H)
+                    layers.append((w_cat, None, b, p.w_hr.detach().clone()))  # w_hr (P, H)
+        self._layers = layers
+        w = self.model.weight_ih_l0
+        self._dtype, self._device = w.dtype, w.device
+        if self.engine == "onnxruntime":
+            import onnxruntime as ort
+
+            from .onnx_export import export_onnx
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            proto = export_onnx(self.model, initial_state=True)
+            self._session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            self._dtype, self._device = torch.float32, torch.device("cpu")  # what the session computes in
+
+    def initial_state(self, batch_size: Optional[int] = 1) -> tuple[Tensor, Tensor]:
+        """Zeros (h (L, B, P), c (L, B, H)); batch_size=None gives the unbatched (L, P), (L, H)."""
+        lead = (self.num_layers,) + (() if batch_size is None else (batch_size,))
+        kw = {"dtype": self._dtype, "device": self._device}
+        return torch.zeros(lead + (self.state_size,), **kw), torch.zeros(lead + (self.hidden_size,), **kw)
+
+    def step(self, x_t: Tensor, state: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        # Every line here runs once per step: a few tensor ops per layer and plain checks on shapes.
+        unbatched = x_t.dim() == 1
+        x = x_t.unsqueeze(0) if unbatched else x_t  # (B, I)
+        if x.dim() != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"x_t must be (B, {self.input_size}) or ({self.input_size},), got {tuple(x_t.shape)}")
+        B = x.shape[0]
+        if state is None:
+            state = self.initial_state(B)
+        elif unbatched:
+            state = (state[0].unsqueeze(1), state[1].unsqueeze(1))  # (L, 1, ·)
+        h0, c0 = state
+        L = self.num_layers
+        if h0.shape != (L, B, self.state_size) or c0.shape != (L, B, self.hidden_size):
+            raise ValueError(
+                f"state must be (h ({L}, {B}, {self.state_size}), c ({L}, {B}, {self.hidden_size})), "
+                f"got ({tuple(h0.shape)}, {tuple(c0.shape)})")
+        if self.engine == "onnxruntime":
+            inp, h_n, c_n = self._ort_step(x, h0, c0)
+        else:
+            inp, h_n, c_n = self._torch_step(x, h0, c0)
+        if unbatched:
+            return inp.squeeze(0), (h_n.squeeze(1), c_n.squeeze(1))
+        return inp, (h_n, c_n)
+
+    def _ort_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One session.run with T = 1; numpy views in and out (no copies for CPU float32)."""
+        def arr(t: Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().to(torch.float32).numpy())  # no-ops for contiguous float32
+
+        feeds = {"input": arr(x.unsqueeze(0)), "h0": arr(h0), "c0": arr(c0)}
+        y, h_n, c_n = self._session.run(None, feeds)  # y (1, B, P)
+        return torch.from_numpy(y[0]), torch.from_numpy(h_n), torch.from_numpy(c_n)
+
+    def _torch_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        L = self.num_layers
+        hs, cs = [], []
+        inp = x
+        for (w_a, w_hh, b, w_hr), h_prev, c_prev in zip(self._layers, h0.unbind(0), c0.unbind(0)):
+            if w_hr is None:
+                h, c = torch.lstm_cell(inp, (h_prev, c_prev), w_a, w_hh, b, None)  # (B, H) each
+            else:
+                pre = torch.cat([inp, h_prev], dim=1)  # (B, I + P)
+                gates = torch.addmm(b, pre, w_a) if b is not None else pre @ w_a  # (B, 4H), order i, f, g, o
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+                h = F.linear(torch.sigmoid(o) * torch.tanh(c), w_hr)  # (B, H) -> (B, P)
+            hs.append(h)
+            cs.append(c)
+            inp = h
+        if L == 1:
+            h_n, c_n = hs[0].unsqueeze(0), cs[0].unsqueeze(0)  # views: cheaper than stack
+        else:
+            h_n, c_n = torch.stack(hs), torch.stack(cs)  # (L, B, P), (L, B, H)
+        return inp, h_n, c_n
+
+    def run(self, xs: Tensor, state: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Step through xs (T, B, I) (or (T, I)); returns (outputs (T, B, P), final state)."""
+        ys = []
+        for x_t in xs:
+            y_t, state = self.step(x_t, state)
+            ys.append(y_t)
+        return torch.stack(ys), state

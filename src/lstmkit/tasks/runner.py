@@ -1,0 +1,234 @@
+"""Train a long-lag task with lstmkit's Trainer and score it with the paper's own criterion.
+
+    >>> from lstmkit.tasks.runner import run_task
+    >>> row = run_task("adding", "lstm", length=100, time_budget=600)   # doctest: +SKIP
+    >>> row["wrong"], row["n_test"], row["sequences"]                    # doctest: +SKIP
+
+Stopping: every ``eval_every`` steps the model is scored on a validation set (never the test
+set, except for embedded Reber and task 2a, where the paper's criterion is defined on the
+training and test strings themselves). Training stops once that check meets the stop rule, or
+when ``time_budget`` seconds or ``max_steps`` steps are spent, whichever comes first; then the
+test set of the paper's size (2,560 sequences for Tables 7-9) is scored once.
+
+The Trainer has no "stop when solved" hook, so the adapter below uses its documented early
+stopping: the eval metric ``keep_going`` grows at every check until the stop rule holds, then
+repeats its last value; with ``patience = 1`` the Trainer stops at the next evaluation (the
+first one always counts as an improvement). The adapter keeps a copy of the weights and the
+step count from the check that met the rule, and run_task reports and scores those: the
+steps trained after it are discarded, not counted.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterator, Optional
+
+import torch
+from torch import nn
+
+from ..train.config import TrainConfig
+from ..train.task import Task as TrainerTask
+from ..train.task import shard
+from ..train.trainer import Trainer
+from . import make_task
+from .base import Batch, LagTask
+from .model import MODELS, build_model
+
+VALIDATION_OFFSET = 2**31  # validation sets use seed + 2^31: never a test seed, never a batch seed
+
+
+class PaperTask(TrainerTask):
+    """Adapter: a LagTask as a Trainer task (model factory, batch stream, loss, evaluation).
+
+    Args:
+        task: the LagTask.  model: "lstm" | "rnn".  hidden_size: H.
+        seed: data seed (batches, validation set, Reber's training strings).
+        eval_size: sequences in each validation check.
+        stop_wrong: stop once at most this fraction of the validation set is wrong (tasks that
+            count wrong sequences); tasks whose criterion is not a count use task.solved().
+        time_budget: seconds after which the next check stops training.
+        backend: the recurrent core's backend.
+        forget_bias: the LSTM's initial forget-gate bias (default: the task's).
+    """
+
+    def __init__(self, task: LagTask, model: str = "lstm", hidden_size: int = 64, seed: int = 0,
+                 eval_size: int = 512, stop_wrong: float = 0.002, time_budget: float = math.inf,
+                 backend: str = "auto", forget_bias: Optional[float] = None,
+                 input_bias: Optional[float] = None) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        self.task, self.model_kind, self.hidden_size, self.seed = task, model, hidden_size, seed
+        self.stop_wrong, self.time_budget, self.backend = stop_wrong, time_budget, backend
+        self.forget_bias = task.defaults.forget_bias if forget_bias is None else forget_bias
+        self.input_bias = task.defaults.input_bias if input_bias is None else input_bias
+        self.validation = self._validation_set(eval_size)
+        self.t0: Optional[float] = None  # set at the first training step: the budget excludes
+        # one-off start-up costs (torch imports its compiler stack when the optimizer is built)
+        self.checks, self.stop_reason = 0, ""
+        self.steps = 0  # optimizer steps taken (one loss() call per step: no TBPTT here)
+        self.stop_step: Optional[int] = None
+        self.snapshot: Optional[dict[str, Any]] = None
+        self.history: list[dict[str, Any]] = []
+
+    def _validation_set(self, n: int) -> Batch:
+        if self.task.readout == "every" and self.task.n_test < 1000:  # reber, long_lag: paper's sets
+            return self.task.test_set(self.seed)
+        return self.task.sample(n, torch.Generator().manual_seed(VALIDATION_OFFSET + self.seed))
+
+    # --- the Trainer's contract ----------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        return build_model(self.model_kind, self.task, self.hidden_size, self.backend, self.forget_bias,
+                           self.input_bias)
+
+    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        k = start
+        while True:
+            yield shard(self.task.train_batch(k, batch_size * world_size, self.seed), rank, world_size)
+            k += 1
+
+    def loss(self, model: nn.Module, batch: Batch, state: Any):
+        self.steps += 1
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        return self.task.loss(model(batch.x, batch.lengths), batch), None
+
+    def count(self, batch: Batch) -> int:
+        return batch.size
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        metrics = score(model, self.task, self.validation)
+        self.history.append({"elapsed": self.elapsed(), **metrics})
+        if not self.stop_reason:
+            if self._stop_rule(metrics):
+                self.stop_reason = "solved"
+            elif self.elapsed() > self.time_budget:
+                self.stop_reason = "time budget"
+            else:
+                self.checks += 1
+            if self.stop_reason:
+                self.stop_step = self.steps
+                self.snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"],
+                "keep_going": float(self.checks)}
+
+    def elapsed(self) -> float:
+        """Seconds since the first training step."""
+        return 0.0 if self.t0 is None else time.perf_counter() - self.t0
+
+    def _stop_rule(self, metrics: dict[str, Any]) -> bool:
+        if self.task.kind == "regression" or self.task.readout == "last":
+            return metrics["wrong"] <= self.stop_wrong * metrics["n"]
+        return self.task.solved(metrics)
+
+
+@torch.no_grad()
+def score(model: nn.Module, task: LagTask, batch: Batch, chunk: int = 512) -> dict[str, Any]:
+    """The task's evaluation of model on batch, in chunks (the test sets have 2,560 sequences)."""
+    was_training = model.training
+    model.eval()
+    ys = [model(batch.x[i : i + chunk], batch.lengths[i : i + chunk]) for i in range(0, batch.size, chunk)]
+    model.train(was_training)
+    return task.evaluate(torch.cat(ys), batch)
+
+
+def run_task(name: str, model: str = "lstm", length: Optional[int] = None, **settings: Any) -> dict[str, Any]:
+    """Train model on task name and score it on the paper's test set; returns one result row.
+
+    Settings (all optional; unset ones come from the task's TaskDefaults): seed, hidden_size,
+    lr, batch_size, max_steps, time_budget, eval_every, weight_decay, forget_bias, input_bias, backend,
+    run_dir,
+    progress. The row holds: task, model, length, seed, steps, sequences (training sequences
+    seen), seconds, wrong, n_test, loss, solved, stop_reason, the settings used, and the
+    paper's row ("paper") for comparison.
+    """
+    return train_task(name, model, length, **settings)[0]
+
+
+def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, seed: int = 0,
+             hidden_size: Optional[int] = None, lr: Optional[float] = None, batch_size: Optional[int] = None,
+             max_steps: Optional[int] = None, time_budget: Optional[float] = None,
+             eval_every: Optional[int] = None, weight_decay: Optional[float] = None, forget_bias: Optional[float] = None,
+             input_bias: Optional[float] = None, backend: str = "auto", run_dir: Optional[str] = None,
+             progress: str = "off") -> tuple[dict[str, Any], nn.Module]:
+    """run_task's work; also returns the trained model (a SequenceModel)."""
+    task = make_task(name, length)
+    d = task.defaults
+    hidden_size = hidden_size or d.hidden_size
+    batch_size = batch_size or d.batch_size
+    budget = d.time_budget if time_budget is None else time_budget
+    adapter = PaperTask(task, model, hidden_size, seed, eval_size=d.eval_size, time_budget=budget, backend=backend,
+                          forget_bias=forget_bias, input_bias=input_bias)
+    config = TrainConfig(
+        steps=max_steps or d.max_steps, batch_size=batch_size, optimizer="adamw", lr=lr or d.lr,
+        weight_decay=d.weight_decay if weight_decay is None else weight_decay,
+        clip_norm=d.clip, schedule="constant", eval_every=eval_every or d.eval_every, metric="keep_going",
+        mode="max", patience=1, seed=seed, progress=progress, plot=run_dir is not None,
+        checkpoint_every=0, log_every=max(1, eval_every or d.eval_every),
+    )
+    trainer = Trainer(adapter, config, run_dir)
+    result = trainer.fit()
+    seconds = adapter.elapsed()
+    steps = result.step
+    if adapter.snapshot is not None:  # the weights and step count of the check that stopped training
+        trainer.model.load_state_dict(adapter.snapshot)
+        steps = adapter.stop_step
+    test = score(trainer.model, task, task.test_set(seed))
+    ref = task.reference
+    row = {
+        "task": name, "describe": task.describe(), "model": model, "length": getattr(task, "T", getattr(task, "p", None)),
+        "seed": seed, "steps": steps, "sequences": steps * batch_size, "seconds": round(seconds, 1),
+        "wrong": test["wrong"], "n_test": test["n"], "loss": test["loss"], "solved": task.solved(test),
+        "stop_reason": adapter.stop_reason or "max steps",
+        **{k: v for k, v in test.items() if k not in ("wrong", "n", "loss")},
+        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr,
+        "weight_decay": config.weight_decay, "forget_bias": adapter.forget_bias if model == "lstm" else None,
+        "input_bias": adapter.input_bias if model == "lstm" else None,
+        "paper": {"source": ref.source, "result": ref.result, "wrong": ref.wrong, "n_test": ref.n_test,
+                  "train_sequences": ref.train_sequences, "success_rate": ref.success_rate, "rnn": ref.rnn},
+    }
+    return row, trainer.model
+
+
+# --- reporting ------------------------------------------------------------------------------
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds of one (task, model) → one row: trials solved, median figures."""
+    import statistics
+
+    first = rows[0]
+    solved = [r for r in rows if r["solved"]]
+    return {
+        "task": first["task"], "describe": first["describe"], "model": first["model"], "length": first["length"],
+        "trials": len(rows), "solved_trials": len(solved), "seeds": [r["seed"] for r in rows],
+        "wrong": [r["wrong"] for r in rows], "n_test": first["n_test"],
+        "loss": statistics.median(r["loss"] for r in rows),
+        "sequences": statistics.median(r["sequences"] for r in rows),
+        "sequences_solved": statistics.median(r["sequences"] for r in solved) if solved else None,
+        "seconds": round(sum(r["seconds"] for r in rows), 1),
+        "seconds_max": max(r["seconds"] for r in rows), "paper": first["paper"], "runs": rows,
+    }
+
+
+def _wrong_cell(s: dict[str, Any]) -> str:
+    w = s["wrong"]
+    if len(w) == 1:
+        pct = 100.0 * w[0] / s["n_test"]
+        return f"{w[0]} / {s['n_test']:,} ({pct:.2f} %)"
+    return f"{min(w)}–{max(w)} / {s['n_test']:,}"
+
+
+def markdown_table(summaries: list[dict[str, Any]]) -> str:
+    """Our rows (LSTM and plain RNN) and the paper's, one block per task, as Markdown."""
+    head = ("| task | model | solved | wrong (test) | test loss | training sequences | wall time | paper |\n"
+            "|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for s in summaries:
+        paper = s["paper"]
+        ref = f"{paper['result']} ({paper['source']})" if s["model"] == "lstm" else (paper.get("rnn") or "—")
+        seqs = s["sequences_solved"] if s["solved_trials"] else s["sequences"]
+        seq_cell = f"{int(seqs):,}" + ("" if s["solved_trials"] else " (not solved)")
+        if s["model"] == "lstm" and paper.get("train_sequences"):
+            seq_cell += f" vs paper {paper['train_sequences']:,}"
+        loss = f"{s['loss']:.4f}" + (f" (baseline {s['runs'][0]['baseline']:.4f})" if "baseline" in s["runs"][0] else "")
+        lines.append(f"| {s['describe']} | {s['model'].upper()} | {s['solved_trials']}/{s['trials']} | {_wrong_cell(s)} | "
+                     f"{loss} | {seq_cell} | {s['seconds']:.0f} s | {ref} |")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""The papers' success criteria, on hand-made predictions whose answers are known."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lstmkit.tasks import make_task
+from lstmkit.tasks.base import Batch
+from lstmkit.tasks.copy import baseline
+
+
+def test_adding_counts_absolute_errors_of_0_04_or_more():
+    task = make_task("adding", 100)
+    target = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.2, 0.9])
+    batch = Batch(torch.zeros(6, 100, 2), torch.full((6,), 100), target)
+    y = (target + torch.tensor([0.0, 0.039, -0.039, 0.041, -0.05, 0.5])).unsqueeze(-1)
+    assert task.wrong(y, batch).tolist() == [False, False, False, True, True, True]
+    m = task.evaluate(y, batch)
+    assert m["wrong"] == 3 and m["n"] == 6
+    assert not task.solved(m)
+    assert task.solved({"wrong": 25, "n": 2560}) and not task.solved({"wrong": 26, "n": 2560})
+
+
+def test_multiplication_is_held_to_the_papers_own_count():
+    task = make_task("multiplication", 100)
+    assert task.solved({"wrong": 139, "n": 2560}) and not task.solved({"wrong": 140, "n": 2560})
+
+
+def test_temporal_order_needs_every_output_within_0_3():
+    task = make_task("6a")
+    batch = Batch(torch.zeros(4, 100, 8), torch.full((4,), 100), torch.tensor([0, 1, 2, 3]))
+    # probabilities → logits; softmax(log p) = p
+    p = torch.tensor([
+        [0.75, 0.25, 0.0, 0.0],   # correct class 0 at 0.75: every error < 0.3 → right
+        [0.35, 0.65, 0.0, 0.0],   # class 1 at 0.65: its error 0.35 ≥ 0.3 → wrong although arg-max is right
+        [0.0, 0.0, 0.71, 0.29],   # right
+        [0.1, 0.1, 0.5, 0.3],     # arg-max wrong → wrong
+    ]).clamp_min(1e-12)
+    wrong = task.wrong(p.log(), batch)
+    assert wrong.tolist() == [False, True, False, True]
+
+
+def test_reber_top_k_must_equal_the_legal_set():
+    task = make_task("reber")
+    batch = task.encode(["BTBTXSETE"])  # legal successors: TP, B, TP, SX, XS, E, T, E
+    legal = batch.legal[0]
+    y = legal.float().unsqueeze(0) * 5.0  # legal symbols most active at every step
+    assert not task.wrong(y, batch).item()
+    # one illegal symbol beating a legal one at a two-way step
+    y_bad = y.clone()
+    y_bad[0, 3, 0] = 6.0  # B after "BTBT": illegal (legal: S, X)
+    assert task.wrong(y_bad, batch).item()
+    # at the long-lag step (after the inner E) only the outer T is legal: P there is wrong
+    y_lag = y.clone()
+    y_lag[0, 6, 2] = 7.0  # P instead of T
+    assert task.wrong(y_lag, batch).item()
+    # a two-way step where only one of the two legal symbols is on top is wrong too
+    y_one = y.clone()
+    y_one[0, 0, 2] = 0.0  # after B: P (legal) drops to the level of the illegal symbols…
+    y_one[0, 0, 4] = 1.0  # …and X (illegal) rises above it: top-2 = {T, X}
+    assert task.wrong(y_one, batch).item()
+    assert task.solved({"wrong": 0, "n": 512}) and not task.solved({"wrong": 1, "n": 512})
+
+
+def test_long_lag_is_wrong_if_any_step_misses():
+    task = make_task("long_lag", 10)
+    batch = task.test_set(0)
+    perfect = torch.nn.functional.one_hot(batch.target, 11).float()
+    assert task.wrong(perfect, batch).tolist() == [False, False]
+    forgetful = perfect.clone()
+    forgetful[:, -1] = torch.nn.functional.one_hot(torch.tensor([10, 10]), 11).float()  # always "y"
+    assert task.wrong(forgetful, batch).tolist() == [True, False]
+
+
+def test_copy_memoryless_strategy_scores_the_baseline():
+    T = 50
+    task = make_task("copy", T)
+    batch = task.sample(256, torch.Generator().manual_seed(0))
+    # blanks for T + 10 steps (certain), then uniform over a_1..a_8: exactly the baseline
+    logp = torch.full((256, T + 20, 10), -1e9)
+    logp[:, : T + 10, 0] = 0.0
+    logp[:, T + 10 :, 1:9] = -math.log(8)
+    m = task.evaluate(logp, batch)
+    assert abs(m["loss"] - baseline(T)) < 1e-5
+    assert not task.solved(m)
+    assert m["wrong"] > 200  # guessing recalls all 10 symbols with probability 8^-10
+    perfect = torch.nn.functional.one_hot(batch.target, 10).float() * 30
+    mp = task.evaluate(perfect, batch)
+    assert mp["wrong"] == 0 and task.solved(mp)
