@@ -10,12 +10,8 @@ training and test strings themselves). Training stops once that check meets the 
 when ``time_budget`` seconds or ``max_steps`` steps are spent, whichever comes first; then the
 test set of the paper's size (2,560 sequences for Tables 7-9) is scored once.
 
-The Trainer has no "stop when solved" hook, so the adapter below uses its documented early
-stopping: the eval metric ``keep_going`` grows at every check until the stop rule holds, then
-repeats its last value; with ``patience = 1`` the Trainer stops at the next evaluation (the
-first one always counts as an improvement). The adapter keeps a copy of the weights and the
-step count from the check that met the rule, and run_task reports and scores those: the
-steps trained after it are discarded, not counted.
+The adapter's ``should_stop`` hook ends training at the check that met the rule (or ran out of
+time), so the weights scored and the steps counted are exactly those of that check.
 """
 from __future__ import annotations
 
@@ -64,10 +60,8 @@ class PaperTask(TrainerTask):
         self.validation = self._validation_set(eval_size)
         self.t0: Optional[float] = None  # set at the first training step: the budget excludes
         # one-off start-up costs (torch imports its compiler stack when the optimizer is built)
-        self.checks, self.stop_reason = 0, ""
+        self.stop_reason = ""
         self.steps = 0  # optimizer steps taken (one loss() call per step: no TBPTT here)
-        self.stop_step: Optional[int] = None
-        self.snapshot: Optional[dict[str, Any]] = None
         self.history: list[dict[str, Any]] = []
 
     def _validation_set(self, n: int) -> Batch:
@@ -103,13 +97,11 @@ class PaperTask(TrainerTask):
                 self.stop_reason = "solved"
             elif self.elapsed() > self.time_budget:
                 self.stop_reason = "time budget"
-            else:
-                self.checks += 1
-            if self.stop_reason:
-                self.stop_step = self.steps
-                self.snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"],
-                "keep_going": float(self.checks)}
+        return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"]}
+
+    def should_stop(self, metrics: dict[str, float]) -> Any:
+        """The Trainer's hook after each evaluation: the reason to stop, or "" to go on."""
+        return self.stop_reason
 
     def elapsed(self) -> float:
         """Seconds since the first training step."""
@@ -161,17 +153,13 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
     config = TrainConfig(
         steps=max_steps or d.max_steps, batch_size=batch_size, optimizer="adamw", lr=lr or d.lr,
         weight_decay=d.weight_decay if weight_decay is None else weight_decay,
-        clip_norm=d.clip, schedule="constant", eval_every=eval_every or d.eval_every, metric="keep_going",
-        mode="max", patience=1, seed=seed, progress=progress, plot=run_dir is not None,
+        clip_norm=d.clip, schedule="constant", eval_every=eval_every or d.eval_every, seed=seed, progress=progress, plot=run_dir is not None,
         checkpoint_every=0, log_every=max(1, eval_every or d.eval_every),
     )
     trainer = Trainer(adapter, config, run_dir)
     result = trainer.fit()
     seconds = adapter.elapsed()
     steps = result.step
-    if adapter.snapshot is not None:  # the weights and step count of the check that stopped training
-        trainer.model.load_state_dict(adapter.snapshot)
-        steps = adapter.stop_step
     test = score(trainer.model, task, task.test_set(seed))
     ref = task.reference
     row = {
