@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py                       # S1–S5, 5 interleaved repeats
     python benchmarks/speed.py --shapes S1,S3 --repeats 9 --json speed.json
+    python benchmarks/speed.py --shapes S1,S3 --threads 1 --variants all   # the LSTM variants
 
 For each reference shape (BENCHMARKS.md) and each mode — forward without grad, and a training
 step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
@@ -20,6 +21,12 @@ memory of one step: the rise of the process's peak RSS over its RSS just before 
 in a fresh subprocess per approach after one warm-up step (torch's CPU allocator has no peak
 counter, and tracemalloc does not see tensor memory; see peak_train_memory_mb). Machines are shared and noisy: compare
 ratios within one run, never absolute times across runs.
+
+With --variants, each variant (VARIANTS) is timed instead, interleaved with the plain fused LSTM
+of the same shape and weights: "fused+<variant>" vs "fused" (the variant's overhead; target
+<= 1.25x) and "reference+<variant>" (a Python loop of torch ops with autograd: what users write
+today to get that variant) vs "fused+<variant>". The modules are in training mode in both
+modes, so the stochastic variants sample fresh masks every call (part of their cost).
 """
 from __future__ import annotations
 
@@ -42,6 +49,17 @@ SHAPES = {  # name: (T steps, B batch, I input, H hidden), one layer, float32
     "S3": (200, 16, 32, 128),
     "S4": (50, 128, 1024, 1024),
     "S5": (1000, 1, 8, 64),
+}
+# --variants: lk.LSTM keyword arguments of each variant, and of all the fused ones together.
+VARIANTS = {
+    "peephole": dict(peephole=True),
+    "coupled": dict(coupled=True),
+    "zoneout": dict(zoneout=0.1),
+    "recurrent_dropout": dict(recurrent_dropout=0.25),
+    "input_dropout": dict(input_dropout=0.25),
+    "weight_drop": dict(weight_drop=0.25),
+    "layer_norm": dict(layer_norm=True),
+    "combined": dict(peephole=True, zoneout=0.1, recurrent_dropout=0.25),
 }
 APPROACHES = ("fused", "fused+gates", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
 BASELINE = "nn.LSTM"
@@ -139,6 +157,74 @@ def time_shape(name: str, repeats: int, approaches=APPROACHES, log=print) -> dic
     return medians
 
 
+def _make_variant(approach: str, T: int, B: int, I: int, H: int, seed: int = 0):
+    """A step(train) for "fused" (plain) or "<backend>+<variant>", all sharing one set of weights."""
+    import lstmkit as lk
+
+    backend, _, variant = approach.partition("+")
+    torch.manual_seed(seed)
+    x = torch.randn(T, B, I)
+    model = lk.LSTM(I, H, backend=backend, **VARIANTS.get(variant, {})).train()
+
+    def run(train: bool):
+        out, _ = model(x)
+        if train:
+            out.sum().backward()
+    return run
+
+
+def time_variants(name: str, variants, repeats: int, log=print) -> list:
+    """Rows of median ms per (mode, variant): plain fused, fused+variant, reference+variant, interleaved."""
+    from lstmkit.kernels import select_backend
+
+    T, B, I, H = SHAPES[name]
+    rows = []
+    for variant in variants:
+        fused_ok = select_backend("auto", _variant_spec(variant)).name == "fused"
+        approaches = ["fused", f"fused+{variant}", f"reference+{variant}"] if fused_ok else ["fused", f"reference+{variant}"]
+        runs = {a: _make_variant(a, T, B, I, H) for a in approaches}
+        for mode in ("forward", "train"):
+            train = mode == "train"
+            samples: dict = {a: [] for a in approaches}
+            for a in approaches:  # warm-up
+                _timed(runs[a], train)
+            for _ in range(repeats):
+                for a in approaches:
+                    samples[a].append(_timed(runs[a], train))
+            med = {a: 1e3 * statistics.median(v) for a, v in samples.items()}
+            fv = med.get(f"fused+{variant}")
+            row = dict(shape=name, mode=mode, variant=variant, fused_ms=med["fused"], fused_variant_ms=fv,
+                       reference_variant_ms=med[f"reference+{variant}"],
+                       overhead_vs_fused=None if fv is None else fv / med["fused"],
+                       speedup_vs_python_loop=None if fv is None else med[f"reference+{variant}"] / fv)
+            rows.append(row)
+            log(f"  {name} {mode} {variant}: " + ", ".join(f"{a} {t:.1f} ms" for a, t in med.items()))
+    return rows
+
+
+def _variant_spec(variant: str):
+    import lstmkit as lk
+    from lstmkit.kernels import RunSpec
+
+    probe = lk.LSTM(2, 2, **VARIANTS[variant]).train()
+    return RunSpec(cell="lstm", num_layers=1, bidirectional=False, bias=True, proj_size=0, dropout=0.0,
+                              training=True, record=False, device_type="cpu", dtype=torch.float32,
+                              variants=probe._variants())
+
+
+def format_variant_table(rows: list) -> str:
+    head = (f"{'shape':5} {'mode':7} {'variant':17} {'fused ms':>9} {'fused+v ms':>10} {'ref+v ms':>9} "
+            f"{'v/plain':>8} {'ref/fused':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        fv = "-" if r["fused_variant_ms"] is None else f"{r['fused_variant_ms']:.2f}"
+        ov = "(ref)" if r["overhead_vs_fused"] is None else f"{r['overhead_vs_fused']:.2f}x"
+        sp = "-" if r["speedup_vs_python_loop"] is None else f"{r['speedup_vs_python_loop']:.2f}x"
+        lines.append(f"{r['shape']:5} {r['mode']:7} {r['variant']:17} {r['fused_ms']:9.2f} {fv:>10} "
+                     f"{r['reference_variant_ms']:9.2f} {ov:>8} {sp:>9}")
+    return "\n".join(lines)
+
+
 _MEMORY_CHILD = r"""
 import sys, torch
 sys.path[:0] = {paths!r}
@@ -225,6 +311,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch.set_num_threads for the whole run (0: torch's default); 1 is steadier on a busy machine")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-approach memory subprocesses")
+    ap.add_argument("--variants", metavar="LIST",
+                    help="time these LSTM variants instead (comma-separated, or 'all'): " + ",".join(VARIANTS))
     args = ap.parse_args(argv)
     shapes = [s.strip().upper() for s in args.shapes.split(",") if s.strip()]
     unknown = [s for s in shapes if s not in SHAPES]
@@ -245,6 +333,22 @@ def main(argv=None) -> int:
     if fused.load_extension() is None:
         print(f"the fused kernel is not available: {fused.build_error()}", file=sys.stderr)
         return 1
+    if args.variants:
+        names = list(VARIANTS) if args.variants.strip() == "all" else [v.strip() for v in args.variants.split(",") if v.strip()]
+        bad = [v for v in names if v not in VARIANTS]
+        if bad:
+            ap.error(f"unknown variants {bad}; choose from {', '.join(VARIANTS)} or all")
+        print(f"threads: {torch.get_num_threads()}; torch {torch.__version__}", flush=True)
+        rows = [r for name in shapes for r in time_variants(name, names, args.repeats, log=lambda s: print(s, flush=True))]
+        print()
+        print(format_variant_table(rows))
+        print("\nv/plain = fused+variant time / plain fused time (target <= 1.25x); ref/fused = reference "
+              "(Python loop) time / fused+variant time; (ref): the fused backend does not run this variant")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(threads=torch.get_num_threads(), repeats=args.repeats, rows=rows), f, indent=2)
+            print(f"JSON written to {args.json}")
+        return 0
     result = run_benchmark(shapes, args.repeats, memory=not args.no_memory, log=lambda s: print(s, flush=True))
     print()
     print(format_table(result))

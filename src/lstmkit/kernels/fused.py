@@ -8,6 +8,15 @@ reverse computing the gate gradients with one GEMM per step for dh_{t-1}; the we
 and input gradients are then single GEMMs over all steps. Layers and directions are composed
 by kernels.stack.run_stack: Python work per layer, never per step.
 
+Variants run inside the kernel's step loop with the same hand-written backward: peephole,
+coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
+zoneout (per-step masks; eval mode's expanded rate is materialized once per call) and LayerNorm
+(the recurrent projection and c̃_t normalized per row inside the loop; the input projection's
+LayerNorm covers all steps at once, so it is torch ops with autograd before the kernel, which
+then takes that projection in place of x). Input dropout (run_stack, between layers) and weight
+drop (the module, on weight_hh before dispatch) need nothing from the kernel. The masks are
+sampled by the module before dispatch, so a fixed seed gives both backends the same masks.
+
 Build: compiled with torch.utils.cpp_extension.load (ninja, the system C++ compiler) the first
 time the backend is needed, and cached in torch's extensions directory
 (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); later processes load the
@@ -27,11 +36,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .backend import Backend, RunSpec, register_backend
 from .stack import run_stack
-from .types import LSTMGates, LSTMLayerParams
+from .types import LSTMGates, LSTMLayerParams, LSTMStepOptions
 
 _SOURCES = [Path(__file__).with_name("csrc") / "lstm_fused.cpp"]
 _DTYPES = (torch.float32, torch.float64)
@@ -100,30 +110,47 @@ def build_error() -> Optional[str]:
 
 
 class _FusedLSTMLayer(torch.autograd.Function):
-    """One layer, one direction. Outputs: out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H), c (T,B,H)."""
+    """One layer, one direction. Outputs: out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH), c (T,B,H).
+
+    The variants' tensors (peephole weights, LayerNorm gains and biases of the recurrent
+    projection and the cell, recurrent-dropout and zoneout masks) are None when off; the masks
+    get no gradient (they are samples or constants). With LayerNorm, x is the input projection
+    and w_ih, b_ih, b_hh are None (see fused_lstm_layer).
+    """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb,
+                lengths, reverse, coupled, h_keep, zone_h, zone_c, eps):
         x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
-        out, h_n, c_n, gates, c = _ext.forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, out, gates, c)
-        ctx.lengths, ctx.reverse, ctx.has_bias = lengths, reverse, b_ih is not None
+        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb]
+        out, h_n, c_n, gates, c, *ln_saved = _ext.forward(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, coupled, peephole, h_keep, zone_h, zone_c,
+            ln, eps,
+        )
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
+                              ln_hw, ln_hb, ln_cw, ln_cb, *ln_saved)
+        ctx.lengths, ctx.reverse, ctx.has_bias, ctx.coupled, ctx.eps = lengths, reverse, b_ih is not None, coupled, eps
         ctx.set_materialize_grads(False)
         return out, h_n, c_n, gates, c
 
     @staticmethod
     def backward(ctx, g_out, g_hn, g_cn, g_gates, g_c):
         g_all = (g_out, g_hn, g_cn, g_gates, g_c)
-        x, h0, c0, w_ih, w_hh, w_hr, out, gates, c = ctx.saved_tensors
+        (x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
+         ln_hw, ln_hb, ln_cw, ln_cb, nh, rh, nc, rc) = ctx.saved_tensors
+        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb]
         with torch.no_grad():
-            dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = _ext.backward(
+            dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dpeep, *dln = _ext.backward(
                 g_out, g_hn, g_cn, g_gates, g_c, x, h0, c0, w_ih, w_hh, ctx.has_bias, w_hr,
                 ctx.lengths, ctx.reverse, out, gates, c, ctx.needs_input_grad[0],
+                ctx.coupled, peephole, h_keep, zone_h, zone_c, ln, ctx.eps, nh, rh, nc, rc,
             )
-        grads = (dx, dh0, dc0, dw_ih, dw_hh, db, (db if ctx.has_bias else None), dw_hr)
+        grads = (dx, dh0, dc0, dw_ih, dw_hh, db, (db if ctx.has_bias else None), dw_hr, dpeep, *dln)
         if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated
-            grads = _no_double_backward(grads, (x, h0, c0, w_ih, w_hh, w_hr, *g_all))
-        return (*grads, None, None)
+            grads = _no_double_backward(
+                grads, (x, h0, c0, w_ih, w_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, *g_all)
+            )
+        return (*grads, None, None, None, None, None, None, None)
 
 
 _NO_DOUBLE_BACKWARD = (
@@ -159,6 +186,14 @@ def _no_double_backward(grads: tuple, inputs: tuple) -> tuple:
     return tuple(result)
 
 
+def _mask(m: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """A mask as the kernel reads it: contiguous, x's dtype. Eval-mode zoneout masks are stride-0
+    expansions of one rate; materializing them costs one (T, B, ·) buffer, small beside the gates."""
+    if m is None:
+        return None
+    return m.detach().to(dtype=x.dtype).contiguous()
+
+
 def fused_lstm_layer(
     x: Tensor,
     h0: Tensor,
@@ -167,17 +202,52 @@ def fused_lstm_layer(
     lengths: Optional[Tensor] = None,
     reverse: bool = False,
     record: bool = False,
+    opts: LSTMStepOptions = LSTMStepOptions(),
 ) -> tuple[Tensor, tuple[Tensor, Tensor], Optional[LSTMGates]]:
-    """Same contract as reference.lstm_layer: out (T,B,P), (h_n (B,P), c_n (B,H)), trace or None."""
+    """Same contract as reference.lstm_layer: out (T,B,P), (h_n (B,P), c_n (B,H)), trace or None.
+
+    Runs the variants of opts and p inside the kernel: coupled, peephole, recurrent dropout
+    (opts.h_keep), zoneout (opts.zone_h, opts.zone_c) and LayerNorm (p.ln). LayerNorm splits the
+    work: the normalized input projection of all steps, LN(x W_ih^T)·w + b + b_ih (as
+    reference.input_projection), is torch ops with autograd here (one pass over all steps,
+    nothing recurrent about it), plus b_hh, a constant shift of every step's pre-activations;
+    the kernel takes that projection in place of x and normalizes the recurrent projection and
+    c̃_t inside its loop.
+    """
     if load_extension() is None:
         raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
+    ln = p.ln
+    w_ih, b_ih, b_hh = p.w_ih, p.b_ih, p.b_hh
+    if ln is not None:
+        # LN(x W_ih^T)·w + b + b_ih + b_hh with the three biases summed first: one pass over
+        # (T, B, GH) instead of three, forward and backward.
+        bias = ln.ih_bias
+        for b in (b_ih, b_hh):
+            bias = bias if b is None else bias + b
+        x = F.layer_norm(F.linear(x, w_ih), ln.ih_weight.shape, ln.ih_weight, bias, opts.ln_eps)  # (T, B, GH)
+        w_ih = b_ih = b_hh = None
+    ln_args = (None,) * 4 if ln is None else (ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias)
     out, h_n, c_n, gates, c = _FusedLSTMLayer.apply(
-        x, h0, c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr, lengths, reverse
+        x, h0, c0, w_ih, p.w_hh, b_ih, b_hh, p.w_hr, p.peephole, *ln_args, lengths, reverse, bool(opts.coupled),
+        _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x), float(opts.ln_eps),
     )
     if not record:
         return out, (h_n, c_n), None
+    if opts.coupled:
+        i, g, o = gates.chunk(3, dim=-1)  # each (T, B, H), views of the kernel's own buffer
+        f = 1 - i  # coupled: the forget gate is 1 - i
+        if lengths is not None:  # recorded gates are zero past a sequence's length
+            steps = torch.arange(x.shape[0], device=x.device).unsqueeze(1)  # (T, 1)
+            f = f * (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1).to(f.dtype)  # (T, B, 1)
+        return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
     i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H), views of the kernel's own buffer
     return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
+
+
+# The variants (RunSpec.variants names) the fused kernel runs: all of lk.LSTM's today. weight_drop
+# needs nothing here (the module drops weight_hh before dispatch) and input_dropout is applied by
+# run_stack; a variant added to the module later stays on the reference until listed here.
+FUSED_VARIANTS = ("peephole", "coupled", "layer_norm", "zoneout", "recurrent_dropout", "input_dropout")
 
 
 class FusedBackend(Backend):
@@ -188,8 +258,10 @@ class FusedBackend(Backend):
             return f"the fused kernel runs on CPU only, not {spec.device_type}"
         if spec.cell != "lstm":
             return f"the fused kernel implements the LSTM only, not {spec.cell}"
-        if spec.variants:
-            return f"the fused kernel has no {', '.join(spec.variants)}"
+        missing = [v for v in spec.variants if v not in FUSED_VARIANTS]
+        if missing:
+            return (f"the fused kernel has no {', '.join(missing)} (it runs "
+                    f"{', '.join(FUSED_VARIANTS)}; the reference backend runs them all)")
         if spec.dtype not in _DTYPES:
             return f"the fused kernel supports float32 and float64, not {spec.dtype}"
         if load_extension() is None:
@@ -197,9 +269,10 @@ class FusedBackend(Backend):
         return None
 
     def run(self, spec, x, state, params, lengths, layer_opts=None, input_masks=None):
-        if layer_opts is not None or input_masks is not None:  # only variants bring these; unsupported() refuses them
-            raise ValueError("the fused kernel runs plain LSTMs only; variants go to the reference backend")
-        return run_stack(fused_lstm_layer, x, state, params, lengths, spec.dropout, spec.training, spec.record)
+        # input_masks (variational input dropout) are applied by run_stack between layers.
+        return run_stack(
+            fused_lstm_layer, x, state, params, lengths, spec.dropout, spec.training, spec.record, layer_opts, input_masks
+        )
 
 
 register_backend(FusedBackend())

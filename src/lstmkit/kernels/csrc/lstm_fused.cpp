@@ -2,8 +2,10 @@
 // through time. Bound to Python by lstmkit/kernels/fused.py (torch.autograd.Function).
 //
 // Shape legend: T = steps, B = batch, I = input features, H = hidden size (cell and gates),
-// P = size of h (proj_size if > 0, else H). All buffers are time-major and contiguous;
-// gates are packed (T, B, 4H) in torch's order i, f, g, o.
+// P = size of h (proj_size if > 0, else H), G = gates (4; 3 for the coupled variant). All buffers
+// are time-major and contiguous; gates are packed (T, B, GH) in torch's order i, f, g, o
+// (coupled: i, g, o). The variants (peephole, coupled, recurrent dropout, zoneout) are
+// described where they are implemented, above cell_forward.
 //
 // Equations (DESIGN.md's table, code letters):
 //   [i f g o]_t = act(X_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)   act = σ, σ, tanh, σ
@@ -181,62 +183,315 @@ inline int64_t row_start(const int64_t* len, int64_t b, int64_t T, bool reverse)
 }
 
 // ---------------------------------------------------------------------------------------------
+// The variants (see reference.lstm_cell_step, the readable twin). Each is off when its pointer
+// is null; all masks are sampled by the module and arrive as contiguous tensors.
+//   coupled (CIFG): G = 3 gates packed i|g|o, f = 1 - i.
+//   peephole: pre_i += p_i ⊙ c_{t-1}, pre_f += p_f ⊙ c_{t-1}, pre_o += p_o ⊙ c̃_t (rows i, f, o;
+//     coupled: i, o).
+//   recurrent dropout: the recurrent GEMM reads h_{t-1} ⊙ h_keep (B, P), one mask per sequence.
+//   zoneout: c_t = lerp(c̃_t, c_{t-1}, z_c[t]), h_t = lerp(h̃_t, h_{t-1}, z_h[t]); h̃_t is
+//     computed from c̃_t (the cell value before zoneout), C keeps c_t (the carried state).
+//   LayerNorm: the kernel receives the input projection already normalized (x is then (T,B,GH)
+//     = LN(x W_ih^T)·w + b + b_ih + b_hh, computed by the caller over all steps at once) and
+//     normalizes inside the loop the recurrent projection, LN(h W_hh^T)·w_hh' + b_hh', over
+//     all GH features, and c̃_t before its tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c). Forward
+//     keeps the normalized values and 1/σ per row, which is what backward needs.
+
+template <typename scalar_t>
+struct Variants {
+  bool coupled = false;
+  const scalar_t* peep = nullptr;    // (3, H) or (2, H) coupled
+  const scalar_t* h_keep = nullptr;  // (B, P)
+  const scalar_t* zone_h = nullptr;  // (T, B, P)
+  const scalar_t* zone_c = nullptr;  // (T, B, H)
+  const scalar_t *ln_hw = nullptr, *ln_hb = nullptr;  // (GH,) LayerNorm of the recurrent projection
+  const scalar_t *ln_cw = nullptr, *ln_cb = nullptr;  // (H,) LayerNorm of c̃ before its tanh
+  double eps = 1e-5;
+};
+
+// The element-wise maths is written once, for V = Vec<scalar_t> (the vector body) and for
+// V = scalar_t (the tail).
+template <typename V, typename S>
+inline V ld(const S* p) {
+  if constexpr (std::is_same_v<V, S>) return *p; else return V::loadu(p);
+}
+template <typename S>
+inline void st(const Vec<S>& v, S* p) { v.store(p); }
+inline void st(float v, float* p) { *p = v; }
+inline void st(double v, double* p) { *p = v; }
+template <typename S>
+inline Vec<S> sgm(const Vec<S>& x) { return vsigmoid(x); }
+inline float sgm(float x) { return ssigmoid(x); }
+inline double sgm(double x) { return ssigmoid(x); }
+template <typename S>
+inline Vec<S> tnh(const Vec<S>& x) { return vtanh(x); }
+inline float tnh(float x) { return std::tanh(x); }
+inline double tnh(double x) { return std::tanh(x); }
+
+// Calls f(tag, j) over [0, n): tag is a Vec<S> for the vector body and an S for the tail, so one
+// generic lambda (with ld / st / tnh above) serves both.
+template <typename S, typename F>
+inline void for_lanes(int64_t n, F&& f) {
+  constexpr int64_t V = Vec<S>::size();
+  int64_t j = 0;
+  for (; j + V <= n; j += V) f(Vec<S>(), j);
+  for (; j < n; ++j) f(S(0), j);
+}
+
+template <typename S>
+inline S hsum(const Vec<S>& v) {
+  S buf[Vec<S>::size()];
+  v.store(buf);
+  S s = 0;
+  for (int64_t q = 0; q < Vec<S>::size(); ++q) s += buf[q];
+  return s;
+}
+
+// Σ a[j] (or Σ a[j]·b[j] when b is given), vectorized.
+template <typename S>
+inline S row_sum(const S* a, const S* b, int64_t n) {
+  constexpr int64_t V = Vec<S>::size();
+  Vec<S> acc(S(0));
+  int64_t j = 0;
+  for (; j + V <= n; j += V) acc = acc + (b ? Vec<S>::loadu(a + j) * Vec<S>::loadu(b + j) : Vec<S>::loadu(a + j));
+  S s = hsum(acc);
+  for (; j < n; ++j) s += b ? a[j] * b[j] : a[j];
+  return s;
+}
+
+// LayerNorm of one row: n = (z - mean) / sqrt(var + eps) (biased variance, as F.layer_norm);
+// returns 1 / sqrt(var + eps). Two passes (mean, then squared deviations) for accuracy.
+template <typename S>
+inline S ln_row(const S* z, int64_t n, double eps, S* out) {
+  const S mean = row_sum<S>(z, nullptr, n) / S(n);
+  constexpr int64_t V = Vec<S>::size();
+  Vec<S> acc(S(0));
+  const Vec<S> vm(mean);
+  int64_t j = 0;
+  for (; j + V <= n; j += V) {
+    const auto d = Vec<S>::loadu(z + j) - vm;
+    acc = acc + d * d;
+  }
+  S sq = hsum(acc);
+  for (; j < n; ++j) sq += (z[j] - mean) * (z[j] - mean);
+  const S r = static_cast<S>(1.0 / std::sqrt(static_cast<double>(sq) / n + eps));
+  for_lanes<S>(n, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    st((ld<VV>(z + q) - VV(mean)) * VV(r), out + q);
+  });
+  return r;
+}
+
+// Backward of n = LN(z) given dn: dz = r · (dn - mean(dn) - n · mean(dn ⊙ n)); dz may be dn.
+template <typename S>
+inline void ln_row_backward(const S* dn, const S* nrm, S r, int64_t n, S* dz) {
+  const S m1 = row_sum<S>(dn, nullptr, n) / S(n), m2 = row_sum<S>(dn, nrm, n) / S(n);
+  for_lanes<S>(n, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    st(VV(r) * (ld<VV>(dn + q) - VV(m1) - ld<VV>(nrm + q) * VV(m2)), dz + q);
+  });
+}
+
+// Column offsets of the gates in a packed row, and the peephole rows.
+template <typename scalar_t>
+struct Layout {
+  int64_t H, GH, oi, of, og, oo;
+  bool coupled, ln;
+  const scalar_t *pi, *pf, *po;  // peephole rows, or null
+  Layout(int64_t H_, const Variants<scalar_t>& v)
+      : H(H_), GH((v.coupled ? 3 : 4) * H_), oi(0), of(v.coupled ? -1 : H_), og(v.coupled ? H_ : 2 * H_),
+        oo(v.coupled ? 2 * H_ : 3 * H_), coupled(v.coupled), ln(v.ln_hw != nullptr),
+        pi(v.peep), pf(v.peep && !v.coupled ? v.peep + H_ : nullptr),
+        po(v.peep ? v.peep + (v.coupled ? H_ : 2 * H_) : nullptr) {}
+};
+
+// VAR = false compiles the plain LSTM: every variant branch folds away.
+//
+// One step of one row at columns [j, j + lanes): g holds the pre-activations and gets the
+// activated gates; c holds c_{t-1} and gets c_t (also written to c_row, the step's record);
+// h_dst gets h_t (h̃_t when projecting: zoneout of h then happens after the projection).
+template <typename V, bool VAR, typename S>
+inline void cell_forward(const Layout<S>& k, int64_t j, S* g, S* c, S* c_row, S* h_dst, const S* zc,
+                         const S* zh, const S* hprev, S* ctl) {
+  const V one(S(1));
+  const V cp = ld<V>(c + j);
+  V ip = ld<V>(g + k.oi + j);
+  if (VAR && k.pi) ip = ip + ld<V>(k.pi + j) * cp;
+  const V i = sgm(ip);
+  V f;
+  if (VAR && k.coupled) {
+    f = one - i;
+  } else {
+    V fp = ld<V>(g + k.of + j);
+    if (VAR && k.pf) fp = fp + ld<V>(k.pf + j) * cp;
+    f = sgm(fp);
+    st(f, g + k.of + j);
+  }
+  const V gg = tnh(ld<V>(g + k.og + j));
+  V cn = f * cp + i * gg;
+  V op = ld<V>(g + k.oo + j);
+  if (VAR && k.po) op = op + ld<V>(k.po + j) * cn;
+  const V o = sgm(op);
+  st(i, g + k.oi + j);
+  st(gg, g + k.og + j);
+  st(o, g + k.oo + j);
+  if (VAR && k.ln) {  // h̃ needs LN(c̃) over the whole row first: forward_loop finishes it
+    st(cn, ctl + j);
+    if (zc) cn = cn + ld<V>(zc + j) * (cp - cn);
+    st(cn, c + j);
+    st(cn, c_row + j);
+    return;
+  }
+  V h = o * tnh(cn);
+  if (VAR && zc) cn = cn + ld<V>(zc + j) * (cp - cn);
+  if (VAR && zh) h = h + ld<V>(zh + j) * (ld<V>(hprev + j) - h);
+  st(cn, c + j);
+  st(cn, c_row + j);
+  st(h, h_dst + j);
+}
+
+// Backward of cell_forward for one row at [j, j + lanes). dhr: dL/dh̃_t (after zoneout's
+// (1 - z_h) and the projection); dcr: in dL/dc_t (carried), out dL/dc_{t-1}. gg_, gc_: gradients
+// of the recorded gates and cell states, or null. Writes the pre-activation gradients to dg,
+// o ⊙ tanh(c̃) to hp when projecting, and c_{t-1}, c̃_t to cprev_out, ctil_out for the peephole
+// weight gradients.
+template <typename V, bool VAR, typename S>
+inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c, const S* cp, const S* dhr, S* dcr,
+                          const S* gg_, const S* gc_, const S* zc, S* dg, S* hp, S* cprev_out, S* ctil_out,
+                          const S* tco, const S* dcl) {
+  const V one(S(1));
+  const V i = ld<V>(g + k.oi + j), gv = ld<V>(g + k.og + j), o = ld<V>(g + k.oo + j);
+  const V f = (VAR && k.coupled) ? one - i : ld<V>(g + k.of + j);
+  const V cpv = ld<V>(cp + j);
+  const V ct = (VAR && zc) ? f * cpv + i * gv : ld<V>(c + j);  // c̃_t: with zoneout C holds c_t, not c̃_t
+  const bool ln = VAR && k.ln;  // then tco = tanh(LN(c̃)) and dcl = the h path's dL/dc̃ (ln_cell_backward)
+  const V tc = ln ? ld<V>(tco + j) : tnh(ct);
+  const V dhv = ld<V>(dhr + j);
+  V dC = ld<V>(dcr + j);
+  if (gc_) dC = dC + ld<V>(gc_ + j);
+  V zv(S(0));
+  if (VAR && zc) zv = ld<V>(zc + j);
+  V dct = ((VAR && zc) ? dC * (one - zv) : dC) + (ln ? ld<V>(dcl + j) : dhv * o * (one - tc * tc));
+  V dov = dhv * tc;
+  if (gg_) dov = dov + ld<V>(gg_ + k.oo + j);
+  const V dpo = dov * o * (one - o);
+  if (VAR && k.po) dct = dct + ld<V>(k.po + j) * dpo;
+  V di = dct * ((VAR && k.coupled) ? gv - cpv : gv);
+  if (gg_) di = di + ld<V>(gg_ + k.oi + j);
+  V dgg = dct * i;
+  if (gg_) dgg = dgg + ld<V>(gg_ + k.og + j);
+  const V dpi = di * i * (one - i);
+  V dcp = dct * f;
+  if (VAR && zc) dcp = dcp + dC * zv;
+  if (VAR && k.pi) dcp = dcp + ld<V>(k.pi + j) * dpi;
+  if (!(VAR && k.coupled)) {
+    V df = dct * cpv;
+    if (gg_) df = df + ld<V>(gg_ + k.of + j);
+    const V dpf = df * f * (one - f);
+    st(dpf, dg + k.of + j);
+    if (VAR && k.pf) dcp = dcp + ld<V>(k.pf + j) * dpf;
+  }
+  st(dpi, dg + k.oi + j);
+  st(dgg * (one - gv * gv), dg + k.og + j);
+  st(dpo, dg + k.oo + j);
+  st(dcp, dcr + j);
+  if (hp) st(o * tc, hp + j);
+  if (VAR && cprev_out) {
+    st(cpv, cprev_out + j);
+    st(ct, ctil_out + j);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Forward
 
 template <typename scalar_t>
 void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                  scalar_t* G,            // (T, B, 4H) in: input projection; out: activated gates
+                  scalar_t* G,            // (T, B, GH) in: input projection; out: activated gates
                   scalar_t* C,            // (T, B, H) out
                   scalar_t* out,          // (T, B, P) out
                   scalar_t* hs,           // (B, P) in: h0, out: h_n
                   scalar_t* cs,           // (B, H) in: c0, out: c_n
-                  const scalar_t* whh_t,  // (P, 4H) = W_hh^T
+                  const scalar_t* whh_t,  // (P, GH) = W_hh^T
                   const scalar_t* whr_t,  // (H, P) = W_hr^T or null
-                  scalar_t* hpre) {       // (B, H) scratch when projecting
-  const int64_t G4 = 4 * H;
+                  scalar_t* hpre,         // (B, H) scratch when projecting
+                  scalar_t* hmask,        // (B, P) scratch with recurrent dropout
+                  const Variants<scalar_t>& var,
+                  scalar_t* Rs,           // LayerNorm only: (B, GH) scratch for h W_hh^T
+                  scalar_t* Nh,           //   (T, B, GH) out: the normalized recurrent projection
+                  scalar_t* rh,           //   (T, B) out: its 1/σ
+                  scalar_t* Ctl,          //   (B, H) scratch: c̃_t
+                  scalar_t* Nc,           //   (T, B, H) out: LN(c̃_t) before gain and bias
+                  scalar_t* rc) {         //   (T, B) out: its 1/σ
+  const Layout<scalar_t> k(H, var);
+  const int64_t GH = k.GH;
+  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
   constexpr int64_t V = Vec<scalar_t>::size();
   for (int64_t s = 0; s < T; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    scalar_t* Gt = G + t * B * G4;
+    scalar_t* Gt = G + t * B * GH;
     scalar_t* Ct = C + t * B * H;
     scalar_t* Ot = out + t * B * P;
-    step_gemm<scalar_t>(B, G4, P, hs, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
-    at::parallel_for(0, B, row_grain(G4), [&](int64_t b0, int64_t b1) {
+    const scalar_t* hrec = hs;
+    if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
+      for (int64_t q = 0; q < B * P; ++q) hmask[q] = hs[q] * var.h_keep[q];
+      hrec = hmask;
+    }
+    if (k.ln) {
+      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Rs, /*accumulate=*/false);  // h W_hh^T, normalized per row below
+    } else {
+      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
+    }
+    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
+    const scalar_t* zh_t = var.zone_h && !proj ? var.zone_h + t * B * P : nullptr;
+    at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        scalar_t* g = Gt + b * G4;
+        scalar_t* g = Gt + b * GH;
         scalar_t* c_row = Ct + b * H;
         scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
         if (!row_active(len, b, t)) {
-          std::fill(g, g + G4, scalar_t(0));
+          std::fill(g, g + GH, scalar_t(0));
           std::fill(c_row, c_row + H, scalar_t(0));
           std::fill(h_dst, h_dst + H, scalar_t(0));
+          if (k.ln) {
+            std::fill(Nh + (t * B + b) * GH, Nh + (t * B + b + 1) * GH, scalar_t(0));
+            std::fill(Nc + (t * B + b) * H, Nc + (t * B + b + 1) * H, scalar_t(0));
+            rh[t * B + b] = rc[t * B + b] = scalar_t(0);
+          }
           continue;
         }
-        scalar_t* c = cs + b * H;
-        int64_t j = 0;
-        for (; j + V <= H; j += V) {
-          auto i = vsigmoid(Vec<scalar_t>::loadu(g + j));
-          auto f = vsigmoid(Vec<scalar_t>::loadu(g + H + j));
-          auto gg = vtanh(Vec<scalar_t>::loadu(g + 2 * H + j));
-          auto o = vsigmoid(Vec<scalar_t>::loadu(g + 3 * H + j));
-          auto cn = f * Vec<scalar_t>::loadu(c + j) + i * gg;
-          auto h = o * vtanh(cn);
-          i.store(g + j);
-          f.store(g + H + j);
-          gg.store(g + 2 * H + j);
-          o.store(g + 3 * H + j);
-          cn.store(c + j);
-          cn.store(c_row + j);
-          h.store(h_dst + j);
+        if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b
+          scalar_t* nh = Nh + (t * B + b) * GH;
+          rh[t * B + b] = ln_row(Rs + b * GH, GH, var.eps, nh);
+          for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
+            using VV = decltype(tag);
+            st(ld<VV>(g + q) + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
+          });
         }
-        for (; j < H; ++j) {
-          const scalar_t i = ssigmoid(g[j]), f = ssigmoid(g[H + j]);
-          const scalar_t gg = std::tanh(g[2 * H + j]), o = ssigmoid(g[3 * H + j]);
-          const scalar_t cn = f * c[j] + i * gg;
-          g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
-          c[j] = cn, c_row[j] = cn;
-          h_dst[j] = o * std::tanh(cn);
+        scalar_t* c = cs + b * H;
+        const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+        const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
+        const scalar_t* hprev = hs + b * P;
+        int64_t j = 0;
+        scalar_t* ctl = k.ln ? Ctl + b * H : nullptr;
+        if (plain) {
+          for (; j + V <= H; j += V) cell_forward<Vec<scalar_t>, false>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j < H; ++j) cell_forward<scalar_t, false>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+        } else {
+          for (; j + V <= H; j += V) cell_forward<Vec<scalar_t>, true>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j < H; ++j) cell_forward<scalar_t, true>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+        }
+        if (k.ln) {  // h̃ = o ⊙ tanh(LN(c̃) · w_c + b_c), then zoneout of h when not projecting
+          scalar_t* nc = Nc + (t * B + b) * H;
+          rc[t * B + b] = ln_row(ctl, H, var.eps, nc);
+          const scalar_t* o = g + k.oo;
+          for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
+            using VV = decltype(tag);
+            VV h = ld<VV>(o + q) * tnh(ld<VV>(nc + q) * ld<VV>(var.ln_cw + q) + ld<VV>(var.ln_cb + q));
+            if (zh) h = h + ld<VV>(zh + q) * (ld<VV>(hprev + q) - h);
+            st(h, h_dst + q);
+          });
         }
         if (!proj) std::memcpy(hs + b * P, h_dst, sizeof(scalar_t) * P);
       }
@@ -244,26 +499,92 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
     if (proj) {
       // Inactive rows of hpre are zero, so their projected outputs are zero too.
       step_gemm<scalar_t>(B, P, H, hpre, H, whr_t, Ot, /*accumulate=*/false);  // h = hpre W_hr^T
-      for (int64_t b = 0; b < B; ++b)
-        if (row_active(len, b, t)) std::memcpy(hs + b * P, Ot + b * P, sizeof(scalar_t) * P);
+      for (int64_t b = 0; b < B; ++b) {
+        if (!row_active(len, b, t)) continue;
+        scalar_t* o = Ot + b * P;
+        if (var.zone_h) {  // zoneout of the projected h
+          const scalar_t* z = var.zone_h + (t * B + b) * P;
+          const scalar_t* hp = hs + b * P;
+          for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
+        }
+        std::memcpy(hs + b * P, o, sizeof(scalar_t) * P);
+      }
     }
   }
 }
 
-// Returns {out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) activated i|f|g|o, c (T,B,H)}.
-std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+inline Tensor opt(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
+
+template <typename scalar_t>
+Variants<scalar_t> make_variants(bool coupled, const Tensor& peep, const Tensor& h_keep, const Tensor& zone_h,
+                                 const Tensor& zone_c, const std::vector<Tensor>& ln, double eps) {
+  auto ptr = [](const Tensor& t) -> const scalar_t* { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
+  Variants<scalar_t> v;
+  v.coupled = coupled;
+  v.peep = ptr(peep);
+  v.h_keep = ptr(h_keep);
+  v.zone_h = ptr(zone_h);
+  v.zone_c = ptr(zone_c);
+  if (!ln.empty()) v.ln_hw = ptr(ln[0]), v.ln_hb = ptr(ln[1]), v.ln_cw = ptr(ln[2]), v.ln_cb = ptr(ln[3]);
+  v.eps = eps;
+  return v;
+}
+
+void check_variants(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, const Tensor& x, const Tensor& peep,
+                    const Tensor& h_keep, const Tensor& zone_h, const Tensor& zone_c) {
+  auto check = [&](const Tensor& t, at::IntArrayRef want, const char* what) {
+    if (!t.defined()) return;
+    TORCH_CHECK(t.sizes() == want, "fused lstm: ", what, " is ", t.sizes(), ", expected ", want);
+    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "fused lstm: ", what, " is ", t.scalar_type(), ", expected ",
+                x.scalar_type());
+  };
+  check(peep, {coupled ? 2 : 3, H}, "the peephole weight");
+  check(h_keep, {B, P}, "the recurrent-dropout mask");
+  check(zone_h, {T, B, P}, "the zoneout mask of h");
+  check(zone_c, {T, B, H}, "the zoneout mask of c");
+}
+
+// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c}, contiguous; empty when off.
+std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t GH, int64_t H, const Tensor& x) {
+  if (!ln.has_value()) return {};
+  TORCH_CHECK(ln->size() == 4, "fused lstm: expected 4 LayerNorm tensors (hh weight, hh bias, c weight, c bias)");
+  std::vector<Tensor> out;
+  for (size_t q = 0; q < 4; ++q) {
+    const int64_t n = q < 2 ? GH : H;
+    TORCH_CHECK((*ln)[q].numel() == n && (*ln)[q].scalar_type() == x.scalar_type(), "fused lstm: LayerNorm tensor ", q,
+                " is ", (*ln)[q].sizes(), " ", (*ln)[q].scalar_type(), ", expected (", n, ",) ", x.scalar_type());
+    out.push_back((*ln)[q].contiguous());
+  }
+  return out;
+}
+
+// Returns {out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH) activated i|f|g|o (coupled i|g|o), c (T,B,H),
+// and with LayerNorm Nh (T,B,GH), rh (T,B), Nc (T,B,H), rc (T,B) for backward (else undefined)}.
+// Without w_ih, x is the input projection itself (T, B, GH), biases included (LayerNorm).
+std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const optional<Tensor>& w_ih_,
                                  const Tensor& w_hh, const optional<Tensor>& b_ih, const optional<Tensor>& b_hh,
-                                 const optional<Tensor>& w_hr, const optional<Tensor>& lengths, bool reverse) {
+                                 const optional<Tensor>& w_hr, const optional<Tensor>& lengths, bool reverse,
+                                 bool coupled, const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                                 const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                                 const optional<std::vector<Tensor>>& layer_norm, double eps) {
   at::AutoDispatchBelowADInplaceOrView guard;  // plain tensors in, plain tensors out: no autograd here
   TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t G4 = w_ih.size(0), H = G4 / 4, P = w_hh.size(1);
-  TORCH_CHECK(w_ih.size(1) == I, "fused lstm: weight_ih is ", w_ih.sizes(), " for input size ", I);
-  TORCH_CHECK(w_hh.size(0) == G4, "fused lstm: weight_hh is ", w_hh.sizes(), ", expected (", G4, ", P)");
+  const int64_t NG = coupled ? 3 : 4;
+  const Tensor w_ih = opt(w_ih_);
+  const int64_t GH = w_hh.size(0), H = GH / NG, P = w_hh.size(1);
+  TORCH_CHECK(GH % NG == 0, "fused lstm: weight_hh has ", GH, " rows, not a multiple of ", NG, " gates");
+  TORCH_CHECK(!w_ih.defined() || w_ih.sizes() == at::IntArrayRef({GH, I}), "fused lstm: weight_ih is ",
+              w_ih.sizes(), " for input size ", I);
+  TORCH_CHECK(w_ih.defined() || I == GH, "fused lstm: without weight_ih, x must be the input projection (T, B, ", GH,
+              "), got ", x.sizes());
+  const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
   TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
   TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
   const bool proj = w_hr.has_value() && w_hr->defined();
   TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
+  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
   const int64_t* len = nullptr;
   Tensor len_c;
   if (lengths.has_value() && lengths->defined()) {
@@ -273,11 +594,13 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
   }
 
   auto opts = x.options();
-  Tensor G = at::empty({T, B, G4}, opts);
-  Tensor G2 = G.view({T * B, G4});
+  Tensor G = at::empty({T, B, GH}, opts);
+  Tensor G2 = G.view({T * B, GH});
   Tensor x2 = x.contiguous().view({T * B, I});
   const bool has_bias = b_ih.has_value() && b_ih->defined();
-  if (has_bias) {
+  if (!w_ih.defined()) {
+    G.copy_(x);
+  } else if (has_bias) {
     Tensor bias = *b_ih;
     if (b_hh.has_value() && b_hh->defined()) bias = bias + *b_hh;
     at::addmm_out(G2, bias, x2, w_ih.t());  // all steps' X W_ih^T + b in one GEMM
@@ -288,16 +611,21 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
   Tensor out = at::empty({T, B, P}, opts);
   Tensor hs = h0.contiguous().clone();
   Tensor cs = c0.contiguous().clone();
-  Tensor whh_t = w_hh.t().contiguous();                              // (P, 4H)
+  Tensor whh_t = w_hh.t().contiguous();                              // (P, GH)
   Tensor whr_t = proj ? w_hr->t().contiguous() : Tensor();          // (H, P)
   Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
+  Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
+  const bool has_ln = !ln.empty();
+  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({T, B, GH}, opts) : Tensor();
+  Tensor rh = has_ln ? at::empty({T, B}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
+  Tensor Nc = has_ln ? at::empty({T, B, H}, opts) : Tensor(), rc = has_ln ? at::empty({T, B}, opts) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
-    forward_loop<scalar_t>(T, B, H, P, reverse, len, G.data_ptr<scalar_t>(), C.data_ptr<scalar_t>(),
-                           out.data_ptr<scalar_t>(), hs.data_ptr<scalar_t>(), cs.data_ptr<scalar_t>(),
-                           whh_t.data_ptr<scalar_t>(), proj ? whr_t.data_ptr<scalar_t>() : nullptr,
-                           proj ? hpre.data_ptr<scalar_t>() : nullptr);
+    auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
+    forward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(G), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t),
+                           ptr(whr_t), ptr(hpre), ptr(hmask), make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps),
+                           ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
   });
-  return {out, hs, cs, G, C};
+  return {out, hs, cs, G, C, Nh, rh, Nc, rc};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,27 +633,42 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
 
 template <typename scalar_t>
 void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                   const scalar_t* G,      // (T, B, 4H) activated gates
+                   const scalar_t* G,      // (T, B, GH) activated gates
                    const scalar_t* C,      // (T, B, H)
                    const scalar_t* c0,     // (B, H)
                    const scalar_t* gout,   // (T, B, P) or null
-                   const scalar_t* gG,     // (T, B, 4H) gradient w.r.t. the returned gates, or null
+                   const scalar_t* gG,     // (T, B, GH) gradient w.r.t. the returned gates, or null
                    const scalar_t* gC,     // (T, B, H) gradient w.r.t. the returned cell states, or null
                    scalar_t* dh,           // (B, P) in: dL/dh_n, out: dL/dh0
                    scalar_t* dc,           // (B, H) in: dL/dc_n, out: dL/dc0
-                   scalar_t* dG,           // (T, B, 4H) out: pre-activation gradients
-                   scalar_t* dH,           // (T, B, P) out when projecting (dL/dh_t), else (B, H) scratch
-                   scalar_t* Hpre,         // (T, B, H) out when projecting: o ⊙ tanh(c), else null
-                   const scalar_t* whh,    // (4H, P)
+                   scalar_t* dG,           // (T, B, GH) out: pre-activation gradients
+                   scalar_t* dH,           // (T, B, P) out when projecting (dL/dh̃_t), else (B, H) scratch
+                   scalar_t* Hpre,         // (T, B, H) out when projecting: o ⊙ tanh(c̃), else null
+                   const scalar_t* whh,    // (GH, P)
                    const scalar_t* whr,    // (P, H) or null
                    scalar_t* dhpre,        // (B, H) scratch when projecting
-                   scalar_t* dh_new) {     // (B, P) scratch
-  const int64_t G4 = 4 * H;
+                   scalar_t* dh_new,       // (B, P) scratch
+                   scalar_t* dh_zone,      // (B, P) scratch with zoneout of h: z_h ⊙ dL/dh_t
+                   scalar_t* Cprev,        // (T, B, H) out with peepholes: c_{t-1}, else null
+                   scalar_t* Ctil,         // (T, B, H) out with peepholes: c̃_t, else null
+                   const Variants<scalar_t>& var,
+                   const scalar_t* Nh,     // LayerNorm only: (T, B, GH) from forward
+                   const scalar_t* rh,     //   (T, B)
+                   const scalar_t* Nc,     //   (T, B, H)
+                   const scalar_t* rc,     //   (T, B)
+                   scalar_t* DR,           //   (T, B, GH) out: dL/d(h W_hh^T)
+                   scalar_t* DCO,          //   (T, B, H) out: dL/d(LN(c̃)·w_c + b_c)
+                   scalar_t* TCO,          //   (B, H) scratch: tanh(LN(c̃)·w_c + b_c)
+                   scalar_t* DCL) {        //   (B, H) scratch: the h path's dL/dc̃
+  const Layout<scalar_t> k(H, var);
+  const int64_t GH = k.GH;
+  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
   const bool proj = whr != nullptr;
   constexpr int64_t V = Vec<scalar_t>::size();
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    // dL/dh_t = carry from step t+1 (in processing order) + the output's own gradient.
+    // dL/dh_t = carry from step t+1 (in processing order) + the output's own gradient; with
+    // zoneout z_h of it goes straight to h_{t-1} and (1 - z_h) of it to h̃_t.
     scalar_t* dht = proj ? dH + t * B * P : dH;
     for (int64_t b = 0; b < B; ++b) {
       scalar_t* d = dht + b * P;
@@ -340,95 +683,138 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
       } else {
         std::memcpy(d, carry, sizeof(scalar_t) * P);
       }
+      if (var.zone_h) {
+        const scalar_t* z = var.zone_h + (t * B + b) * P;
+        scalar_t* dz = dh_zone + b * P;
+        for (int64_t j = 0; j < P; ++j) {
+          dz[j] = z[j] * d[j];
+          d[j] = (scalar_t(1) - z[j]) * d[j];
+        }
+      }
     }
-    const scalar_t* dhp = dht;  // dL/d(o ⊙ tanh c), (B, H)
+    const scalar_t* dhp = dht;  // dL/d(o ⊙ tanh c̃), (B, H)
     if (proj) {
-      step_gemm<scalar_t>(B, H, P, dht, P, whr, dhpre, /*accumulate=*/false);  // dh_t W_hr
+      step_gemm<scalar_t>(B, H, P, dht, P, whr, dhpre, /*accumulate=*/false);  // dh̃_t W_hr
       dhp = dhpre;
     }
-    const scalar_t* Gt = G + t * B * G4;
+    const scalar_t* Gt = G + t * B * GH;
     const scalar_t* Ct = C + t * B * H;
-    scalar_t* dGt = dG + t * B * G4;
-    at::parallel_for(0, B, row_grain(G4), [&](int64_t b0, int64_t b1) {
+    scalar_t* dGt = dG + t * B * GH;
+    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
+    at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        scalar_t* dg = dGt + b * G4;
+        scalar_t* dg = dGt + b * GH;
         scalar_t* hp = proj ? Hpre + (t * B + b) * H : nullptr;
+        scalar_t* cpo = Cprev ? Cprev + (t * B + b) * H : nullptr;
+        scalar_t* cto = Ctil ? Ctil + (t * B + b) * H : nullptr;
         if (!row_active(len, b, t)) {
-          std::fill(dg, dg + G4, scalar_t(0));
+          std::fill(dg, dg + GH, scalar_t(0));
           if (hp) std::fill(hp, hp + H, scalar_t(0));
+          if (cpo) std::fill(cpo, cpo + H, scalar_t(0)), std::fill(cto, cto + H, scalar_t(0));
+          if (k.ln) {
+            std::fill(DR + (t * B + b) * GH, DR + (t * B + b + 1) * GH, scalar_t(0));
+            std::fill(DCO + (t * B + b) * H, DCO + (t * B + b + 1) * H, scalar_t(0));
+          }
           continue;
         }
-        const scalar_t* g = Gt + b * G4;
+        const scalar_t* g = Gt + b * GH;
         const scalar_t* c = Ct + b * H;
         // c_{t-1}: c0 at the row's first step, else the neighbouring step's cell state.
         const scalar_t* cp = t == row_start(len, b, T, reverse) ? c0 + b * H
                                                                 : C + ((reverse ? t + 1 : t - 1) * B + b) * H;
         const scalar_t* dhr = dhp + b * H;
         scalar_t* dcr = dc + b * H;
-        const scalar_t* gg_ = gG ? gG + (t * B + b) * G4 : nullptr;
+        const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
         const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
-        int64_t j = 0;
-        using VT = Vec<scalar_t>;
-        const VT one(scalar_t(1));
-        for (; j + V <= H; j += V) {
-          auto i = VT::loadu(g + j), f = VT::loadu(g + H + j), gv = VT::loadu(g + 2 * H + j),
-               o = VT::loadu(g + 3 * H + j);
-          auto cv = VT::loadu(c + j);
-          auto tc = vtanh(cv);
-          auto dhv = VT::loadu(dhr + j);
-          auto dcv = VT::loadu(dcr + j) + dhv * o * (one - tc * tc);
-          if (gc_) dcv = dcv + VT::loadu(gc_ + j);
-          auto di = dcv * gv, df = dcv * VT::loadu(cp + j), dgg = dcv * i, dov = dhv * tc;
-          if (gg_) {
-            di = di + VT::loadu(gg_ + j);
-            df = df + VT::loadu(gg_ + H + j);
-            dgg = dgg + VT::loadu(gg_ + 2 * H + j);
-            dov = dov + VT::loadu(gg_ + 3 * H + j);
-          }
-          (di * i * (one - i)).store(dg + j);
-          (df * f * (one - f)).store(dg + H + j);
-          (dgg * (one - gv * gv)).store(dg + 2 * H + j);
-          (dov * o * (one - o)).store(dg + 3 * H + j);
-          (dcv * f).store(dcr + j);
-          if (hp) (o * tc).store(hp + j);
+        const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+        scalar_t* tco = nullptr;
+        scalar_t* dcl = nullptr;
+        if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃
+          tco = TCO + b * H, dcl = DCL + b * H;
+          const scalar_t* nc = Nc + (t * B + b) * H;
+          scalar_t* dco = DCO + (t * B + b) * H;
+          const scalar_t* o = g + k.oo;
+          for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
+            using VV = decltype(tag);
+            const VV cw = ld<VV>(var.ln_cw + q);
+            const VV tc = tnh(ld<VV>(nc + q) * cw + ld<VV>(var.ln_cb + q));
+            const VV d = ld<VV>(dhr + q) * ld<VV>(o + q) * (VV(scalar_t(1)) - tc * tc);
+            st(tc, tco + q);
+            st(d, dco + q);
+            st(d * cw, dcl + q);
+          });
+          ln_row_backward(dcl, nc, rc[t * B + b], H, dcl);
         }
-        for (; j < H; ++j) {
-          const scalar_t i = g[j], f = g[H + j], gv = g[2 * H + j], o = g[3 * H + j];
-          const scalar_t tc = std::tanh(c[j]);
-          scalar_t dcv = dcr[j] + dhr[j] * o * (1 - tc * tc);
-          if (gc_) dcv += gc_[j];
-          scalar_t di = dcv * gv, df = dcv * cp[j], dgg = dcv * i, dov = dhr[j] * tc;
-          if (gg_) di += gg_[j], df += gg_[H + j], dgg += gg_[2 * H + j], dov += gg_[3 * H + j];
-          dg[j] = di * i * (1 - i);
-          dg[H + j] = df * f * (1 - f);
-          dg[2 * H + j] = dgg * (1 - gv * gv);
-          dg[3 * H + j] = dov * o * (1 - o);
-          dcr[j] = dcv * f;
-          if (hp) hp[j] = o * tc;
+        int64_t j = 0;
+        if (plain) {
+          for (; j + V <= H; j += V)
+            cell_backward<Vec<scalar_t>, false>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
+          for (; j < H; ++j)
+            cell_backward<scalar_t, false>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
+        } else {
+          for (; j + V <= H; j += V)
+            cell_backward<Vec<scalar_t>, true>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
+          for (; j < H; ++j)
+            cell_backward<scalar_t, true>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
+        }
+        if (k.ln) {  // through G[t] += LN(h W_hh^T)·w + b back to h W_hh^T
+          scalar_t* dr = DR + (t * B + b) * GH;
+          for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
+            using VV = decltype(tag);
+            st(ld<VV>(dg + q) * ld<VV>(var.ln_hw + q), dr + q);
+          });
+          ln_row_backward(dr, Nh + (t * B + b) * GH, rh[t * B + b], GH, dr);
         }
       }
     });
-    step_gemm<scalar_t>(B, P, G4, dGt, G4, whh, dh_new, /*accumulate=*/false);  // dh_{t-1} = dG[t] W_hh
-    // Rows that did not run at step t pass their carried gradient through unchanged.
+    step_gemm<scalar_t>(B, P, GH, k.ln ? DR + t * B * GH : dGt, GH, whh, dh_new, /*accumulate=*/false);  // dG[t] W_hh
+    // dL/dh_{t-1} = dG[t] W_hh (⊙ h_keep) (+ z_h ⊙ dL/dh_t). Rows that did not run at step t
+    // pass their carried gradient through unchanged.
     for (int64_t b = 0; b < B; ++b) {
-      if (row_active(len, b, t)) std::memcpy(dh + b * P, dh_new + b * P, sizeof(scalar_t) * P);
+      if (!row_active(len, b, t)) continue;
+      scalar_t* d = dh + b * P;
+      const scalar_t* n = dh_new + b * P;
+      if (!var.h_keep && !var.zone_h) {
+        std::memcpy(d, n, sizeof(scalar_t) * P);
+        continue;
+      }
+      const scalar_t* m = var.h_keep ? var.h_keep + b * P : nullptr;
+      const scalar_t* dz = var.zone_h ? dh_zone + b * P : nullptr;
+      for (int64_t j = 0; j < P; ++j) d[j] = (m ? n[j] * m[j] : n[j]) + (dz ? dz[j] : scalar_t(0));
     }
   }
 }
 
-inline Tensor opt(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
-
-// Returns {dx, dh0, dc0, dw_ih, dw_hh, db (for both b_ih and b_hh), dw_hr}; undefined where not applicable.
+// Returns {dx, dh0, dc0, dw_ih, dw_hh, db (for both b_ih and b_hh), dw_hr, dpeephole, and the
+// LayerNorm gradients d w_hh', d b_hh', d w_c, d b_c}; undefined where not applicable. Without
+// w_ih, dx is the gradient of the input projection that x then is.
 std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const optional<Tensor>& grad_hn,
                                   const optional<Tensor>& grad_cn, const optional<Tensor>& grad_gates,
                                   const optional<Tensor>& grad_c, const Tensor& x, const Tensor& h0,
-                                  const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, bool has_bias,
+                                  const Tensor& c0, const optional<Tensor>& w_ih_, const Tensor& w_hh, bool has_bias,
                                   const optional<Tensor>& w_hr, const optional<Tensor>& lengths, bool reverse,
-                                  const Tensor& out, const Tensor& G, const Tensor& C, bool need_dx) {
+                                  const Tensor& out, const Tensor& G, const Tensor& C, bool need_dx, bool coupled,
+                                  const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                                  const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                                  const optional<std::vector<Tensor>>& layer_norm, double eps,
+                                  const optional<Tensor>& Nh_, const optional<Tensor>& rh_,
+                                  const optional<Tensor>& Nc_, const optional<Tensor>& rc_) {
   at::AutoDispatchBelowADInplaceOrView guard;
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t G4 = w_ih.size(0), H = G4 / 4, P = w_hh.size(1);
+  const Tensor w_ih = opt(w_ih_);
+  const int64_t GH = w_hh.size(0), H = GH / (coupled ? 3 : 4), P = w_hh.size(1);
+  const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
+  const bool has_ln = !ln.empty();
+  Tensor Nh = opt(Nh_), rh = opt(rh_), Nc = opt(Nc_), rc = opt(rc_);
+  TORCH_CHECK(!has_ln || (Nh.defined() && rh.defined() && Nc.defined() && rc.defined()),
+              "fused lstm: LayerNorm backward needs the forward's normalized values");
+  Tensor DR = has_ln ? at::empty({T, B, GH}, x.options()) : Tensor();
+  Tensor DCO = has_ln ? at::empty({T, B, H}, x.options()) : Tensor();
+  Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
+  Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
+  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
   const int64_t* len = nullptr;
   Tensor len_c;
   if (lengths.has_value() && lengths->defined()) {
@@ -439,11 +825,14 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor gout = opt(grad_out), gG = opt(grad_gates), gC = opt(grad_c);
   Tensor dh = grad_hn.has_value() && grad_hn->defined() ? grad_hn->contiguous().clone() : at::zeros({B, P}, opts);
   Tensor dc = grad_cn.has_value() && grad_cn->defined() ? grad_cn->contiguous().clone() : at::zeros({B, H}, opts);
-  Tensor dG = at::empty({T, B, G4}, opts);
+  Tensor dG = at::empty({T, B, GH}, opts);
   Tensor dH = proj ? at::empty({T, B, P}, opts) : at::empty({B, H}, opts);
   Tensor Hpre = proj ? at::empty({T, B, H}, opts) : Tensor();
   Tensor dhpre = proj ? at::empty({B, H}, opts) : Tensor();
   Tensor dh_new = at::empty({B, P}, opts);
+  Tensor dh_zone = zh.defined() ? at::empty({B, P}, opts) : Tensor();
+  Tensor Cprev = peep.defined() ? at::empty({T, B, H}, opts) : Tensor();
+  Tensor Ctil = peep.defined() ? at::empty({T, B, H}, opts) : Tensor();
   Tensor whh = w_hh.contiguous();
   Tensor whr = proj ? w_hr->contiguous() : Tensor();
   Tensor Gc = G.contiguous(), Cc = C.contiguous(), c0c = c0.contiguous();
@@ -451,39 +840,60 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
                             ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
-                            ptr(dh_new));
+                            ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil),
+                            make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps), ptr(Nh), ptr(rh), ptr(Nc),
+                            ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
   });
 
   // Gradients of the weights, biases and input: single GEMMs over all T·B rows.
-  Tensor dG2 = dG.view({T * B, G4});
+  Tensor dG2 = dG.view({T * B, GH});
   Tensor x2 = x.contiguous().view({T * B, I});
-  Tensor dx = need_dx ? at::mm(dG2, w_ih).view({T, B, I}) : Tensor();
-  Tensor dw_ih = at::mm(dG2.t(), x2);
-  Tensor db = has_bias ? dG2.sum(0) : Tensor();
-  // dW_hh = Σ_t dG[t]^T h_{t-1}. h_{t-1} is the neighbouring step's output, except at a row's
-  // first step where it is h0; outputs past a length are zero and dG there is zero, so the
-  // shifted product is exact and only the first steps need the h0 term.
-  Tensor out_c = out.contiguous();
-  Tensor dw_hh = at::zeros({G4, P}, opts);
-  if (T > 1) {
-    Tensor dG_cur = reverse ? dG.narrow(0, 0, T - 1) : dG.narrow(0, 1, T - 1);
-    Tensor h_prev = reverse ? out_c.narrow(0, 1, T - 1) : out_c.narrow(0, 0, T - 1);
-    dw_hh.addmm_(dG_cur.reshape({(T - 1) * B, G4}).t(), h_prev.reshape({(T - 1) * B, P}));
-  }
-  Tensor dG_first;  // (B, 4H): each row's gradient at its first step
-  if (!reverse) {
-    dG_first = dG[0];
-  } else if (len == nullptr) {
-    dG_first = dG[T - 1];
+  Tensor dx, dw_ih, db;
+  if (w_ih.defined()) {
+    dx = need_dx ? at::mm(dG2, w_ih).view({T, B, I}) : Tensor();
+    dw_ih = at::mm(dG2.t(), x2);
+    db = has_bias ? dG2.sum(0) : Tensor();
   } else {
-    Tensor idx = (len_c - 1).clamp_min(0).view({1, B, 1}).expand({1, B, G4});
-    dG_first = dG.gather(0, idx).squeeze(0).mul_((len_c > 0).to(dG.scalar_type()).unsqueeze(1));
+    dx = dG;  // x was the input projection
   }
-  dw_hh.addmm_(dG_first.t(), h0.contiguous());
+  Tensor dR = has_ln ? DR : dG;  // the gradient reaching h W_hh^T
+  // dW_hh = Σ_t dG[t]^T h_{t-1} (⊙ h_keep). h_{t-1} is the neighbouring step's output, except at
+  // a row's first step where it is h0; outputs past a length are zero and dG there is zero, so
+  // the shifted product is exact and only the first steps need the h0 term.
+  Tensor out_c = hk.defined() ? out * hk : out.contiguous();
+  Tensor h0_c = hk.defined() ? h0 * hk : h0.contiguous();
+  Tensor dw_hh = at::zeros({GH, P}, opts);
+  if (T > 1) {
+    Tensor dG_cur = reverse ? dR.narrow(0, 0, T - 1) : dR.narrow(0, 1, T - 1);
+    Tensor h_prev = reverse ? out_c.narrow(0, 1, T - 1) : out_c.narrow(0, 0, T - 1);
+    dw_hh.addmm_(dG_cur.reshape({(T - 1) * B, GH}).t(), h_prev.reshape({(T - 1) * B, P}));
+  }
+  Tensor dG_first;  // (B, GH): each row's gradient at its first step
+  if (!reverse) {
+    dG_first = dR[0];
+  } else if (len == nullptr) {
+    dG_first = dR[T - 1];
+  } else {
+    Tensor idx = (len_c - 1).clamp_min(0).view({1, B, 1}).expand({1, B, GH});
+    dG_first = dR.gather(0, idx).squeeze(0).mul_((len_c > 0).to(dG.scalar_type()).unsqueeze(1));
+  }
+  dw_hh.addmm_(dG_first.t(), h0_c);
   Tensor dw_hr = proj ? at::mm(dH.view({T * B, P}).t(), Hpre.view({T * B, H})) : Tensor();
-  return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr};
+  Tensor dpeep;
+  if (peep.defined()) {  // Σ over steps and rows: pre_i, pre_f see c_{t-1}; pre_o sees c̃_t
+    auto gate = [&](int64_t off) { return dG.narrow(2, off, H); };
+    std::vector<Tensor> rows = {(gate(0) * Cprev).sum({0, 1})};
+    if (!coupled) rows.push_back((gate(H) * Cprev).sum({0, 1}));
+    rows.push_back((gate(GH - H) * Ctil).sum({0, 1}));
+    dpeep = at::stack(rows);
+  }
+  Tensor dhw, dhb, dcw, dcb;
+  if (has_ln) {
+    dhw = (dG * Nh).sum({0, 1}), dhb = dG.sum({0, 1});
+    dcw = (DCO * Nc).sum({0, 1}), dcb = DCO.sum({0, 1});
+  }
+  return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb};
 }
-
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
