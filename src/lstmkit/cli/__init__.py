@@ -29,6 +29,7 @@ COMMANDS = [
     "classify",
     "export",
     "forecast",
+    "generate",
 ]
 
 EPILOG = """examples:

@@ -1,0 +1,154 @@
+"""Text for the character language model: the embedded corpus or a user's UTF-8 file, a character
+vocabulary, the fixed 90/10 split, and the order-n character n-gram baseline.
+
+    >>> from lstmkit.apps.text.data import Vocab
+    >>> v = Vocab.from_text("to be or not")
+    >>> v.decode(v.encode("be not"))
+    'be not'
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+BUILTIN = "shakespeare"  # lstmkit/data/shakespeare.txt.gz (see lstmkit/data/README.md)
+VALID_FRACTION = 0.1
+
+
+class TextDataError(ValueError):
+    """The text cannot be used; the message names the file and says why."""
+
+
+def load_text(source: str = BUILTIN) -> str:
+    """The embedded corpus ("shakespeare") or the UTF-8 text in file ``source``.
+
+    Raises TextDataError (one line) for a missing, unreadable, binary (NUL bytes or not UTF-8)
+    or empty file.
+    """
+    if source == BUILTIN:
+        return gzip.decompress(resources.files("lstmkit").joinpath("data/shakespeare.txt.gz").read_bytes()).decode("utf-8")
+    if not os.path.exists(source):
+        raise TextDataError(f"{source}: no such file (give a UTF-8 text file, or {BUILTIN!r} for the embedded corpus)")
+    if os.path.isdir(source):
+        raise TextDataError(f"{source}: is a directory, expected a UTF-8 text file")
+    try:
+        with open(source, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise TextDataError(f"{source}: cannot read it ({e.strerror})") from None
+    if b"\x00" in raw:
+        at = raw.index(b"\x00")
+        raise TextDataError(f"{source}: looks binary (a NUL byte at offset {at}); "
+                            "expected UTF-8 text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TextDataError(f"{source}: not UTF-8 text (undecodable byte at offset {e.start}); "
+                            "convert it, e.g. iconv -t UTF-8") from None
+    text = text.replace("\r\n", "\n")
+    if not text.strip():
+        raise TextDataError(f"{source}: is empty (no text to learn from)")
+    return text
+
+
+def split_text(text: str, valid_fraction: float = VALID_FRACTION) -> tuple[str, str]:
+    """(train, valid): the first 90 % and the last 10 % of the text, a fixed contiguous split."""
+    cut = int(round(len(text) * (1.0 - valid_fraction)))
+    return text[:cut], text[cut:]
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Characters ↔ ids. ``chars`` is the ordered alphabet; id = position in it."""
+
+    chars: str
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        return cls("".join(sorted(set(text))))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> Tensor:
+        """(len(text),) int64 ids; a character outside the vocabulary is an error naming it."""
+        index = {c: i for i, c in enumerate(self.chars)}
+        try:
+            return torch.tensor([index[c] for c in text], dtype=torch.long)
+        except KeyError as e:
+            raise TextDataError(f"character {e.args[0]!r} is not in the model's vocabulary of {len(self)} "
+                                "characters") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def ngram_nats(train: str, valid: str, order: int = 4, k: float = 0.01) -> float:
+    """Cross-entropy (nats/char) on ``valid`` of an order-``order`` character n-gram fitted on ``train``.
+
+    Order n predicts a character from the n-1 before it (order 4: three characters of context). Smoothing is interpolated (Jelinek-
+    Mercer style with Witten-Bell weights): P_n(c|h) = (count(h,c) + u(h)·P_{n-1}(c|h')) / (count(h)
+    + u(h)), with u(h) the number of distinct characters seen after h, down to an add-k unigram
+    over the alphabet of train ∪ valid. The first order-1 valid characters use train's tail as
+    context, so every valid character is scored.
+    """
+    if order < 1:
+        raise ValueError(f"ngram order must be >= 1, got {order}")
+    alphabet = set(train) | set(valid)
+    V = len(alphabet)
+    counts: list[Counter] = []  # counts[n][(history, c)] for history length n
+    hist: list[Counter] = []
+    types: list[Counter] = []
+    for n in range(order):
+        c = Counter(train[i - n : i + 1] for i in range(n, len(train)))
+        counts.append(c)
+        h = Counter()
+        t = Counter()
+        for gram, m in c.items():
+            h[gram[:-1]] += m
+            t[gram[:-1]] += 1
+        hist.append(h)
+        types.append(t)
+    uni_total = len(train)
+
+    def prob(context: str, ch: str) -> float:
+        p = (counts[0][ch] + k) / (uni_total + k * V)
+        for n in range(1, order):
+            h = context[len(context) - n :]
+            if len(h) < n:
+                break
+            total = hist[n][h]
+            if total == 0:
+                continue
+            u = types[n][h]
+            p = (counts[n][h + ch] + u * p) / (total + u)
+        return p
+
+    full = train[-(order - 1) :] + valid if order > 1 else valid
+    off = len(full) - len(valid)
+    nll = 0.0
+    for i in range(len(valid)):
+        j = i + off
+        nll -= math.log(prob(full[max(0, j - order + 1) : j], full[j]))
+    return nll / len(valid)
+
+
+def streams(ids: Tensor, n: int) -> Tensor:
+    """(n, L) : ids cut into n equal contiguous streams (the tail that does not fit is dropped)."""
+    L = len(ids) // n
+    if L < 2:
+        raise TextDataError(f"text of {len(ids)} characters is too short for {n} streams (need >= {2 * n})")
+    return ids[: n * L].view(n, L)  # (n, L)
+
+
+def batch_starts(length: int, window: int) -> Sequence[int]:
+    """Start offsets of consecutive windows of ``window`` inputs in a stream of ``length`` ids."""
+    return range(0, length - 1 - window + 1, window)

@@ -1,0 +1,53 @@
+"""The character language model: embedding → lk.LSTM → linear decoder (weights optionally tied).
+
+Shapes: B = batch (parallel streams), T = time, V = vocabulary, E = embedding, H = hidden,
+L = layers.
+
+    >>> import torch
+    >>> from lstmkit.apps.text.model import CharLM
+    >>> model = CharLM(vocab_size=60, embedding_size=32, hidden_size=32, tie_weights=True)
+    >>> logits, (h, c) = model(torch.zeros(2, 5, dtype=torch.long))
+    >>> logits.shape, h.shape
+    (torch.Size([2, 5, 60]), torch.Size([1, 2, 32]))
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from torch import Tensor, nn
+
+from ...lstm import LSTM
+
+
+class CharLM(nn.Module):
+    """Next-character logits from character ids, with the (h, c) state in and out.
+
+    Args:
+        vocab_size: V. embedding_size [64]: E. hidden_size [256]: H. num_layers [1]: L.
+        dropout [0.0]: on the embeddings, between LSTM layers and before the decoder.
+        tie_weights [False]: the decoder reuses the embedding matrix (needs E == H).
+        backend ["auto"] and any other keyword (layer_norm, peephole, coupled, zoneout, ...):
+            passed to lk.LSTM.
+    """
+
+    def __init__(self, vocab_size: int, embedding_size: int = 64, hidden_size: int = 256, num_layers: int = 1,
+                 dropout: float = 0.0, tie_weights: bool = False, backend: str = "auto", **lstm_kwargs: Any) -> None:
+        super().__init__()
+        if vocab_size < 1:
+            raise ValueError(f"CharLM: vocab_size must be >= 1, got {vocab_size}")
+        if tie_weights and embedding_size != hidden_size:
+            raise ValueError(f"CharLM: tie_weights needs embedding_size == hidden_size, got {embedding_size} "
+                             f"and {hidden_size}")
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.drop = nn.Dropout(dropout)
+        self.lstm = LSTM(embedding_size, hidden_size, num_layers, batch_first=True,
+                         dropout=dropout if num_layers > 1 else 0.0, backend=backend, **lstm_kwargs)
+        self.decoder = nn.Linear(hidden_size, vocab_size)
+        if tie_weights:
+            self.decoder.weight = self.embedding.weight  # (V, H) == (V, E)
+
+    def forward(self, ids: Tensor, state: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """ids (B, T) int64, state (h, c) each (L, B, H) or None → logits (B, T, V), new state."""
+        x = self.drop(self.embedding(ids))  # (B, T, E)
+        out, state = self.lstm(x, state)  # (B, T, H)
+        return self.decoder(self.drop(out)), state  # (B, T, V)

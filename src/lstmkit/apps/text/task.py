@@ -1,0 +1,160 @@
+"""The "text" task of ``lstmkit train``: a character language model trained with truncated BPTT.
+
+    lstmkit train text                              # the embedded Shakespeare slice
+    lstmkit train text --data notes.txt --hidden_size 512 --num_layers 2 --train.steps 3000
+
+The text is split once, 90 % train / 10 % valid (contiguous). Training cuts the train part into
+B parallel streams (B = train.batch_size); batch k is the next ``seq_len`` characters of every
+stream and carries the LSTM state over from batch k-1 (the Trainer's "reset" mask restarts it
+when the streams wrap around). ``train.tbptt`` may cut each batch further. Evaluation reports
+the validation loss in nats/char and bits/char beside an order-4 character n-gram (3 characters of
+context, interpolated smoothing) fitted on the same split. The character vocabulary is written
+into the run's config (``vocab``), so ``lstmkit generate RUN`` needs no data.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...train.registry import register_task
+from ...train.task import Task, shard
+from .data import BUILTIN, Vocab, load_text, ngram_nats, split_text, streams
+from .model import CharLM
+
+VARIANTS = ("layer_norm", "peephole", "coupled")
+
+
+@dataclass
+class TextConfig:
+    """Options of the "text" task (see the module docstring)."""
+
+    data: str = BUILTIN  # "shakespeare" (embedded) or a path to a UTF-8 text file
+    seq_len: int = 128  # characters per stream per batch
+    embedding_size: int = 64
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False  # needs embedding_size == hidden_size
+    layer_norm: bool = False  # lk.LSTM variants
+    peephole: bool = False
+    coupled: bool = False
+    zoneout: float = 0.0
+    recurrent_dropout: float = 0.0
+    backend: str = "auto"
+    eval_streams: int = 16  # the valid text is scored as this many parallel streams
+    ngram_order: int = 4  # the baseline's order (context = order - 1 characters); 0: no baseline
+    vocab: str = ""  # filled in from the text at the start of training; kept so generation needs no data
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "embedding_size", "hidden_size", "num_layers", "eval_streams"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"text: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("dropout", "zoneout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"text: {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise ValueError(f"text: tie_weights needs embedding_size == hidden_size, got {self.embedding_size} "
+                             f"and {self.hidden_size}")
+        if self.ngram_order < 0:
+            raise ValueError(f"text: ngram_order must be >= 0, got {self.ngram_order}")
+        # A file is recorded by absolute path, so the run resumes from any folder.
+        if self.data != BUILTIN and os.path.isfile(self.data):
+            self.data = os.path.abspath(self.data)
+
+
+class TextTask(Task):
+    """Reads the text lazily: a run rebuilt for generation needs only the saved vocabulary."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        self.cfg = cfg
+        self._split: Optional[tuple[Tensor, Tensor]] = None
+        self._ngram: Optional[float] = None
+        if not cfg.vocab:
+            self._load()
+            cfg.vocab = self.vocab.chars  # written to config.json by the Trainer
+        self.vocab = Vocab(cfg.vocab)
+
+    def _load(self) -> tuple[Tensor, Tensor]:
+        if self._split is None:
+            text = load_text(self.cfg.data)
+            train, valid = split_text(text)
+            if len(valid) < 2:
+                raise ValueError(f"{self.cfg.data}: {len(text)} characters is too short to hold out 10 % for validation")
+            if not self.cfg.vocab:
+                self.vocab = Vocab.from_text(text)
+            vocab = self.vocab if not self.cfg.vocab else Vocab(self.cfg.vocab)
+            self._text = (train, valid)
+            self._split = (vocab.encode(train), vocab.encode(valid))
+        return self._split
+
+    def build_model(self) -> nn.Module:
+        c = self.cfg
+        return CharLM(len(self.vocab), c.embedding_size, c.hidden_size, c.num_layers, c.dropout, c.tie_weights,
+                      backend=c.backend, layer_norm=c.layer_norm, peephole=c.peephole, coupled=c.coupled,
+                      zoneout=c.zoneout, recurrent_dropout=c.recurrent_dropout)
+
+    def global_batch(self, k: int, batch_size: int) -> dict[str, Tensor]:
+        """Batch k: characters [j·s, (j+1)·s) of each of the B streams (j = k mod windows per pass)."""
+        S = streams(self._load()[0], batch_size)  # (B, L)
+        s = self.cfg.seq_len
+        per_pass = (S.shape[1] - 1) // s
+        if per_pass < 1:
+            raise ValueError(f"text: streams of {S.shape[1]} characters are shorter than seq_len + 1 = {s + 1}; "
+                             "lower --seq_len or --train.batch_size")
+        j = k % per_pass
+        x = S[:, j * s : (j + 1) * s]  # (B, s)
+        y = S[:, j * s + 1 : (j + 1) * s + 1]  # (B, s)
+        return {"x": x, "y": y, "reset": torch.full((batch_size,), j == 0)}
+
+    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        k = start
+        while True:
+            yield shard(self.global_batch(k, batch_size * world_size), rank, world_size)
+            k += 1
+
+    def loss(self, model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, Any]:
+        logits, state = model(batch["x"], state)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1), batch["y"].flatten()), state
+
+    @torch.no_grad()
+    def valid_nats(self, model: nn.Module) -> float:
+        """Mean nats/char over the valid text, scored as eval_streams streams carrying their state."""
+        ids = self._load()[1]
+        n = max(1, min(self.cfg.eval_streams, (len(ids) - 1) // 2))
+        dev = next(model.parameters()).device
+        S = streams(ids, n).to(dev)  # (n, L)
+        total, count, state = 0.0, 0, None
+        for s in range(0, S.shape[1] - 1, self.cfg.seq_len):
+            x = S[:, s : s + self.cfg.seq_len]
+            y = S[:, s + 1 : s + 1 + self.cfg.seq_len]
+            x = x[:, : y.shape[1]]
+            logits, state = model(x, state)
+            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+            count += y.numel()
+        return total / count
+
+    def ngram_baseline(self) -> float:
+        if self._ngram is None:
+            self._load()
+            self._ngram = ngram_nats(*self._text, order=self.cfg.ngram_order)
+        return self._ngram
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        nats = self.valid_nats(model)
+        out = {"loss": nats, "bits_per_char": nats / math.log(2)}
+        if self.cfg.ngram_order:
+            out["ngram_loss"] = self.ngram_baseline()
+        return out
+
+
+@register_task("text", TextConfig, help="character language model (embedded Shakespeare or a UTF-8 file)",
+               train_defaults={"lr": 3e-3, "batch_size": 32, "steps": 2000, "eval_every": 250, "weight_decay": 0.0,
+                               "warmup_steps": 50, "min_lr_ratio": 0.1, "threads": 1})
+def make_text(cfg: TextConfig) -> TextTask:
+    return TextTask(cfg)
