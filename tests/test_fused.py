@@ -41,22 +41,13 @@ def gemm_mode():
     ext.set_gemm_mode("auto")
 
 
-def _spec(**kw) -> RunSpec:
-    base = dict(cell="lstm", num_layers=1, bidirectional=False, bias=True, proj_size=0, dropout=0.0,
-                training=True, record=False, device_type="cpu", dtype=torch.float32)
-    base.update(kw)
-    return RunSpec(**base)
-
-
-# --- the kernel is really what runs -------------------------------------------------------------
-
-def test_auto_on_cpu_runs_the_fused_kernel(monkeypatch):
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts calls into the compiled module's forward and backward while the test runs."""
     ext = _require_kernel()
-    assert select_backend("auto", _spec()).name == "fused"
-    assert select_backend("auto", _spec(dtype=torch.float64, record=True, num_layers=2)).name == "fused"
     calls = {"forward": 0, "backward": 0}
 
-    class Spy:  # counts calls into the compiled module
+    class Spy:
         def __getattr__(self, name):
             fn = getattr(ext, name)
             if name not in calls:
@@ -68,6 +59,22 @@ def test_auto_on_cpu_runs_the_fused_kernel(monkeypatch):
             return counted
 
     monkeypatch.setattr(fused, "_ext", Spy())
+    return calls
+
+
+def _spec(**kw) -> RunSpec:
+    base = dict(cell="lstm", num_layers=1, bidirectional=False, bias=True, proj_size=0, dropout=0.0,
+                training=True, record=False, device_type="cpu", dtype=torch.float32)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+# --- the kernel is really what runs -------------------------------------------------------------
+
+def test_auto_on_cpu_runs_the_fused_kernel(kernel_calls):
+    assert select_backend("auto", _spec()).name == "fused"
+    assert select_backend("auto", _spec(dtype=torch.float64, record=True, num_layers=2)).name == "fused"
+    calls = kernel_calls
     lstm = lk.LSTM(3, 4, num_layers=2, bidirectional=True)  # backend="auto"
     out, _ = lstm(torch.randn(5, 2, 3))
     out.sum().backward()

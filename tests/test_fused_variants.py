@@ -16,7 +16,7 @@ import lstmkit as lk
 from conftest import assert_close
 from lstmkit.kernels import RunSpec, fused, reference, select_backend
 from lstmkit.kernels.types import LayerNormParams, LSTMLayerParams, LSTMStepOptions
-from test_fused import _require_kernel, gemm_mode  # noqa: F401 (gemm_mode is a fixture)
+from test_fused import _require_kernel, gemm_mode, kernel_calls  # noqa: F401 (fixtures)
 
 
 def _spec(**kw) -> RunSpec:
@@ -301,23 +301,9 @@ def test_fused_runs_every_variant_and_names_what_it_cannot():
     assert "some_future_variant" in reason and "no peephole" not in reason
 
 
-def test_variants_run_the_fused_kernel(monkeypatch):
+def test_variants_run_the_fused_kernel(kernel_calls):
     """With every fused variant on, auto really calls the compiled kernel, forward and backward."""
-    ext = _require_kernel()
-    calls = {"forward": 0, "backward": 0}
-
-    class Spy:
-        def __getattr__(self, name):
-            fn = getattr(ext, name)
-            if name not in calls:
-                return fn
-
-            def counted(*args):
-                calls[name] += 1
-                return fn(*args)
-            return counted
-
-    monkeypatch.setattr(fused, "_ext", Spy())
+    calls = kernel_calls
     lstm = lk.LSTM(3, 4, peephole=True, coupled=True, layer_norm=True, zoneout=0.1, recurrent_dropout=0.2,
                    input_dropout=0.2).train()
     out, _ = lstm(torch.randn(5, 2, 3))
