@@ -187,3 +187,11 @@ def test_make_task_rejects_bad_names_and_lengths():
         make_task("reber", 50)
     with pytest.raises(ValueError, match="even"):
         make_task("adding", 7).sample(1, gen(0))
+
+
+@pytest.mark.parametrize("T", [6, 8, 11])
+def test_adding_length_too_short_or_odd_is_one_clear_error(T):
+    from lstmkit.tasks.adding import AddingProblem
+
+    with pytest.raises(ValueError, match=rf"T must be an even integer >= 10 .* got {T}"):
+        AddingProblem(T).sample(4, torch.Generator().manual_seed(0))

@@ -48,8 +48,9 @@ def marked_pairs(n: int, T: int, low: float, generator: torch.Generator, first_v
     Returns x (n, Tmax, 2) right-padded, lengths (n,), X1 (n,), X2 (n,) — the marked values
     actually stored in the sequence (after the first-pair rule).
     """
-    if T < 4 or T % 2:
-        raise ValueError(f"T must be an even integer >= 4 (marks go in the first T/2 pairs), got {T}")
+    if T < 10 or T % 2:  # the first mark is drawn from the first 10 steps, which must exist
+        raise ValueError(f"T must be an even integer >= 10 (the first mark lies among the first 10 steps, "
+                         f"the second among the first T/2), got {T}")
     lengths = randint(T, T + T // 10, (n,), generator)
     Tmax = int(lengths.max())
     values = torch.rand(n, Tmax, generator=generator) * (1.0 - low) + low  # uniform in [low, 1]

@@ -15,6 +15,7 @@ duplicated dates, a gap in a regular index, missing values (unless ``fill`` is "
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -141,14 +142,14 @@ def from_frame(df, target: str, *, date: Optional[str] = None, covariates: Seque
         if not frame.index.is_monotonic_increasing:
             frame = frame.sort_index()
         if len(frame) >= 3:
-            freq = pd.infer_freq(frame.index)
+            freq = _infer_freq(pd, frame.index)
             if freq is None:
                 # A regular index with a hole: find the step that most rows use, then the gap.
                 steps = pd.Series(frame.index[1:] - frame.index[:-1])
                 common = steps.mode().iloc[0]
                 try:
                     full = pd.date_range(frame.index[0], frame.index[-1],
-                                         freq=pd.infer_freq(frame.index[:3]) or common)
+                                         freq=_infer_freq(pd, frame.index[:3]) or common)
                 except (ValueError, TypeError):
                     full = None
                 if full is not None and len(full) > len(frame) and frame.index.isin(full).all():
@@ -242,3 +243,12 @@ def resolve(data: str, target: Optional[str], *, date: Optional[str] = None, cov
     if not target:
         raise DataError(f"{data}: say which column to forecast (target, --target on the command line)")
     return read_series(data, target, date=date or None, covariates=covariates, fill=fill, season=season)
+
+
+def _infer_freq(pd, index) -> Optional[str]:
+    """pd.infer_freq as a frequency string on every pandas: pandas 4 returns an offset object and
+    pandas 3 warns about that change on each call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infer_freq.*")
+        freq = pd.infer_freq(index)
+    return getattr(freq, "freqstr", freq)
