@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from ..train.config import TrainConfig
 from ..train.task import Task as TrainerTask
-from ..train.task import shard
 from ..train.trainer import Trainer
 from . import make_task
 from .base import Batch, LagTask
@@ -74,11 +73,8 @@ class PaperTask(TrainerTask):
         return build_model(self.model_kind, self.task, self.hidden_size, self.backend, self.forget_bias,
                            self.input_bias)
 
-    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-        k = start
-        while True:
-            yield shard(self.task.train_batch(k, batch_size * world_size, self.seed), rank, world_size)
-            k += 1
+    def global_batch(self, k: int, batch_size: int) -> Batch:
+        return self.task.train_batch(k, batch_size, self.seed)
 
     def loss(self, model: nn.Module, batch: Batch, state: Any):
         self.steps += 1

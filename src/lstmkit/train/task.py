@@ -3,10 +3,11 @@
 A Task supplies four things (see Trainer's docstring for an example):
 
 - ``build_model() -> nn.Module``
-- ``train_batches(start, *, batch_size, rank, world_size) -> Iterable[batch]``: the training
-  stream from position ``start`` (the number of batches already consumed). Batch k must depend
-  only on k and the task's own settings, so that a resumed run sees the same data. With several
-  ranks, each yields its own 1/world_size share of global batch k (``shard`` does that).
+- ``global_batch(k, batch_size) -> batch``: batch k of the whole job, a function of k and the
+  task's own settings only, so that a resumed run sees the same data. The default
+  ``train_batches(start, *, batch_size, rank, world_size)`` streams batches from position
+  ``start`` (batches already consumed), each rank taking its 1/world_size share (``shard``);
+  a task may override train_batches instead.
 - ``loss(model, batch, state) -> (loss, state)``: mean loss over the batch, and the recurrent
   state to carry into the next TBPTT window (or None if nothing is carried).
 - ``evaluate(model) -> dict[str, float]``: validation metrics (called in eval mode, no grad).
@@ -35,8 +36,19 @@ class Task:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
-    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterable[Any]:
+    def global_batch(self, k: int, batch_size: int) -> Any:
+        """Batch k of the whole job (all ranks together), a function of k alone so resume finds it."""
         raise NotImplementedError
+
+    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterable[Any]:
+        """Batches start, start + 1, … of global_batch, each cut to this rank's share.
+
+        Override global_batch (the usual case) or this method (a stream that is not indexable).
+        """
+        k = start
+        while True:
+            yield shard(self.global_batch(k, batch_size * world_size), rank, world_size)
+            k += 1
 
     def loss(self, model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError

@@ -13,7 +13,7 @@ long-time-lag problems live in lstmkit.tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..lstm import LSTM
 from ..rnn import RNN
 from .registry import register_task
-from .task import Task, shard
+from .task import Task
 
 
 @dataclass
@@ -79,11 +79,6 @@ class EchoTask(Task):
         y = torch.cat([prev, x], 1)[:, c.window - c.lag : 2 * c.window - c.lag]  # y_t = x_{t-lag}
         return {"x": x.unsqueeze(-1), "y": y, "reset": reset}
 
-    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
-        k = start
-        while True:
-            yield shard(self.global_batch(k, batch_size * world_size), rank, world_size)
-            k += 1
 
     def loss(self, model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, Any]:
         y, state = model(batch["x"], state)

@@ -173,10 +173,10 @@ class Trainer:
     The application supplies a Task (lstmkit.train.task) with four methods:
 
     - ``build_model()`` → an nn.Module;
-    - ``train_batches(start, *, batch_size, rank, world_size)`` → an iterable of batches that
-      begins at batch number ``start``; batch k depends only on k, so a resumed run sees the same
-      data (the position saved in a checkpoint is just that count). With DDP each rank yields its
-      share of global batch k — ``shard(batch, rank, world_size)`` does it;
+    - ``global_batch(k, batch_size)`` → batch k of the whole job; it depends only on k, so a
+      resumed run sees the same data (the position saved in a checkpoint is just that count).
+      The default ``train_batches(start, *, batch_size, rank, world_size)`` streams them from
+      ``start``, each DDP rank taking its share via ``shard``; override it instead for a stream;
     - ``loss(model, batch, state)`` → ``(mean loss, state to carry)``; ``state`` is None at the
       start of a sequence, else what the previous TBPTT window returned, detached;
     - ``evaluate(model)`` → ``{"loss": ..., "accuracy": ...}`` on validation data.
@@ -196,12 +196,9 @@ class Trainer:
         ...     def build_model(self):
         ...         return torch.nn.ModuleDict({"rnn": lk.LSTM(1, 8, batch_first=True),
         ...                                     "out": torch.nn.Linear(8, 1)})
-        ...     def train_batches(self, start, *, batch_size, rank=0, world_size=1):
-        ...         k = start
-        ...         while True:
-        ...             x = torch.randn(batch_size, 20, 1, generator=torch.Generator().manual_seed(k))
-        ...             yield {"x": x, "y": x.cumsum(1)}
-        ...             k += 1
+        ...     def global_batch(self, k, batch_size):
+        ...         x = torch.randn(batch_size, 20, 1, generator=torch.Generator().manual_seed(k))
+        ...         return {"x": x, "y": x.cumsum(1)}
         ...     def loss(self, model, batch, state):
         ...         h, state = model["rnn"](batch["x"], state)
         ...         return torch.nn.functional.mse_loss(model["out"](h), batch["y"]), state

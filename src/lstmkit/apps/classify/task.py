@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...train.registry import register_task
-from ...train.task import Task, shard
+from ...train.task import Task
 from . import metrics as M
 from .data import DataError, SequenceData, load_data, split_indices
 from .model import POOLINGS, SequenceClassifier
@@ -180,11 +180,6 @@ class ClassifyTask(Task):
             idx = np.resize(perm, batch_size)
         return batch_of(self.train, idx)
 
-    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
-        k = start
-        while True:
-            yield shard(self.global_batch(k, batch_size * world_size), rank, world_size)
-            k += 1
 
     def windows(self, batch: Any, k: int) -> list[Any]:
         # One label per whole sequence: there is nothing to carry between TBPTT windows.

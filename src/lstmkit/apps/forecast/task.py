@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ...train.registry import register_task
-from ...train.task import Task, shard
+from ...train.task import Task
 from . import metrics as M
 from .data import Series, resolve
 from .forecaster import ForecasterConfig, LSTMForecaster, channels, make_windows
@@ -68,14 +68,11 @@ class ForecastTask(Task):
         model.scaler.copy_(torch.from_numpy(self.forecaster.pre.to_array()))
         return model
 
-    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
-        k = start
-        n = len(self.x)
-        while True:  # batch k: windows drawn with a generator seeded by k (resumable)
-            g = torch.Generator().manual_seed(1_000_003 + k)
-            idx = torch.randint(n, (batch_size * world_size,), generator=g)
-            yield shard({"x": self.x[idx], "y": self.y[idx]}, rank, world_size)
-            k += 1
+    def global_batch(self, k: int, batch_size: int) -> dict[str, Tensor]:
+        """Windows drawn with a generator seeded by k (resumable)."""
+        g = torch.Generator().manual_seed(1_000_003 + k)
+        idx = torch.randint(len(self.x), (batch_size,), generator=g)
+        return {"x": self.x[idx], "y": self.y[idx]}
 
     def windows(self, batch: Any, k: int) -> list[Any]:
         return [batch]  # windows are short and independent: no truncated BPTT

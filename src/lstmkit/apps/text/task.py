@@ -16,14 +16,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...train.registry import register_task
-from ...train.task import Task, shard
+from ...train.task import Task
 from .data import BUILTIN, Vocab, load_text, ngram_nats, split_text, streams
 from .model import CharLM
 
@@ -112,11 +112,6 @@ class TextTask(Task):
         y = S[:, j * s + 1 : (j + 1) * s + 1]  # (B, s)
         return {"x": x, "y": y, "reset": torch.full((batch_size,), j == 0)}
 
-    def train_batches(self, start: int, *, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
-        k = start
-        while True:
-            yield shard(self.global_batch(k, batch_size * world_size), rank, world_size)
-            k += 1
 
     def loss(self, model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, Any]:
         logits, state = model(batch["x"], state)  # (B, T, V)
