@@ -45,6 +45,18 @@ class CliError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+def load_run_of(run_dir: str, task_type: type, kind: str):
+    """(config, task, model) of the run folder run_dir, which must hold a ``kind`` run."""
+    from ..train.run import load_run
+
+    if not os.path.isdir(run_dir):
+        raise CliError(f"no run folder at {run_dir}")
+    cfg, task, model = load_run(run_dir)
+    if not isinstance(task, task_type):
+        raise CliError(f"{run_dir} is a {cfg.task!r} run, not a {kind!r} run")
+    return cfg, task, model
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 
 DESCRIPTION = """Run a sequence classifier trained with `lstmkit train --task classify` on data.
 
@@ -46,18 +45,13 @@ def run(args) -> int:
     from ..apps.classify import metrics as M
     from ..apps.classify.data import load_data
     from ..apps.classify.task import ClassifyTask, predict
-    from ..train.run import load_run
-    from . import CliError
+    from . import CliError, load_run_of
 
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not os.path.isdir(args.run_dir):
-        raise CliError(f"no run folder at {args.run_dir}")
-    cfg, task, model = load_run(args.run_dir)
-    if not isinstance(task, ClassifyTask):
-        raise CliError(f"{args.run_dir} is a {cfg.task!r} run, not a 'classify' run")
+    cfg, task, model = load_run_of(args.run_dir, ClassifyTask, "classify")
 
     if args.data is None:
         data = task.test_data()

@@ -43,12 +43,9 @@ def run(args) -> int:
     from ..apps.forecast.forecaster import LSTMForecaster
     from ..apps.forecast.task import ForecastTask, forecaster_config
     from ..apps.forecast.transforms import Preprocessor
-    from ..train import load_run
-    from . import CliError
+    from . import CliError, load_run_of
 
-    cfg, task, model = load_run(args.run_dir)
-    if not isinstance(task, ForecastTask):
-        raise CliError(f"{args.run_dir} is a {cfg.task!r} run, not a forecast run")
+    cfg, task, model = load_run_of(args.run_dir, ForecastTask, "forecast")
     c = task.cfg
     if args.data:
         series = resolve(args.data, task.series.target, date=c.date or None, covariates=c.covariates,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 DESCRIPTION = """Sample text from a `text` run, printing each character as it is drawn.
@@ -39,8 +38,7 @@ def run(args) -> int:
 
     from ..apps.text.generate import check_sampling, generate
     from ..apps.text.task import TextTask
-    from ..train.run import load_run
-    from . import CliError
+    from . import CliError, load_run_of
 
     check_sampling(args.temperature, args.top_k, args.top_p)
     if args.length < 0:
@@ -48,11 +46,7 @@ def run(args) -> int:
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    if not os.path.isdir(args.run_dir):
-        raise CliError(f"no run folder at {args.run_dir}")
-    cfg, task, model = load_run(args.run_dir)
-    if not isinstance(task, TextTask):
-        raise CliError(f"{args.run_dir} is a {cfg.task!r} run, not a 'text' run")
+    cfg, task, model = load_run_of(args.run_dir, TextTask, "text")
     chars = generate(model, task.vocab, args.prime, args.length, args.temperature, args.top_k, args.top_p, args.seed)
     first = next(chars, "")  # errors about the prime surface before anything is printed
     out = sys.stdout
