@@ -515,6 +515,14 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
 
 inline Tensor opt(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
 
+// Per-sequence lengths as contiguous int64 (B,), or an undefined tensor when all run T steps.
+inline Tensor lengths_int64(const optional<Tensor>& lengths, int64_t B) {
+  if (!lengths.has_value() || !lengths->defined()) return Tensor();
+  Tensor len = lengths->to(at::kLong).contiguous();
+  TORCH_CHECK(len.numel() == B, "fused lstm: lengths has ", len.numel(), " entries for batch ", B);
+  return len;
+}
+
 template <typename scalar_t>
 Variants<scalar_t> make_variants(bool coupled, const Tensor& peep, const Tensor& h_keep, const Tensor& zone_h,
                                  const Tensor& zone_c, const std::vector<Tensor>& ln, double eps) {
@@ -585,13 +593,8 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
   TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
   Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
   check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
-  const int64_t* len = nullptr;
-  Tensor len_c;
-  if (lengths.has_value() && lengths->defined()) {
-    len_c = lengths->to(at::kLong).contiguous();
-    TORCH_CHECK(len_c.numel() == B, "fused lstm: lengths has ", len_c.numel(), " entries for batch ", B);
-    len = len_c.data_ptr<int64_t>();
-  }
+  const Tensor len_c = lengths_int64(lengths, B);
+  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
 
   auto opts = x.options();
   Tensor G = at::empty({T, B, GH}, opts);
@@ -815,12 +818,8 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   const bool proj = w_hr.has_value() && w_hr->defined();
   Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
   check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
-  const int64_t* len = nullptr;
-  Tensor len_c;
-  if (lengths.has_value() && lengths->defined()) {
-    len_c = lengths->to(at::kLong).contiguous();
-    len = len_c.data_ptr<int64_t>();
-  }
+  const Tensor len_c = lengths_int64(lengths, B);
+  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
   auto opts = x.options();
   Tensor gout = opt(grad_out), gG = opt(grad_gates), gC = opt(grad_c);
   Tensor dh = grad_hn.has_value() && grad_hn->defined() ? grad_hn->contiguous().clone() : at::zeros({B, P}, opts);
