@@ -6,8 +6,12 @@ Two routes, chosen per model by ``export_route`` (EXPORT_SUPPORT is the table):
   through a Transpose + Reshape. Runtimes run it with their own fused LSTM kernels.
 - "scan": a decomposition: per layer and direction, the input projection of all steps as one
   MatMul, then a ``Scan`` whose body is one step of the equations in lstmkit's notation. It
-  handles what the LSTM operator cannot express (the projection h = W_hr (o ⊙ tanh c) is fed
-  back into the recurrence) and is where variants such as LayerNorm will go.
+  handles what the LSTM operator cannot express: the projection h = W_hr (o ⊙ tanh c) fed back
+  into the recurrence, and the variants coupled (f = 1 − i), LayerNorm (LayerNormalization nodes
+  in and around the step) and zoneout (its eval-mode expectation, a fixed interpolation).
+
+Peephole maps onto the LSTM operator's own P input; the scan body has it too, for peephole
+models that also need the scan route.
 
 The ONNX LSTM operator, against torch's layout (per layer; D directions, H hidden)::
 
@@ -26,8 +30,9 @@ Graph signature (dims named T and B are dynamic)::
     outputs  output [T, B, D·P] ([B, T, D·P] with batch_first), h_n [L·D, B, P], c_n [L·D, B, H]
 
 With lengths, outputs past a sequence's length are zero, and h_n / c_n are each sequence's own
-last step — lk.LSTM's contract. Weights are exported as float32; dropout is a training-time
-operation and is not exported (as torch.onnx.export in eval mode).
+last step — lk.LSTM's contract. Weights are exported as float32. The graph computes the model in
+eval mode (as torch.onnx.export does): recurrent / input dropout and weight_drop are training-time
+operations and are left out; zoneout becomes its expectation h = z_h·h_{t-1} + (1 − z_h)·h̃_t (and c).
 """
 from __future__ import annotations
 
@@ -55,13 +60,17 @@ EXPORT_SUPPORT: dict[str, tuple[str, str]] = {
     "lengths": ("native", "sequence_lens input (int64 lengths cast to int32)"),
     "initial state": ("native", "initial_h / initial_c inputs, sliced per layer"),
     "proj_size > 0": ("scan", "the projected h feeds the recurrence: not expressible by the LSTM operator"),
-    "peephole": ("not yet", "planned: native, the LSTM operator's P input [D, 3H] (order i, o, f)"),
-    "coupled": ("not yet", "planned: native via input_forget=1 if the variant couples as ONNX does, else scan"),
-    "layer_norm": ("not yet", "planned: scan (LayerNormalization in the step body)"),
+    "peephole": ("native", "the LSTM operator's P input [D, 3H] (order i, o, f); also in the scan body"),
+    "coupled": ("scan", "f = 1 - i in the step body (ONNX's input_forget is not implemented by every runtime)"),
+    "layer_norm": ("scan", "LayerNormalization on x·W_ih^T, h·W_hh^T and c (needs opset >= 17)"),
+    "zoneout": ("scan", "eval-mode expectation: h = z_h·h_prev + (1 - z_h)·h_new, likewise c"),
+    "recurrent_dropout / input_dropout / weight_drop": ("native", "training only: not in the exported graph (eval mode)"),
 }
 
-# Variant name (as lk.LSTM._variants() reports it) -> route that exports it, or None for not yet.
-_VARIANT_ROUTES: dict[str, Optional[str]] = {"peephole": None, "coupled": None, "layer_norm": None}
+# Variant name (as lk.LSTM._variants() reports it in eval mode) -> the route that can export it:
+# "native" variants export by either route, "scan" ones need the scan route.
+_VARIANT_ROUTES: dict[str, str] = {"peephole": "native", "coupled": "scan", "layer_norm": "scan", "zoneout": "scan"}
+_LAYER_NORM_OPSET = 17  # LayerNormalization entered the default domain in opset 17
 
 # torch's gate blocks (i, f, g, o) taken in ONNX's order (i, o, f, c).
 _ONNX_GATE_ORDER = (0, 3, 1, 2)
@@ -72,20 +81,39 @@ class ExportError(ValueError):
 
 
 def export_route(model: LSTM, method: str = "auto") -> str:
-    """"native" or "scan": how export_onnx would export model (ExportError if it cannot)."""
+    """"native" or "scan": how export_onnx would export model (ExportError if it cannot).
+
+    The model is judged as it runs in eval mode (training-only dropouts are not exported).
+    """
     if method not in ("auto", "native", "scan"):
         raise ExportError(f"method must be 'auto', 'native' or 'scan', got {method!r}")
-    for v in model._variants():
+    reasons = [f"proj_size={model.proj_size}"] if model.proj_size else []
+    for v in _eval_variants(model):
         route = _VARIANT_ROUTES.get(v)
         if route is None:
-            raise ExportError(f"lk.LSTM with {v} is not exportable to ONNX yet ({EXPORT_SUPPORT.get(v, ('', 'unknown'))[1]})")
-    needs_scan = bool(model.proj_size)
-    if method == "native" and needs_scan:
-        raise ExportError(f"proj_size={model.proj_size} cannot use the ONNX LSTM operator "
-                          f"({EXPORT_SUPPORT['proj_size > 0'][1]}); use method='scan' or 'auto'")
+            raise ExportError(f"lk.LSTM with {v} is not exportable to ONNX (exportable: {', '.join(_VARIANT_ROUTES)})")
+        if route == "scan":
+            reasons.append(v)
+    if method == "native" and reasons:
+        raise ExportError(f"{' and '.join(reasons)} cannot use the ONNX LSTM operator "
+                          f"({'; '.join(_support_note(r) for r in reasons)}); use method='scan' or 'auto'")
     if method != "auto":
         return method
-    return "scan" if needs_scan else "native"
+    return "scan" if reasons else "native"
+
+
+def _eval_variants(model: LSTM) -> tuple[str, ...]:
+    was_training = model.training
+    model.train(False)
+    try:
+        return model._variants()
+    finally:
+        model.train(was_training)
+
+
+def _support_note(reason: str) -> str:
+    key = "proj_size > 0" if reason.startswith("proj_size") else reason
+    return EXPORT_SUPPORT[key][1]
 
 
 # --------------------------------------------------------------------------- graph building
@@ -142,6 +170,8 @@ def _native_layer(g: _Graph, x: str, params: list, H: int, h0: Optional[str], c0
     else:
         inputs.append("")
     inputs += [seq_lens or "", h0 or "", c0 or ""]
+    if params[0].peephole is not None:  # P [D, 3H]: ours are rows i, f, o; ONNX wants i, o, f
+        inputs.append(g.const("P", np.stack([_np(p.peephole)[[0, 2, 1]].reshape(-1) for p in params])))
     while inputs and inputs[-1] == "":
         inputs.pop()
     y, y_h, y_c = g.op("LSTM", inputs, n_out=3, hint="lstm", hidden_size=H,
@@ -151,20 +181,57 @@ def _native_layer(g: _Graph, x: str, params: list, H: int, h0: Optional[str], c0
     return out, y_h, y_c
 
 
-def _scan_body(params, H: int, P: int, reverse: bool, masked: bool):
-    """One step of the equations as a Scan body: (h, c, xw_t[, m_t]) -> (h, c, y_t)."""
+@dataclass(frozen=True)
+class _StepVariants:
+    """What the scan body does beyond the plain equations (from the model, in eval mode)."""
+
+    coupled: bool = False
+    eps: float = 1e-5  # LayerNorm epsilon
+    zone_h: float = 0.0  # zoneout rates: eval mode uses the expectation of the mask
+    zone_c: float = 0.0
+
+
+def _scan_body(params, H: int, P: int, reverse: bool, masked: bool, var: _StepVariants):
+    """One step of the equations as a Scan body: (h, c, xw_t[, m_t]) -> (h, c, y_t).
+
+    xw_t is this step's input projection with both biases folded in (LayerNorm'd already when
+    the layer has LayerNorm: see _scan_layer), so the body adds the recurrent term only.
+    """
     from onnx import TensorProto, helper
 
     b = _Graph(prefix="body_")
-    R_t = b.const("R_t", _np(params.w_hh).T)  # (P, 4H)
-    pre = b.op("Add", ["xw_t", b.op("MatMul", ["h_prev", R_t])], hint="pre")  # (B, 4H) = x W_ih^T + b + h W_hh^T
-    i, f, gg, o = b.op("Split", [pre, b.const("split", [H] * 4, np.int64)], n_out=4, hint="gate", axis=1)
-    i, f, o = (b.op("Sigmoid", [v], hint=n) for v, n in ((i, "i"), (f, "f"), (o, "o")))  # gates
+    hh = b.op("MatMul", ["h_prev", b.const("R_t", _np(params.w_hh).T)], hint="hh")  # (B, GH)
+    if params.ln is not None:  # LN(h W_hh^T) with its own gain and bias
+        hh = b.op("LayerNormalization", [hh, b.const("ln_hh_w", _np(params.ln.hh_weight)),
+                                         b.const("ln_hh_b", _np(params.ln.hh_bias))], hint="hh_ln", axis=-1, epsilon=var.eps)
+    pre = b.op("Add", ["xw_t", hh], hint="pre")  # (B, GH)
+    G = 3 if var.coupled else 4
+    parts = b.op("Split", [pre, b.const("split", [H] * G, np.int64)], n_out=G, hint="gate", axis=1)
+    i, f, gg, o = (parts[0], None, parts[1], parts[2]) if var.coupled else parts
+    peep = _np(params.peephole)  # (3, H) rows i, f, o, or (2, H) rows i, o when coupled
+    if peep is not None:  # i and f see c_{t-1}
+        i = b.op("Add", [i, b.op("Mul", [b.const("p_i", peep[0]), "c_prev"])], hint="i_peep")
+        if f is not None:
+            f = b.op("Add", [f, b.op("Mul", [b.const("p_f", peep[1]), "c_prev"])], hint="f_peep")
+    i = b.op("Sigmoid", [i], hint="i")
+    f = b.op("Sub", [b.const("one", 1.0), i], hint="f") if f is None else b.op("Sigmoid", [f], hint="f")  # coupled: f = 1 - i
     gg = b.op("Tanh", [gg], hint="g")  # input node (candidate cell value)
     c = b.op("Add", [b.op("Mul", [f, "c_prev"]), b.op("Mul", [i, gg])], hint="c")  # c = f ⊙ c_prev + i ⊙ g
-    h = b.op("Mul", [o, b.op("Tanh", [c])], hint="h")  # h = o ⊙ tanh(c)
+    if peep is not None:  # o sees c_t
+        o = b.op("Add", [o, b.op("Mul", [b.const("p_o", peep[-1]), c])], hint="o_peep")
+    o = b.op("Sigmoid", [o], hint="o")
+    c_out = c
+    if params.ln is not None:  # the cell is normalized before its tanh; the carried c is not
+        c_out = b.op("LayerNormalization", [c, b.const("ln_c_w", _np(params.ln.c_weight)),
+                                            b.const("ln_c_b", _np(params.ln.c_bias))], hint="c_ln", axis=-1, epsilon=var.eps)
+    h = b.op("Mul", [o, b.op("Tanh", [c_out])], hint="h")  # h = o ⊙ tanh(c)
     if params.w_hr is not None:
         h = b.op("MatMul", [h, b.const("Whr_t", _np(params.w_hr).T)], hint="h_proj")  # (B, H) -> (B, P)
+    for name, z, prev in (("h", var.zone_h, "h_prev"), ("c", var.zone_c, "c_prev")):
+        if z:  # zoneout's expectation: z·prev + (1 - z)·new = new + z·(prev - new)
+            new = h if name == "h" else c
+            zoned = b.op("Add", [new, b.op("Mul", [b.const(f"z_{name}", z), b.op("Sub", [prev, new])])], hint=f"{name}_zone")
+            h, c = (zoned, c) if name == "h" else (h, zoned)
     if masked:  # finished sequences keep their state and output zeros
         c = b.op("Where", ["m_t", c, "c_prev"], hint="c_kept")
         y = b.op("Where", ["m_t", h, b.const("zero", 0.0)], hint="y")
@@ -183,16 +250,20 @@ def _scan_body(params, H: int, P: int, reverse: bool, masked: bool):
     return helper.make_graph(b.nodes, f"lstm_step{'_reverse' if reverse else ''}", ins, outs, initializer=b.inits)
 
 
-def _scan_layer(g: _Graph, x: str, params: list, H: int, P: int, h0s: list[str], c0s: list[str], mask: Optional[str]):
+def _scan_layer(g: _Graph, x: str, params: list, H: int, P: int, h0s: list[str], c0s: list[str], mask: Optional[str],
+                var: _StepVariants):
     """Per direction, one MatMul for the inputs of all steps and a Scan over the steps."""
     outs, hs, cs = [], [], []
     for d, p in enumerate(params):
         reverse = d == 1
-        xw = g.op("MatMul", [x, g.const("Wih_t", _np(p.w_ih).T)], hint="xw")  # [T, B, 4H]
+        xw = g.op("MatMul", [x, g.const("Wih_t", _np(p.w_ih).T)], hint="xw")  # [T, B, GH]
+        if p.ln is not None:  # LN(x W_ih^T) over the GH features of each step, before the biases
+            xw = g.op("LayerNormalization", [xw, g.const("ln_ih_w", _np(p.ln.ih_weight)), g.const("ln_ih_b", _np(p.ln.ih_bias))],
+                      hint="xw_ln", axis=-1, epsilon=var.eps)
         if p.b_ih is not None:
             xw = g.op("Add", [xw, g.const("b", _np(p.b_ih) + _np(p.b_hh))], hint="xwb")
         scan_in = [xw] + ([mask] if mask else [])
-        body = _scan_body(p, H, P, reverse, mask is not None)
+        body = _scan_body(p, H, P, reverse, mask is not None, var)
         attrs: dict[str, Any] = {"body": body, "num_scan_inputs": len(scan_in)}
         if reverse:
             attrs.update(scan_input_directions=[1] * len(scan_in), scan_output_directions=[1])
@@ -223,6 +294,7 @@ def _build(model: LSTM, route: str, initial_state: bool, lengths: bool, opset: i
         graph_inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"]))
 
     params = model._layer_params()
+    var = _StepVariants(model.coupled, model.layer_norm_eps, zone_h=model.zoneout_h, zone_c=model.zoneout_c)
     h_parts: list[str] = []
     c_parts: list[str] = []
     if route == "native":
@@ -258,7 +330,7 @@ def _build(model: LSTM, route: str, initial_state: bool, lengths: bool, opset: i
                 c0s = [g.op("Gather", ["c0", i], hint=f"c0_{k}", axis=0) for i in idx]  # [B, H]
             else:
                 h0s, c0s = [zeros_h] * D, [zeros_c] * D
-            x, hs, cs = _scan_layer(g, x, params[k], H, P, h0s, c0s, mask)
+            x, hs, cs = _scan_layer(g, x, params[k], H, P, h0s, c0s, mask, var)
             h_parts += hs
             c_parts += cs
     out = x
@@ -323,7 +395,14 @@ def export_onnx(
     if opset < 11:
         raise ExportError(f"opset must be at least 11 (Scan's directions, Range), got {opset}")
     route = export_route(model, method)
-    onnx_model = _build(model, route, bool(initial_state), bool(lengths), int(opset), name="lstmkit_lstm")
+    if model.layer_norm and opset < _LAYER_NORM_OPSET:
+        raise ExportError(f"layer_norm needs opset >= {_LAYER_NORM_OPSET} (LayerNormalization), got opset={opset}")
+    was_training = model.training
+    model.train(False)  # what the graph computes: no dropout, zoneout's expectation
+    try:
+        onnx_model = _build(model, route, bool(initial_state), bool(lengths), int(opset), name="lstmkit_lstm")
+    finally:
+        model.train(was_training)
     if path is not None:
         onnx.save(onnx_model, os.fspath(path))
     return onnx_model
