@@ -97,6 +97,32 @@ def test_streaming_rejects_what_cannot_stream():
         stream.step(torch.zeros(1, 2), (torch.zeros(1, 1, 3), torch.zeros(1, 1, 3)))
 
 
+STREAM_VARIANTS = [dict(peephole=True), dict(coupled=True, peephole=True), dict(layer_norm=True, proj_size=3),
+                   dict(zoneout=(0.4, 0.2)), dict(layer_norm=True, zoneout=0.3, recurrent_dropout=0.5, weight_drop=0.3)]
+
+
+@pytest.mark.parametrize("config", STREAM_VARIANTS, ids=lambda c: "+".join(c))
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_variants_stream_as_the_module_computes_them_in_eval(config, engine):
+    if engine == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(11)
+    dtype = F64 if engine == "torch" else torch.float32
+    model = lk.LSTM(4, 6, num_layers=2, backend="reference", dtype=dtype, **config)
+    with torch.no_grad():
+        for p in model.parameters():  # LN gains 1 and peepholes 0 at init would hide a wrong mapping
+            p.uniform_(-0.6, 0.6)
+    stream = StreamingLSTM(model.train(), engine=engine)  # snapshot in eval semantics, whatever the mode
+    model.eval()
+    x = torch.randn(8, 2, 4, dtype=dtype)
+    with torch.no_grad():
+        out, (h, c) = model(x)
+        ys, (hs, cs) = stream.run(x)
+    assert_close(ys, out, dtype, "outputs")
+    assert_close(hs, h, dtype, "h_n")
+    assert_close(cs, c, dtype, "c_n")
+
+
 @pytest.mark.parametrize("layers,proj,B,with_hx", list(itertools.product([1, 3], [0, 3], [1, 2], [False, True])))
 def test_onnxruntime_engine_equals_full_sequence(layers, proj, B, with_hx):
     pytest.importorskip("onnx")

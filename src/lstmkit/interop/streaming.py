@@ -24,6 +24,10 @@ engine="onnxruntime")`` offers that route behind the same tensor-in, tensor-out 
 gives part of the gain back in conversions (see engine below). Bidirectional networks cannot
 stream: the reverse direction needs the end of the sequence first.
 
+Variants stream too, as the module computes them in eval mode: peephole, coupled and LayerNorm
+layers step through the reference backend's own step function (the equations written once),
+zoneout is its expectation, and the dropouts are off.
+
 Example:
     >>> import torch, lstmkit as lk
     >>> from lstmkit.interop import StreamingLSTM
@@ -44,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels.reference import input_projection, lstm_cell_step
+from ..kernels.types import LSTMStepOptions
 from ..lstm import LSTM
 
 
@@ -79,8 +85,6 @@ class StreamingLSTM:
             raise TypeError(f"StreamingLSTM expects an lk.LSTM or torch.nn.LSTM, got {type(model).__name__}")
         if model.bidirectional:
             raise ValueError("a bidirectional LSTM cannot stream: its reverse direction needs the whole sequence first")
-        if model._variants():
-            raise ValueError(f"StreamingLSTM runs the plain LSTM equations; this model uses {', '.join(model._variants())}")
         self.model = model
         self.input_size, self.hidden_size = model.input_size, model.hidden_size
         self.num_layers, self.state_size = model.num_layers, model.state_size
@@ -90,8 +94,17 @@ class StreamingLSTM:
     def refresh(self) -> None:
         """Take a new snapshot of the model's weights (call after training or loading weights)."""
         layers = []
+        was_training = self.model.training
+        self.model.train(False)  # inference: no dropouts, zoneout's expectation
+        try:
+            self._variant = bool(self.model._variants())
+            params = self.model._layer_params()
+        finally:
+            self.model.train(was_training)
         with torch.no_grad():
-            for (p,) in self.model._layer_params():
+            if self._variant:  # one detached snapshot of every tensor of the layer (weights, peepholes, LN)
+                self._params = [_snapshot(p) for (p,) in params]
+            for (p,) in params:
                 b = None if p.b_ih is None else (p.b_ih + p.b_hh).detach().clone()  # (4H,)
                 if p.w_hr is None:
                     layers.append((p.w_ih.detach().clone(), p.w_hh.detach().clone(), b, None))  # clone: a snapshot
@@ -138,6 +151,8 @@ class StreamingLSTM:
                 f"got ({tuple(h0.shape)}, {tuple(c0.shape)})")
         if self.engine == "onnxruntime":
             inp, h_n, c_n = self._ort_step(x, h0, c0)
+        elif self._variant:
+            inp, h_n, c_n = self._variant_step(x, h0, c0)
         else:
             inp, h_n, c_n = self._torch_step(x, h0, c0)
         if unbatched:
@@ -175,6 +190,24 @@ class StreamingLSTM:
             h_n, c_n = torch.stack(hs), torch.stack(cs)  # (L, B, P), (L, B, H)
         return inp, h_n, c_n
 
+    def _variant_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One step of a variant LSTM through the reference equations (lstm_cell_step)."""
+        m = self.model
+        opts = LSTMStepOptions(coupled=m.coupled, ln_eps=m.layer_norm_eps)
+        hs, cs = [], []
+        inp = x
+        for p, h_prev, c_prev in zip(self._params, h0.unbind(0), c0.unbind(0)):
+            x_proj = input_projection(inp.unsqueeze(0), p, m.layer_norm_eps)[0]  # (B, GH)
+            h, c, _ = lstm_cell_step(x_proj, h_prev, c_prev, p, opts)
+            if m.zoneout_h:  # expectation of zoneout: z·h_{t-1} + (1 - z)·h̃_t
+                h = torch.lerp(h, h_prev, m.zoneout_h)
+            if m.zoneout_c:
+                c = torch.lerp(c, c_prev, m.zoneout_c)
+            hs.append(h)
+            cs.append(c)
+            inp = h
+        return inp, torch.stack(hs), torch.stack(cs)
+
     def run(self, xs: Tensor, state: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Step through xs (T, B, I) (or (T, I)); returns (outputs (T, B, P), final state)."""
         ys = []
@@ -182,3 +215,12 @@ class StreamingLSTM:
             y_t, state = self.step(x_t, state)
             ys.append(y_t)
         return torch.stack(ys), state
+
+
+def _snapshot(p):
+    """A detached clone of every tensor in a (possibly nested) NamedTuple of layer parameters."""
+    if p is None:
+        return None
+    if isinstance(p, Tensor):
+        return p.detach().clone()
+    return type(p)(*(_snapshot(v) for v in p))
