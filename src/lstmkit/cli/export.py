@@ -8,7 +8,10 @@ DESCRIPTION = """Export the LSTM of a run folder (written by `lstmkit train`) to
 The graph's inputs are `input` (+ `h0`, `c0` with --initial-state, `lengths` with --lengths)
 and its outputs `output`, `h_n`, `c_n`, as lk.LSTM's forward. For the long-lag tasks' models
 (an LSTM core and a linear head) the head is appended as the output `prediction`, so the file
-computes the task's predictions; --core-only leaves it out. Layers, directions, bias=False and
+computes the task's predictions. A character language model (`lstmkit train text`) exports
+whole: int64 character ids `ids` [B, T] in (the run's config.json holds the vocabulary), the
+embedding, the LSTM and the decoder, next-character `logits` [B, T, V] out. --core-only leaves
+the task's parts out. Layers, directions, bias=False and
 batch_first map onto ONNX's LSTM operator; a projection (proj_size) is exported as a Scan
 decomposition. Run it with onnxruntime:
 
@@ -57,7 +60,8 @@ def _pick(model, name):
 def run(args) -> int:
     import torch
 
-    from ..interop.onnx_export import add_linear_head, export_onnx, export_route
+    from ..apps.text.model import CharLM
+    from ..interop.onnx_export import add_embedding_input, add_linear_head, export_onnx, export_route
     from ..train.run import load_run
     from . import CliError
 
@@ -77,6 +81,10 @@ def run(args) -> int:
                         opset=args.opset)
     if head is not None:
         add_linear_head(proto, head.weight, head.bias, source="output" if readout == "every" else "last")
+    char_lm = not args.core_only and isinstance(model, CharLM) and lstm is model.lstm
+    if char_lm:  # ids -> embedding -> LSTM -> decoder; dropout is off at inference
+        add_embedding_input(proto, model.embedding.weight, name="ids")
+        add_linear_head(proto, model.decoder.weight, model.decoder.bias, source="output", name="logits")
     import onnx
 
     onnx.checker.check_model(proto, full_check=True)
@@ -87,7 +95,9 @@ def run(args) -> int:
     print(f"inputs  {inputs}")
     print(f"outputs {outputs}" + (f"  (prediction = head({'last step' if readout == 'last' else 'every step'}))"
                                    if head is not None else ""))
-    if head is None and lstm is not model:
+    if char_lm:
+        print("ids: character ids in the run's vocabulary (config.json: task.vocab); logits = decoder(LSTM(embedding[ids]))")
+    elif head is None and lstm is not model:
         rest = sorted({type(m).__name__ for n, m in model.named_modules() if n and n != name and not n.startswith(name + ".")})
         print(f"note: only the LSTM {name!r} is in the graph; the model's other parts ({', '.join(rest)}) are not")
     return 0

@@ -442,3 +442,32 @@ def add_linear_head(proto: Any, weight: torch.Tensor, bias: Optional[torch.Tenso
         lead = ["B"]
     proto.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, lead + [O]))
     return proto
+
+
+def add_embedding_input(proto: Any, weight: torch.Tensor, *, name: str = "ids") -> Any:
+    """Feed the graph from token ids: ``input = weight[ids]`` replaces the float input ``input``.
+
+    Args:
+        proto: a model from export_onnx (modified in place and returned).
+        weight: (V, E) an nn.Embedding's weight, E the exported LSTM's input_size.
+        name: the new int64 input, shaped as ``input`` without its feature axis: [T, B] (or [B, T]
+            with batch_first).
+    """
+    from onnx import TensorProto, helper
+
+    inputs = [i for i in proto.graph.input if i.name == "input"]
+    if not inputs:
+        raise ExportError("add_embedding_input needs a graph with a float input named 'input' (from export_onnx)")
+    dims = inputs[0].type.tensor_type.shape.dim
+    E = dims[2].dim_value
+    if weight.dim() != 2 or weight.shape[1] != E:
+        raise ExportError(f"embedding weight must be (V, {E}) for an LSTM with input_size {E}, got {tuple(weight.shape)}")
+    g = _Graph(prefix=f"{name}_")
+    table = g.const("embedding", _np(weight))  # (V, E)
+    lookup = helper.make_node("Gather", [table, name], ["input"], name=g.name("Gather"), axis=0)  # [., ., E]
+    lead = [d.dim_param or d.dim_value for d in dims[:2]]
+    proto.graph.input.remove(inputs[0])
+    proto.graph.input.insert(0, helper.make_tensor_value_info(name, TensorProto.INT64, lead))
+    proto.graph.node.insert(0, lookup)  # first: every node that read the graph input now reads the lookup
+    proto.graph.initializer.extend(g.inits)
+    return proto
