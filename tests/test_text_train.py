@@ -19,7 +19,7 @@ def write(tmp_path, text: str, name: str = "corpus.txt") -> str:
 
 def test_batches_continue_each_stream_and_reset_on_wrap(tmp_path):
     text = "".join(chr(65 + (i * 7) % 26) for i in range(2000))
-    task = TextTask(TextConfig(data=write(tmp_path, text), seq_len=10, ngram_order=0))
+    task = TextTask(TextConfig(data=write(tmp_path, text), seq_len=10, ngram_context=0))
     batches = task.train_batches(0, batch_size=4)
     per_pass = (1800 // 4 - 1) // 10  # 1800 train characters → 4 streams of 450
     seen = [next(batches) for _ in range(per_pass + 1)]
@@ -36,7 +36,7 @@ def test_batches_continue_each_stream_and_reset_on_wrap(tmp_path):
 
 
 def test_vocab_goes_into_the_config_and_rebuilds_without_the_data(tmp_path):
-    cfg = TextConfig(data=write(tmp_path, "hello world\n" * 50), ngram_order=0)
+    cfg = TextConfig(data=write(tmp_path, "hello world\n" * 50), ngram_context=0)
     task = TextTask(cfg)
     assert cfg.vocab == "\n dehlorw" == task.vocab.chars
     os.remove(cfg.data)
@@ -45,10 +45,19 @@ def test_vocab_goes_into_the_config_and_rebuilds_without_the_data(tmp_path):
 
 
 def test_config_errors_name_the_value():
-    with pytest.raises(ValueError, match="tie_weights needs embedding_size == hidden_size, got 64 and 256"):
+    with pytest.raises(ValueError, match="tie_weights needs embedding_size == hidden_size, got 64 and 512"):
         TextConfig(tie_weights=True)
     with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\), got 1.5"):
         TextConfig(dropout=1.5)
+
+
+def test_a_run_config_from_before_ngram_context_still_loads():
+    from lstmkit.train.config import parse_run_config
+
+    old = {"task": "text", "ngram_order": 4, "vocab": "ab"}  # ngram_order n: n - 1 characters of context
+    assert parse_run_config(old).options.ngram_context == 3
+    assert parse_run_config(dict(old, ngram_order=0)).options.ngram_context == 0
+    assert parse_run_config({"task": "text", "vocab": "ab"}).to_dict()["ngram_order"] is None
 
 
 def test_train_then_generate_through_the_cli(tmp_path, capsys):
@@ -60,7 +69,7 @@ def test_train_then_generate_through_the_cli(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     nats = float(next(line.split()[-1] for line in out.splitlines() if line.startswith("eval loss")))
-    ngram = float(next(line.split()[-1] for line in out.splitlines() if line.startswith("eval ngram_loss")))
+    ngram = float(next(line.split()[-1] for line in out.splitlines() if line.startswith("eval order3_ngram_loss")))
     assert nats < 0.1 and ngram < 0.1  # a period-5 text is almost certain after a few characters
     assert json.load(open(os.path.join(run, "config.json")))["vocab"] == "\nabcd"
 

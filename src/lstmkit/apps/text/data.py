@@ -1,5 +1,5 @@
 """Text for the character language model: the embedded corpus or a user's UTF-8 file, a character
-vocabulary, the fixed 90/10 split, and the order-n character n-gram baseline.
+vocabulary, the fixed 90/10 split, and the character n-gram baseline.
 
     >>> from lstmkit.apps.text.data import Vocab
     >>> v = Vocab.from_text("to be or not")
@@ -91,23 +91,26 @@ class Vocab:
         return "".join(self.chars[int(i)] for i in ids)
 
 
-def ngram_nats(train: str, valid: str, order: int = 4, k: float = 0.01) -> float:
-    """Cross-entropy (nats/char) on ``valid`` of an order-``order`` character n-gram fitted on ``train``.
+def ngram_nats(train: str, valid: str, context: int = 3, k: float = 0.01) -> float:
+    """Cross-entropy (nats/char) on ``valid`` of a character n-gram fitted on ``train`` that predicts
+    each character from the ``context`` characters before it.
 
-    Order n predicts a character from the n-1 before it (order 4: three characters of context). Smoothing is interpolated (Jelinek-
-    Mercer style with Witten-Bell weights): P_n(c|h) = (count(h,c) + u(h)·P_{n-1}(c|h')) / (count(h)
-    + u(h)), with u(h) the number of distinct characters seen after h, down to an add-k unigram
-    over the alphabet of train ∪ valid. The first order-1 valid characters use train's tail as
+    ``context`` is the model's order in the Markov-chain sense: context 3 is the "order-3" baseline
+    of issue #7 and DATA_SOURCES.md (1.81 there, 1.79 here; in n-gram counting it is a 4-gram),
+    context 1 the bigram (2.53), context 0 the unigram. Smoothing is interpolated (Jelinek-Mercer
+    style with Witten-Bell weights): P_n(c|h) = (count(h,c) + u(h)·P_{n-1}(c|h')) / (count(h) +
+    u(h)), with u(h) the number of distinct characters seen after h, down to an add-k unigram over
+    the alphabet of train ∪ valid. The first ``context`` valid characters use train's tail as
     context, so every valid character is scored.
     """
-    if order < 1:
-        raise ValueError(f"ngram order must be >= 1, got {order}")
+    if context < 0:
+        raise ValueError(f"ngram context must be >= 0 characters, got {context}")
     alphabet = set(train) | set(valid)
     V = len(alphabet)
     counts: list[Counter] = []  # counts[n][(history, c)] for history length n
     hist: list[Counter] = []
     types: list[Counter] = []
-    for n in range(order):
+    for n in range(context + 1):
         c = Counter(train[i - n : i + 1] for i in range(n, len(train)))
         counts.append(c)
         h = Counter()
@@ -119,10 +122,10 @@ def ngram_nats(train: str, valid: str, order: int = 4, k: float = 0.01) -> float
         types.append(t)
     uni_total = len(train)
 
-    def prob(context: str, ch: str) -> float:
+    def prob(history: str, ch: str) -> float:
         p = (counts[0][ch] + k) / (uni_total + k * V)
-        for n in range(1, order):
-            h = context[len(context) - n :]
+        for n in range(1, context + 1):
+            h = history[len(history) - n :]
             if len(h) < n:
                 break
             total = hist[n][h]
@@ -132,12 +135,12 @@ def ngram_nats(train: str, valid: str, order: int = 4, k: float = 0.01) -> float
             p = (counts[n][h + ch] + u * p) / (total + u)
         return p
 
-    full = train[-(order - 1) :] + valid if order > 1 else valid
+    full = train[-context:] + valid if context > 0 else valid
     off = len(full) - len(valid)
     nll = 0.0
     for i in range(len(valid)):
         j = i + off
-        nll -= math.log(prob(full[max(0, j - order + 1) : j], full[j]))
+        nll -= math.log(prob(full[max(0, j - context) : j], full[j]))
     return nll / len(valid)
 
 
