@@ -10,13 +10,14 @@ def test_tasks_command_prints_our_row_and_the_papers(tmp_path, capsys):
     out = tmp_path / "rows.json"
     # a few steps only: learning itself is tested in test_tasks_training.py
     code = main(["tasks", "long_lag", "--length", "8", "--hidden", "8", "--steps", "4", "--budget", "3600",
-                 "--json", str(out)])
+                 "--chrono", "8", "--warmup", "2", "--json", str(out)])
     text = capsys.readouterr().out
     assert code == 0
     rows = json.loads(out.read_text())
     assert [r["model"] for r in rows] == ["lstm", "rnn"]  # --model both is the default
     lstm = rows[0]["runs"][0]
     assert lstm["steps"] == 4 and lstm["stop_reason"] == "max steps" and lstm["n_test"] == 2
+    assert lstm["chrono"] == 8 and lstm["warmup_steps"] == 2
     assert f"| long lag 2a p=8 | LSTM | {rows[0]['solved_trials']}/1 | {lstm['wrong']} / 2 (" in text
     assert "| long lag 2a p=8 | RNN |" in text and "BPTT 0 %, RTRL 0 %" in text
 
@@ -26,6 +27,8 @@ def test_tasks_command_rejects_bad_input_in_one_line(capsys):
     assert "unknown task 'subtraction'" in capsys.readouterr().err
     assert main(["tasks", "reber", "--length", "50"]) == 2
     assert "fixed length" in capsys.readouterr().err
+    assert main(["tasks", "copy", "--chrono", "2"]) == 2
+    assert "--chrono must be 0 (off) or a longest lag T_MAX >= 3, got 2" in capsys.readouterr().err
 
 
 def test_gradients_command_writes_the_plot(tmp_path, capsys):

@@ -9,8 +9,9 @@ import torch
 
 from lstmkit.tasks import TASKS, make_task
 from lstmkit.tasks.base import IGNORE
-from lstmkit.tasks.copy import baseline
-from lstmkit.tasks.reber import EMBEDDED_RE, REBER_RE, EmbeddedReber, embedded_reber_string, is_embedded_reber, legal_next, reber_string
+from lstmkit.tasks.copy import CopyTask, baseline
+from lstmkit.tasks.reber import (EMBEDDED_RE, REBER_RE, SYMBOLS, EmbeddedReber, embedded_reber_string, is_embedded_reber,
+                                 legal_next, reber_string, sample_embedded_reber)
 from lstmkit.tasks.temporal_order import POSITIONS
 
 N = 2000
@@ -150,10 +151,42 @@ def test_reber_sets_and_encoding():
     assert (batch.legal[rows, last].sum(-1) == 1).all()
     outer = batch.x[:, 1].argmax(-1)
     assert torch.equal(batch.target[rows, last], outer)
-    # fixed training set: every training batch is drawn from it
-    drawn = task.train_batch(3, 16, 0)
+    # the paper's fixed training set: every training batch is drawn from it
+    drawn = EmbeddedReber(training="fixed").train_batch(3, 16, 0)
     encoded = {tuple(r[: int(n)].argmax(-1).tolist()) for r, n in zip(task.encode(train).x, task.encode(train).lengths)}
     assert all(tuple(r[: int(n)].argmax(-1).tolist()) in encoded for r, n in zip(drawn.x, drawn.lengths))
+
+
+def decode(batch, b):
+    """Row b of an encoded Reber batch back to its string (inputs, then the last target)."""
+    n = int(batch.lengths[b])
+    return "".join(SYMBOLS[i] for i in batch.x[b, :n].argmax(-1).tolist()) + SYMBOLS[int(batch.target[b, n - 1])]
+
+
+def test_reber_batch_sampler_matches_the_string_walker():
+    batch = sample_embedded_reber(N, gen(5))
+    strings = [decode(batch, b) for b in range(N)]
+    assert all(EMBEDDED_RE.fullmatch(s) for s in strings)
+    # encoding the same strings one by one gives the same tensors (legal sets from legal_next)
+    again = EmbeddedReber.encode(strings)
+    for field in ("x", "lengths", "target", "legal"):
+        assert torch.equal(getattr(batch, field), getattr(again, field)), field
+    # every branch is taken with probability 0.5: the outer letter, and the mean length
+    outer_t = sum(s[1] == "T" for s in strings) / N
+    assert abs(outer_t - 0.5) < 4 * math.sqrt(0.25 / N)
+    g = gen(9)
+    walker = [embedded_reber_string(g) for _ in range(N)]  # the one-string-at-a-time generator
+    assert abs(sum(map(len, strings)) / N - sum(map(len, walker)) / N) < 0.5
+
+
+def test_reber_online_training_draws_fresh_strings():
+    task = EmbeddedReber()
+    assert task.training == "online"
+    train = set(task.strings(0)[0])
+    seen = {decode(b, r) for k in range(20) for b in [task.train_batch(k, 32, 0)] for r in range(32)}
+    assert len(seen - train) > 100  # most of 640 online strings are outside the fixed 256
+    with pytest.raises(ValueError, match="training must be one of"):
+        EmbeddedReber(training="cached")
 
 
 def test_long_lag_2a_sequences():
@@ -178,6 +211,23 @@ def test_copy_task_follows_arjovsky_4_1():
     assert (batch.target[:, : T + 10] == 0).all()
     assert torch.equal(batch.target[:, T + 10 :], memory)
     assert baseline(100) == pytest.approx(10 * math.log(8) / 120) and baseline(100) == pytest.approx(0.1733, abs=1e-4)
+
+
+def test_copy_trains_on_mixed_delays_and_tests_at_T():
+    task = make_task("copy", 30)
+    delays = []
+    for k in range(200):
+        b = task.train_batch(k, 4, 0)
+        d = b.x.shape[1] - 20
+        delays.append(d)
+        inp = b.x.argmax(-1)
+        assert (inp[:, d + 9] == 9).all() and torch.equal(b.target[:, d + 10 :], inp[:, :10])
+        assert (b.lengths == d + 20).all()
+    assert min(delays) >= 1 and max(delays) <= 30 and len(set(delays)) > 20  # uniform over 1 … 30
+    assert task.test_set(0).x.shape[1] == 50 and task.sample(3, gen(0)).x.shape[1] == 50  # held-out sets: delay T
+    fixed = CopyTask(30, mixed_delays=False)
+    assert all(fixed.train_batch(k, 4, 0).x.shape[1] == 50 for k in range(5))
+    assert "delays 1–30" in task.describe() and "delays" not in fixed.describe()
 
 
 def test_make_task_rejects_bad_names_and_lengths():

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
     p.add_argument("--batch", type=int, default=None, help="sequences per batch")
     p.add_argument("--forget-bias", type=float, default=None, help="LSTM initial forget-gate bias")
+    p.add_argument("--chrono", type=int, default=None, metavar="T_MAX",
+                   help="chrono initialization of the LSTM's gate biases (Tallec & Ollivier 2018); 0 turns it off")
+    p.add_argument("--warmup", type=int, default=None, metavar="STEPS", help="linear learning-rate warm-up")
     p.add_argument("--json", default=None, metavar="PATH", help="also write every row as JSON here")
     p.set_defaults(run=run)
 
@@ -51,6 +54,10 @@ def run(args) -> int:
         raise CliError(f"--seeds must be >= 1, got {args.seeds}")
     if args.budget is not None and args.budget <= 0:
         raise CliError(f"--budget must be positive, got {args.budget}")
+    if args.chrono is not None and 0 < args.chrono < 3:
+        raise CliError(f"--chrono must be 0 (off) or a longest lag T_MAX >= 3, got {args.chrono}")
+    if args.warmup is not None and args.warmup < 0:
+        raise CliError(f"--warmup must be >= 0, got {args.warmup}")
     task = make_task(args.name, args.length)  # one-line ValueError for bad names / lengths
     models = ("lstm", "rnn") if args.model == "both" else (args.model,)
     progress = "bar" if sys.stderr.isatty() else "off"
@@ -60,7 +67,8 @@ def run(args) -> int:
         for seed in range(args.seed, args.seed + args.seeds):
             row = run_task(args.name, model, args.length, seed=seed, hidden_size=args.hidden, lr=args.lr,
                            batch_size=args.batch, max_steps=args.steps, time_budget=args.budget,
-                           forget_bias=args.forget_bias, progress=progress)
+                           forget_bias=args.forget_bias, chrono=args.chrono, warmup_steps=args.warmup,
+                           progress=progress)
             rows.append(row)
             print(f"{task.describe()} {model.upper()} seed {seed}: {row['wrong']}/{row['n_test']} wrong, "
                   f"test loss {row['loss']:.4f}, {'solved' if row['solved'] else 'not solved'} "

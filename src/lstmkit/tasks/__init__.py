@@ -17,7 +17,11 @@ Gers et al. (2000) — started near 1 by a forget bias of 3-5, close to the 1997
 error carousel — and full backpropagation through time instead of the paper's truncated
 gradient; training is Adam(W) on mini-batches with gradient clipping, not online SGD, so
 "training sequences" counts mini-batch members. Input gates start biased shut where the paper
-does the same (Section 5.4). Generators, test-set sizes and success criteria follow the paper.
+does the same (Section 5.4). Generators, test-set sizes and success criteria follow the paper,
+with two training-data departures, each stated in its module and in the results table: embedded
+Reber trains on fresh strings every batch (the paper: a fixed set of 256), and the copy task
+trains on delays mixed over 1 … T (tested at T). The copy task's LSTM starts from the chrono
+initialization of Tallec & Ollivier (2018).
 """
 from __future__ import annotations
 

@@ -78,7 +78,13 @@ class TaskDefaults:
     # start keeps the cells from integrating every input and drifting before anything is
     # learned; the paper uses negative input-gate biases for exactly this.
     input_bias: Optional[float] = None
+    # None, or T_max for the chrono initialization of Tallec & Ollivier (2018): per-unit forget
+    # biases ln U[1, T_max - 1] and input biases their negatives (replaces the two above).
+    chrono: Optional[int] = None
     lr: float = 3e-3
+    # linear warm-up of the learning rate over this many steps (a high lr from step 0 can
+    # throw a long-lag net off its plateau in the wrong direction)
+    warmup_steps: int = 0
     batch_size: int = 64
     clip: float = 1.0
     weight_decay: float = 0.0  # decoupled (AdamW); 0 means plain Adam

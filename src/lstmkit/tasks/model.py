@@ -27,6 +27,10 @@ class SequenceModel(nn.Module):
         backend: passed to the core ("auto" picks the fastest available).
         forget_bias: the LSTM's initial forget-gate bias (see TaskDefaults.forget_bias).
         input_bias: the LSTM's initial input-gate bias, None to keep lk.LSTM's (TaskDefaults.input_bias).
+        chrono: None, or T_max for the chrono initialization of Tallec & Ollivier (2018), which
+            replaces both biases: per unit, b_f = ln u with u ~ U[1, T_max - 1] and b_i = -b_f, so
+            the cells' initial memory time scales 1 / (1 - σ(b_f)) ≈ u spread over 1 … T_max
+            instead of all sitting at one value.
 
     Because the core runs forwards only, the output at step lengths - 1 never sees the zero
     padding after it, so a right-padded batch needs no packing.
@@ -34,7 +38,7 @@ class SequenceModel(nn.Module):
 
     def __init__(self, kind: str, input_size: int, hidden_size: int, output_size: int,
                  readout: str = "last", backend: str = "auto", forget_bias: float = 1.0,
-                 input_bias: Optional[float] = None) -> None:
+                 input_bias: Optional[float] = None, chrono: Optional[int] = None) -> None:
         super().__init__()
         if kind not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {kind!r}")
@@ -47,6 +51,8 @@ class SequenceModel(nn.Module):
                 with torch.no_grad():  # rows of i in gate order i, f, g, o; b = b_ih + b_hh
                     self.core.bias_ih_l0[:hidden_size].fill_(input_bias)
                     self.core.bias_hh_l0[:hidden_size].zero_()
+            if chrono is not None:
+                chrono_init(self.core, chrono)
         else:
             self.core = RNN(input_size, hidden_size, batch_first=True, backend=backend)
         self.head = nn.Linear(hidden_size, output_size)
@@ -59,10 +65,26 @@ class SequenceModel(nn.Module):
         return self.head(last)  # (B, O)
 
 
+def chrono_init(core: LSTM, t_max: int) -> None:
+    """Chrono initialization (Tallec & Ollivier 2018) of a one-layer lk.LSTM, in place; draws
+    from torch's global generator (the Trainer seeds it)."""
+    if t_max < 3:
+        raise ValueError(f"chrono initialization needs T_max >= 3, got {t_max}")
+    H = core.hidden_size
+    with torch.no_grad():  # gate order i, f, g, o; the bias the cell sees is b_ih + b_hh
+        b_f = torch.log(torch.empty(H).uniform_(1.0, t_max - 1.0))  # (H,)
+        core.bias_ih_l0[H : 2 * H].copy_(b_f)
+        core.bias_ih_l0[:H].copy_(-b_f)
+        core.bias_hh_l0[: 2 * H].zero_()
+
+
 def build_model(kind: str, task, hidden_size: int, backend: str = "auto",
-                forget_bias: Optional[float] = None, input_bias: Optional[float] = None) -> SequenceModel:
+                forget_bias: Optional[float] = None, input_bias: Optional[float] = None,
+                chrono: Optional[int] = None) -> SequenceModel:
     """The model for a LagTask: its input/output sizes and readout, our hidden size; the
-    forget bias defaults to the task's (TaskDefaults.forget_bias)."""
-    fb = task.defaults.forget_bias if forget_bias is None else forget_bias
-    return SequenceModel(kind, task.input_size, hidden_size, task.output_size, task.readout, backend, fb,
-                         task.defaults.input_bias if input_bias is None else input_bias)
+    biases default to the task's (TaskDefaults.forget_bias, input_bias, chrono)."""
+    d = task.defaults
+    return SequenceModel(kind, task.input_size, hidden_size, task.output_size, task.readout, backend,
+                         d.forget_bias if forget_bias is None else forget_bias,
+                         d.input_bias if input_bias is None else input_bias,
+                         d.chrono if chrono is None else (chrono or None))

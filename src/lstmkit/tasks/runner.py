@@ -44,18 +44,21 @@ class PaperTask(TrainerTask):
         time_budget: seconds after which the next check stops training.
         backend: the recurrent core's backend.
         forget_bias: the LSTM's initial forget-gate bias (default: the task's).
+        input_bias, chrono: the LSTM's initial input-gate bias and chrono T_max (default: the
+            task's; chrono 0 turns it off).
     """
 
     def __init__(self, task: LagTask, model: str = "lstm", hidden_size: int = 64, seed: int = 0,
                  eval_size: int = 512, stop_wrong: float = 0.002, time_budget: float = math.inf,
                  backend: str = "auto", forget_bias: Optional[float] = None,
-                 input_bias: Optional[float] = None) -> None:
+                 input_bias: Optional[float] = None, chrono: Optional[int] = None) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         self.task, self.model_kind, self.hidden_size, self.seed = task, model, hidden_size, seed
         self.stop_wrong, self.time_budget, self.backend = stop_wrong, time_budget, backend
         self.forget_bias = task.defaults.forget_bias if forget_bias is None else forget_bias
         self.input_bias = task.defaults.input_bias if input_bias is None else input_bias
+        self.chrono = task.defaults.chrono if chrono is None else (chrono or None)  # 0 turns it off
         self.validation = self._validation_set(eval_size)
         self.t0: Optional[float] = None  # set at the first training step: the budget excludes
         # one-off start-up costs (torch imports its compiler stack when the optimizer is built)
@@ -71,7 +74,7 @@ class PaperTask(TrainerTask):
     # --- the Trainer's contract ----------------------------------------------------------
     def build_model(self) -> nn.Module:
         return build_model(self.model_kind, self.task, self.hidden_size, self.backend, self.forget_bias,
-                           self.input_bias)
+                           self.input_bias, self.chrono or 0)
 
     def global_batch(self, k: int, batch_size: int) -> Batch:
         return self.task.train_batch(k, batch_size, self.seed)
@@ -123,9 +126,8 @@ def run_task(name: str, model: str = "lstm", length: Optional[int] = None, **set
     """Train model on task name and score it on the paper's test set; returns one result row.
 
     Settings (all optional; unset ones come from the task's TaskDefaults): seed, hidden_size,
-    lr, batch_size, max_steps, time_budget, eval_every, weight_decay, forget_bias, input_bias, backend,
-    run_dir,
-    progress. The row holds: task, model, length, seed, steps, sequences (training sequences
+    lr, warmup_steps, batch_size, max_steps, time_budget, eval_every, weight_decay, forget_bias,
+    input_bias, chrono (T_max, 0 = off), backend, run_dir, progress. The row holds: task, model, length, seed, steps, sequences (training sequences
     seen), seconds, wrong, n_test, loss, solved, stop_reason, the settings used, and the
     paper's row ("paper") for comparison.
     """
@@ -136,7 +138,8 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
              hidden_size: Optional[int] = None, lr: Optional[float] = None, batch_size: Optional[int] = None,
              max_steps: Optional[int] = None, time_budget: Optional[float] = None,
              eval_every: Optional[int] = None, weight_decay: Optional[float] = None, forget_bias: Optional[float] = None,
-             input_bias: Optional[float] = None, backend: str = "auto", run_dir: Optional[str] = None,
+             input_bias: Optional[float] = None, chrono: Optional[int] = None, warmup_steps: Optional[int] = None,
+             backend: str = "auto", run_dir: Optional[str] = None,
              progress: str = "off") -> tuple[dict[str, Any], nn.Module]:
     """run_task's work; also returns the trained model (a SequenceModel)."""
     task = make_task(name, length)
@@ -145,11 +148,12 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
     batch_size = batch_size or d.batch_size
     budget = d.time_budget if time_budget is None else time_budget
     adapter = PaperTask(task, model, hidden_size, seed, eval_size=d.eval_size, time_budget=budget, backend=backend,
-                          forget_bias=forget_bias, input_bias=input_bias)
+                          forget_bias=forget_bias, input_bias=input_bias, chrono=chrono)
     config = TrainConfig(
         steps=max_steps or d.max_steps, batch_size=batch_size, optimizer="adamw", lr=lr or d.lr,
         weight_decay=d.weight_decay if weight_decay is None else weight_decay,
-        clip_norm=d.clip, schedule="constant", eval_every=eval_every or d.eval_every, seed=seed, progress=progress, plot=run_dir is not None,
+        clip_norm=d.clip, schedule="constant", warmup_steps=d.warmup_steps if warmup_steps is None else warmup_steps,
+        eval_every=eval_every or d.eval_every, seed=seed, progress=progress, plot=run_dir is not None,
         checkpoint_every=0, log_every=max(1, eval_every or d.eval_every),
     )
     trainer = Trainer(adapter, config, run_dir)
@@ -164,9 +168,10 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
         "wrong": test["wrong"], "n_test": test["n"], "loss": test["loss"], "solved": task.solved(test),
         "stop_reason": adapter.stop_reason or "max steps",
         **{k: v for k, v in test.items() if k not in ("wrong", "n", "loss")},
-        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr,
+        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr, "warmup_steps": config.warmup_steps,
         "weight_decay": config.weight_decay, "forget_bias": adapter.forget_bias if model == "lstm" else None,
         "input_bias": adapter.input_bias if model == "lstm" else None,
+        "chrono": adapter.chrono if model == "lstm" else None,
         "paper": {"source": ref.source, "result": ref.result, "wrong": ref.wrong, "n_test": ref.n_test,
                   "train_sequences": ref.train_sequences, "success_rate": ref.success_rate, "rnn": ref.rnn},
     }
@@ -197,6 +202,8 @@ def _wrong_cell(s: dict[str, Any]) -> str:
     if len(w) == 1:
         pct = 100.0 * w[0] / s["n_test"]
         return f"{w[0]} / {s['n_test']:,} ({pct:.2f} %)"
+    if min(w) == max(w):
+        return f"{w[0]} / {s['n_test']:,} in every trial"
     return f"{min(w)}–{max(w)} / {s['n_test']:,}"
 
 
