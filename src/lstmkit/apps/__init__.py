@@ -1,4 +1,4 @@
 """Applications built on lk.LSTM and the Trainer; each registers its ``lstmkit train`` task on import."""
 
 # Submodules the Trainer's registry imports to find `lstmkit train` tasks (lstmkit.train.registry).
-TASK_MODULES = ["classify", "forecast", "text"]
+TASK_MODULES = ["classify", "forecast", "text", "translate"]

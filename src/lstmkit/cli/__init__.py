@@ -30,6 +30,7 @@ COMMANDS = [
     "export",
     "forecast",
     "generate",
+    "translate",
     "inspect",
 ]
 
