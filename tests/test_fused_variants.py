@@ -16,7 +16,7 @@ import lstmkit as lk
 from conftest import assert_close
 from lstmkit.kernels import RunSpec, fused, reference, select_backend
 from lstmkit.kernels.types import LayerNormParams, LSTMLayerParams, LSTMStepOptions
-from test_fused import _require_kernel, gemm_mode, kernel_calls  # noqa: F401 (fixtures)
+from test_fused import _require_kernel, gemm_mode, kernel_calls, split_mode  # noqa: F401 (fixtures)
 
 
 def _spec(**kw) -> RunSpec:
@@ -62,7 +62,7 @@ def layer_configs(draw):
         coupled=draw(st.booleans()), peephole=draw(st.booleans()), h_keep=draw(st.booleans()),
         zone_h=draw(st.booleans()), zone_c=draw(st.booleans()), eval_zone=draw(st.booleans()),
         record=draw(st.booleans()), gemm=draw(st.sampled_from(["auto", "loop", "blas"])),
-        seed=draw(st.integers(0, 2**16)),
+        split=draw(st.sampled_from([0, 1, 2, 3])), seed=draw(st.integers(0, 2**16)),
     )
 
 
@@ -118,14 +118,24 @@ def _layer_run(layer_fn, tensors, opts, cfg):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=layer_configs())
-def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode):
+def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, split_mode):
     gemm_mode(cfg["gemm"])
+    split_mode(cfg["split"])
     tensors, opts = _layer_inputs(cfg)
     got = _layer_run(fused.fused_lstm_layer, tensors, opts, cfg)
     want = _layer_run(reference.lstm_layer, tensors, opts, cfg)
     assert got.keys() == want.keys()
     for name in want:
         assert_close(got[name], want[name], cfg["dtype"], name)
+    # The inference entry (no grad, nothing recorded) ≡ the training forward ≡ the reference.
+    t = tensors
+    with torch.no_grad():
+        out, (h, c), trace = fused.fused_lstm_layer(t["x"], t["h0"], t["c0"], _params(t), cfg["lengths"],
+                                                    reverse=cfg["reverse"], record=False, opts=opts)
+    assert trace is None
+    for name, v in (("out", out), ("h_n", h), ("c_n", c)):
+        assert_close(v, want[name], cfg["dtype"], f"no-grad {name}")
+        assert_close(v, got[name], cfg["dtype"], f"no-grad {name} vs the training forward")
 
 
 # --- gradcheck of the hand-written backward, one variant at a time and all together ------------
@@ -308,4 +318,7 @@ def test_variants_run_the_fused_kernel(kernel_calls):
                    input_dropout=0.2).train()
     out, _ = lstm(torch.randn(5, 2, 3))
     out.sum().backward()
-    assert calls == {"forward": 1, "backward": 1}, calls
+    assert calls == {"forward": 1, "backward": 1, "infer": 0}, calls
+    with torch.no_grad():
+        lstm(torch.randn(5, 2, 3))
+    assert calls == {"forward": 1, "backward": 1, "infer": 1}, calls

@@ -8,6 +8,14 @@ reverse computing the gate gradients with one GEMM per step for dh_{t-1}; the we
 and input gradients are then single GEMMs over all steps. Layers and directions are composed
 by kernels.stack.run_stack: Python work per layer, never per step.
 
+Inference: when autograd wants nothing from a layer (grad mode off, or nothing requires grad)
+and no gates are recorded, fused_lstm_layer calls the kernel's forward-only entry (``infer``)
+instead of the autograd.Function: it stores no gates or cell states, only h (and the final
+state), and takes W_hh^T, W_hr^T and b_ih + b_hh prepared once per weight version (_prepared).
+
+Threads: each step's recurrent GEMM and gate pass split into column parts, one per thread, once
+a step holds enough work (the kernel's set_split; see column_parts in the C++ source).
+
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
 zoneout (per-step masks; eval mode's expanded rate is materialized once per call) and LayerNorm
@@ -38,6 +46,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .backend import Backend, RunSpec, register_backend
 from .stack import run_stack
@@ -216,6 +225,8 @@ def fused_lstm_layer(
     """
     if load_extension() is None:
         raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
+    if not record and not _needs_grad(x, h0, c0, p):
+        return _infer(x, h0, c0, p, lengths, reverse, opts)
     ln = p.ln
     w_ih, b_ih, b_hh = p.w_ih, p.b_ih, p.b_hh
     if ln is not None:
@@ -242,6 +253,66 @@ def fused_lstm_layer(
         return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
     i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H), views of the kernel's own buffer
     return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
+
+
+def _needs_grad(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams) -> bool:
+    """Whether autograd will want a backward through this layer."""
+    if not torch.is_grad_enabled():
+        return False
+    tensors = (x, h0, c0, *p[:6], *(p.ln or ()))
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+# The weights as the kernel's loop reads them, derived once per weight version: W_hh^T (P, GH),
+# W_hr^T (H, P) and b_ih + b_hh (GH,). Keyed by the w_hh tensor object (by identity; the entry
+# goes when the tensor does) and checked against a fingerprint of every source: data_ptr,
+# _version (bumped by every in-place change made through the tensor or its detached aliases —
+# optimizer steps, load_state_dict's copy_, `with torch.no_grad(): w.add_(1)`), shape, strides,
+# dtype. The entry holds detached aliases of the sources, so their storage cannot be freed and
+# its address reused by another tensor at the same version. Not seen: writes through `w.data`,
+# which has its own version counter (torch's own warning about .data).
+_PREPARED = WeakIdKeyDictionary()
+
+
+def _fingerprint(t: Optional[Tensor]):
+    return None if t is None else (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
+
+
+def _prepared(p: LSTMLayerParams) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """(W_hh^T, b_ih + b_hh or None, W_hr^T or None) of p, from the cache when still valid."""
+    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr)
+    fp = tuple(_fingerprint(t) for t in sources)
+    hit = _PREPARED.get(p.w_hh)
+    if hit is not None and hit[0] == fp:
+        return hit[2]
+    with torch.no_grad():
+        bias = None
+        if p.b_ih is not None:
+            bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
+            bias = bias.detach().contiguous()
+        prepared = (p.w_hh.detach().t().contiguous(), bias,
+                    None if p.w_hr is None else p.w_hr.detach().t().contiguous())
+    _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
+    return prepared
+
+
+def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
+           opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
+    """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
+    whh_t, bias, whr_t = _prepared(p)
+    w_ih, ln = p.w_ih, p.ln
+    with torch.no_grad():
+        if ln is not None:  # the input projection as in fused_lstm_layer, biases included
+            b = ln.ih_bias if bias is None else ln.ih_bias + bias
+            x = F.layer_norm(F.linear(x, w_ih), ln.ih_weight.shape, ln.ih_weight, b, opts.ln_eps)  # (T, B, GH)
+            w_ih = bias = None
+        ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias]
+        out, h_n, c_n = _ext.infer(
+            x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, whh_t, bias, whr_t, lengths, reverse,
+            bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
+            ln_args, float(opts.ln_eps),
+        )
+    return out, (h_n, c_n), None
 
 
 # The variants (RunSpec.variants names) the fused kernel runs: all of lk.LSTM's today. weight_drop

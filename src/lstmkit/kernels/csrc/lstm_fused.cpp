@@ -115,24 +115,27 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, scalar_t alpha, con
 constexpr int64_t kSmallGemmDefault = 1 << 15;
 std::atomic<int64_t> g_small_gemm{kSmallGemmDefault};
 
-// Per-step product C (m×n) = [C +] A (m×k, lda) · M (k×n, row-major contiguous).
+// Per-step product C (m×n, ldc) = [C +] A (m×k, lda) · M (k×n, row-major, ldm). ldm and ldc
+// default to n; wider ones select a column block (the column-split step of forward_loop).
 template <typename scalar_t>
 void step_gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, int64_t lda, const scalar_t* M,
-               scalar_t* C, bool accumulate) {
+               scalar_t* C, bool accumulate, int64_t ldm = -1, int64_t ldc = -1) {
+  if (ldm < 0) ldm = n;
+  if (ldc < 0) ldc = n;
   if (m * n * k <= g_small_gemm.load(std::memory_order_relaxed)) {
     for (int64_t r = 0; r < m; ++r) {
-      scalar_t* __restrict__ c = C + r * n;
+      scalar_t* __restrict__ c = C + r * ldc;
       if (!accumulate) std::fill(c, c + n, scalar_t(0));
       const scalar_t* a = A + r * lda;
       for (int64_t p = 0; p < k; ++p) {
         const scalar_t ap = a[p];
-        const scalar_t* __restrict__ mrow = M + p * n;
+        const scalar_t* __restrict__ mrow = M + p * ldm;
         for (int64_t j = 0; j < n; ++j) c[j] += ap * mrow[j];
       }
     }
     return;
   }
-  gemm<scalar_t>(false, false, m, n, k, scalar_t(1), A, lda, M, n, accumulate ? scalar_t(1) : scalar_t(0), C, n);
+  gemm<scalar_t>(false, false, m, n, k, scalar_t(1), A, lda, M, ldm, accumulate ? scalar_t(1) : scalar_t(0), C, ldc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,12 +313,19 @@ struct Layout {
 // One step of one row at columns [j, j + lanes): g holds the pre-activations and gets the
 // activated gates; c holds c_{t-1} and gets c_t (also written to c_row, the step's record);
 // h_dst gets h_t (h̃_t when projecting: zoneout of h then happens after the projection).
-template <typename V, bool VAR, typename S>
-inline void cell_forward(const Layout<S>& k, int64_t j, S* g, S* c, S* c_row, S* h_dst, const S* zc,
-                         const S* zh, const S* hprev, S* ctl) {
+//
+// REC = true records the step for backward and return_gates (activated gates into g, c_t into
+// c_row); REC = false is inference: g is only read (o is still written back with LayerNorm,
+// whose h̃ forward_loop finishes after the row's LN(c̃)), c_row is unused. bias (GH,), when
+// not null, is b_ih + b_hh added here instead of by the input-projection GEMM: one pass over
+// (T, B, GH) fewer (addmm first broadcasts the bias into its whole output).
+template <typename V, bool VAR, bool REC, typename S>
+inline void cell_forward(const Layout<S>& k, int64_t j, S* g, const S* bias, S* c, S* c_row, S* h_dst,
+                         const S* zc, const S* zh, const S* hprev, S* ctl) {
   const V one(S(1));
   const V cp = ld<V>(c + j);
   V ip = ld<V>(g + k.oi + j);
+  if (bias) ip = ip + ld<V>(bias + k.oi + j);
   if (VAR && k.pi) ip = ip + ld<V>(k.pi + j) * cp;
   const V i = sgm(ip);
   V f;
@@ -323,30 +333,36 @@ inline void cell_forward(const Layout<S>& k, int64_t j, S* g, S* c, S* c_row, S*
     f = one - i;
   } else {
     V fp = ld<V>(g + k.of + j);
+    if (bias) fp = fp + ld<V>(bias + k.of + j);
     if (VAR && k.pf) fp = fp + ld<V>(k.pf + j) * cp;
     f = sgm(fp);
-    st(f, g + k.of + j);
+    if (REC) st(f, g + k.of + j);
   }
-  const V gg = tnh(ld<V>(g + k.og + j));
+  V gp = ld<V>(g + k.og + j);
+  if (bias) gp = gp + ld<V>(bias + k.og + j);
+  const V gg = tnh(gp);
   V cn = f * cp + i * gg;
   V op = ld<V>(g + k.oo + j);
+  if (bias) op = op + ld<V>(bias + k.oo + j);
   if (VAR && k.po) op = op + ld<V>(k.po + j) * cn;
   const V o = sgm(op);
-  st(i, g + k.oi + j);
-  st(gg, g + k.og + j);
-  st(o, g + k.oo + j);
+  if (REC) {
+    st(i, g + k.oi + j);
+    st(gg, g + k.og + j);
+  }
+  if (REC || (VAR && k.ln)) st(o, g + k.oo + j);
   if (VAR && k.ln) {  // h̃ needs LN(c̃) over the whole row first: forward_loop finishes it
     st(cn, ctl + j);
     if (zc) cn = cn + ld<V>(zc + j) * (cp - cn);
     st(cn, c + j);
-    st(cn, c_row + j);
+    if (REC) st(cn, c_row + j);
     return;
   }
   V h = o * tnh(cn);
   if (VAR && zc) cn = cn + ld<V>(zc + j) * (cp - cn);
   if (VAR && zh) h = h + ld<V>(zh + j) * (ld<V>(hprev + j) - h);
   st(cn, c + j);
-  st(cn, c_row + j);
+  if (REC) st(cn, c_row + j);
   st(h, h_dst + j);
 }
 
@@ -405,10 +421,135 @@ inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-template <typename scalar_t>
+// How many column parts a step's work splits into: one per thread when the step is big enough
+// to pay for waking them (a fork/join costs a few µs), else 1. Measured: at S1/S3 sizes, one
+// parallel region per step in which each thread runs the recurrent GEMM of its own hidden units
+// (single-threaded BLAS) and then their gate pass beats a multi-threaded GEMM followed by a
+// row-parallel gate pass: one fork/join instead of two, and each thread's gate pass reads the
+// GEMM output it just wrote, in its own cache.
+std::atomic<int64_t> g_split_min{1 << 19};  // per-step multiply-adds (set_split for tests and A/B runs)
+std::atomic<int64_t> g_split_parts{0};       // 0: one part per thread; > 0: exactly this many (tests)
+
+inline int64_t column_parts(int64_t B, int64_t GH, int64_t P, int64_t H, int64_t lanes) {
+  if (B * GH * P < g_split_min.load(std::memory_order_relaxed)) return 1;
+  const int64_t forced = g_split_parts.load(std::memory_order_relaxed);
+  if (forced > 0) return forced;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (H + lanes - 1) / lanes));
+}
+
+// Hidden units [j0, j1) of part q of n: vector-width aligned, so only the last part has a tail.
+inline void part_range(int64_t q, int64_t n, int64_t H, int64_t lanes, int64_t& j0, int64_t& j1) {
+  const int64_t blocks = (H + lanes - 1) / lanes;
+  j0 = std::min(H, (blocks * q / n) * lanes);
+  j1 = std::min(H, (blocks * (q + 1) / n) * lanes);
+}
+
+// forward_loop without LayerNorm (whose row statistics need whole rows): each step splits the
+// hidden units into column parts, and each part runs the recurrent GEMM of its units' columns of
+// all gates, then their gate pass (see column_parts). h_{t-1} is read from one buffer while the
+// parts write h_t into another (they swap every step), so no part overwrites an h another part
+// still reads; c is per unit, so each part owns its slice of cs. Arguments as forward_loop.
+template <typename scalar_t, bool REC>
+void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
+                          scalar_t* G, const scalar_t* bias, scalar_t* C, scalar_t* out, scalar_t* hs,
+                          scalar_t* cs, const scalar_t* whh_t, const scalar_t* whr_t, scalar_t* hpre,
+                          scalar_t* hmask, scalar_t* hs2, const Variants<scalar_t>& var) {
+  const Layout<scalar_t> k(H, var);
+  const int64_t GH = k.GH, NG = var.coupled ? 3 : 4;
+  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
+  const bool proj = whr_t != nullptr;
+  constexpr int64_t V = Vec<scalar_t>::size();
+  const int64_t parts = column_parts(B, GH, P, H, V);
+  scalar_t* const no_ctl = nullptr;  // c̃ scratch: LayerNorm only
+  scalar_t* hcur = hs;                  // h_{t-1}
+  scalar_t* hnxt = proj ? hs : hs2;     // h_t (with a projection, written after the parts join)
+  for (int64_t s = 0; s < T; ++s) {
+    const int64_t t = reverse ? T - 1 - s : s;
+    scalar_t* Gt = G + t * B * GH;
+    scalar_t* Ot = out + t * B * P;
+    const scalar_t* hrec = hcur;
+    if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
+      for (int64_t q = 0; q < B * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
+      hrec = hmask;
+    }
+    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
+    const scalar_t* zh_t = var.zone_h && !proj ? var.zone_h + t * B * P : nullptr;
+    // The gate pass of rows [b0, b1), hidden units [j0, j1).
+    auto cells = [&](int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        scalar_t* g = Gt + b * GH;
+        scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
+        scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
+        if (!row_active(len, b, t)) {
+          std::fill(h_dst + j0, h_dst + j1, scalar_t(0));
+          if (!proj) std::memcpy(hnxt + b * P + j0, hcur + b * P + j0, sizeof(scalar_t) * (j1 - j0));
+          if (REC) {
+            for (int64_t gi = 0; gi < NG; ++gi) std::fill(g + gi * H + j0, g + gi * H + j1, scalar_t(0));
+            std::fill(c_row + j0, c_row + j1, scalar_t(0));
+          }
+          continue;
+        }
+        scalar_t* c = cs + b * H;
+        const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+        const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
+        const scalar_t* hprev = hcur + b * P;
+        int64_t j = j0;
+        if (plain) {
+          for (; j + V <= j1; j += V)
+            cell_forward<Vec<scalar_t>, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+          for (; j < j1; ++j) cell_forward<scalar_t, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+        } else {
+          for (; j + V <= j1; j += V)
+            cell_forward<Vec<scalar_t>, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+          for (; j < j1; ++j) cell_forward<scalar_t, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+        }
+        if (!proj) std::memcpy(hnxt + b * P + j0, h_dst + j0, sizeof(scalar_t) * (j1 - j0));
+      }
+    };
+    if (parts > 1) {
+      at::parallel_for(0, parts, 1, [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          int64_t j0, j1;
+          part_range(q, parts, H, V, j0, j1);
+          if (j1 <= j0) continue;
+          for (int64_t gi = 0; gi < NG; ++gi)  // G[t][:, gate gi, units j0:j1] += h W_hh^T[:, same columns]
+            step_gemm<scalar_t>(B, j1 - j0, P, hrec, P, whh_t + gi * H + j0, Gt + gi * H + j0, /*accumulate=*/true,
+                                GH, GH);
+          cells(0, B, j0, j1);
+        }
+      });
+    } else {  // one GEMM (BLAS threads it as it sees fit), then the gate pass split by rows
+      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
+      at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) { cells(b0, b1, 0, H); });
+    }
+    if (proj) {
+      // Inactive rows of hpre are zero, so their projected outputs are zero too.
+      step_gemm<scalar_t>(B, P, H, hpre, H, whr_t, Ot, /*accumulate=*/false);  // h = hpre W_hr^T
+      for (int64_t b = 0; b < B; ++b) {
+        if (!row_active(len, b, t)) continue;
+        scalar_t* o = Ot + b * P;
+        if (var.zone_h) {  // zoneout of the projected h
+          const scalar_t* z = var.zone_h + (t * B + b) * P;
+          const scalar_t* hp = hs + b * P;
+          for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
+        }
+        std::memcpy(hs + b * P, o, sizeof(scalar_t) * P);
+      }
+    } else {
+      std::swap(hcur, hnxt);
+    }
+  }
+  if (hcur != hs) std::memcpy(hs, hcur, sizeof(scalar_t) * B * P);
+}
+
+// REC: record for backward / return_gates (G gets the activated gates, C every c_t, and with
+// LayerNorm Nh, rh, Nc, rc every step's normalized values); else inference: G is read only, C
+// is null, and the LayerNorm buffers are per-row scratch of one step ((B, GH), (B), (B, H), (B)).
+template <typename scalar_t, bool REC>
 void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                  scalar_t* G,            // (T, B, GH) in: input projection; out: activated gates
-                  scalar_t* C,            // (T, B, H) out
+                  scalar_t* G,            // (T, B, GH) in: input projection (bias excluded); REC out: activated gates
+                  const scalar_t* bias,   // (GH,) b_ih + b_hh, or null (none, or already in G)
+                  scalar_t* C,            // (T, B, H) out when REC, else null
                   scalar_t* out,          // (T, B, P) out
                   scalar_t* hs,           // (B, P) in: h0, out: h_n
                   scalar_t* cs,           // (B, H) in: c0, out: c_n
@@ -431,7 +572,6 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
   for (int64_t s = 0; s < T; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = G + t * B * GH;
-    scalar_t* Ct = C + t * B * H;
     scalar_t* Ot = out + t * B * P;
     const scalar_t* hrec = hs;
     if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
@@ -447,23 +587,26 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
     const scalar_t* zh_t = var.zone_h && !proj ? var.zone_h + t * B * P : nullptr;
     at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r = REC ? t * B + b : b;  // the row's slot in the LayerNorm buffers
         scalar_t* g = Gt + b * GH;
-        scalar_t* c_row = Ct + b * H;
+        scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
         scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
         if (!row_active(len, b, t)) {
-          std::fill(g, g + GH, scalar_t(0));
-          std::fill(c_row, c_row + H, scalar_t(0));
           std::fill(h_dst, h_dst + H, scalar_t(0));
-          if (k.ln) {
-            std::fill(Nh + (t * B + b) * GH, Nh + (t * B + b + 1) * GH, scalar_t(0));
-            std::fill(Nc + (t * B + b) * H, Nc + (t * B + b + 1) * H, scalar_t(0));
-            rh[t * B + b] = rc[t * B + b] = scalar_t(0);
+          if (REC) {
+            std::fill(g, g + GH, scalar_t(0));
+            std::fill(c_row, c_row + H, scalar_t(0));
+            if (k.ln) {
+              std::fill(Nh + r * GH, Nh + (r + 1) * GH, scalar_t(0));
+              std::fill(Nc + r * H, Nc + (r + 1) * H, scalar_t(0));
+              rh[r] = rc[r] = scalar_t(0);
+            }
           }
           continue;
         }
         if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b
-          scalar_t* nh = Nh + (t * B + b) * GH;
-          rh[t * B + b] = ln_row(Rs + b * GH, GH, var.eps, nh);
+          scalar_t* nh = Nh + r * GH;
+          rh[r] = ln_row(Rs + b * GH, GH, var.eps, nh);
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
             st(ld<VV>(g + q) + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
@@ -476,15 +619,17 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
         int64_t j = 0;
         scalar_t* ctl = k.ln ? Ctl + b * H : nullptr;
         if (plain) {
-          for (; j + V <= H; j += V) cell_forward<Vec<scalar_t>, false>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
-          for (; j < H; ++j) cell_forward<scalar_t, false>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j + V <= H; j += V)
+            cell_forward<Vec<scalar_t>, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j < H; ++j) cell_forward<scalar_t, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
         } else {
-          for (; j + V <= H; j += V) cell_forward<Vec<scalar_t>, true>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
-          for (; j < H; ++j) cell_forward<scalar_t, true>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j + V <= H; j += V)
+            cell_forward<Vec<scalar_t>, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j < H; ++j) cell_forward<scalar_t, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
         }
         if (k.ln) {  // h̃ = o ⊙ tanh(LN(c̃) · w_c + b_c), then zoneout of h when not projecting
-          scalar_t* nc = Nc + (t * B + b) * H;
-          rc[t * B + b] = ln_row(ctl, H, var.eps, nc);
+          scalar_t* nc = Nc + r * H;
+          rc[r] = ln_row(ctl, H, var.eps, nc);
           const scalar_t* o = g + k.oo;
           for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
@@ -566,6 +711,91 @@ std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t G
   return out;
 }
 
+// The forward of lstm_forward (rec = true) and lstm_infer (rec = false), on prepared weights:
+// whh_t (P, GH) = W_hh^T, whr_t (H, P) = W_hr^T or undefined, bias (GH,) = b_ih + b_hh or
+// undefined. Returns {out, h_n, c_n} and, when rec, {gates, c, Nh, rh, Nc, rc} (see lstm_forward).
+std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                                 const Tensor& whh_t, const Tensor& bias, const Tensor& whr_t,
+                                 const optional<Tensor>& lengths, bool reverse, bool coupled,
+                                 const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                                 const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                                 const optional<std::vector<Tensor>>& layer_norm, double eps) {
+  TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t NG = coupled ? 3 : 4;
+  TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous(), "fused lstm: expected a contiguous 2-d W_hh^T");
+  const int64_t GH = whh_t.size(1), H = GH / NG, P = whh_t.size(0);
+  TORCH_CHECK(GH % NG == 0, "fused lstm: weight_hh has ", GH, " rows, not a multiple of ", NG, " gates");
+  TORCH_CHECK(!w_ih.defined() || w_ih.sizes() == at::IntArrayRef({GH, I}), "fused lstm: weight_ih is ",
+              w_ih.sizes(), " for input size ", I);
+  TORCH_CHECK(w_ih.defined() || I == GH, "fused lstm: without weight_ih, x must be the input projection (T, B, ", GH,
+              "), got ", x.sizes());
+  TORCH_CHECK(!bias.defined() || (bias.numel() == GH && bias.is_contiguous() && bias.scalar_type() == x.scalar_type()),
+              "fused lstm: the bias is ", bias.sizes(), ", expected (", GH, ",) contiguous ", x.scalar_type());
+  const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
+  TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
+  TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
+  const bool proj = whr_t.defined();
+  TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
+  TORCH_CHECK(!proj || (whr_t.sizes() == at::IntArrayRef({H, P}) && whr_t.is_contiguous()),
+              "fused lstm: W_hr^T is ", whr_t.sizes(), ", expected contiguous (", H, ", ", P, ")");
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
+  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
+  const Tensor len_c = lengths_int64(lengths, B);
+  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
+
+  auto opts = x.options();
+  Tensor G = at::empty({T, B, GH}, opts);  // (T, B, GH)
+  if (w_ih.defined()) {
+    Tensor G2 = G.view({T * B, GH});
+    at::mm_out(G2, x.contiguous().view({T * B, I}), w_ih.t());  // all steps' X W_ih^T in one GEMM
+  } else {
+    G.copy_(x);
+  }
+  Tensor C = rec ? at::empty({T, B, H}, opts) : Tensor();
+  Tensor out = at::empty({T, B, P}, opts);
+  Tensor hs = h0.contiguous().clone();
+  Tensor cs = c0.contiguous().clone();
+  Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
+  Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
+  const bool has_ln = !ln.empty();
+  Tensor hs2 = has_ln || proj ? Tensor() : at::empty({B, P}, opts);  // the other h buffer of forward_loop_columns
+  const int64_t R = rec ? T * B : B;  // rows of the LayerNorm records: every step's, or one step's
+  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({R, GH}, opts) : Tensor();
+  Tensor rh = has_ln ? at::empty({R}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
+  Tensor Nc = has_ln ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
+    auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
+    const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps);
+    auto run = [&](auto loop) {
+      loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t), ptr(whr_t),
+           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
+    };
+    if (!has_ln) {
+      auto cols = [&](auto loop) {
+        loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t),
+             ptr(whr_t), ptr(hpre), ptr(hmask), ptr(hs2), var);
+      };
+      if (rec) cols(forward_loop_columns<scalar_t, true>); else cols(forward_loop_columns<scalar_t, false>);
+    } else if (rec) {
+      run(forward_loop<scalar_t, true>);
+    } else {
+      run(forward_loop<scalar_t, false>);
+    }
+  });
+  if (!rec) return {out, hs, cs};
+  if (has_ln) Nh = Nh.view({T, B, GH}), rh = rh.view({T, B}), Nc = Nc.view({T, B, H}), rc = rc.view({T, B});
+  return {out, hs, cs, G, C, Nh, rh, Nc, rc};
+}
+
+// b_ih + b_hh (GH,), or undefined without biases.
+Tensor summed_bias(const optional<Tensor>& b_ih, const optional<Tensor>& b_hh) {
+  if (!b_ih.has_value() || !b_ih->defined()) return Tensor();
+  Tensor bias = *b_ih;
+  if (b_hh.has_value() && b_hh->defined()) bias = bias + *b_hh;
+  return bias.contiguous();
+}
+
 // Returns {out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH) activated i|f|g|o (coupled i|g|o), c (T,B,H),
 // and with LayerNorm Nh (T,B,GH), rh (T,B), Nc (T,B,H), rc (T,B) for backward (else undefined)}.
 // Without w_ih, x is the input projection itself (T, B, GH), biases included (LayerNorm).
@@ -576,59 +806,25 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
                                  const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                  const optional<std::vector<Tensor>>& layer_norm, double eps) {
   at::AutoDispatchBelowADInplaceOrView guard;  // plain tensors in, plain tensors out: no autograd here
-  TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t NG = coupled ? 3 : 4;
-  const Tensor w_ih = opt(w_ih_);
-  const int64_t GH = w_hh.size(0), H = GH / NG, P = w_hh.size(1);
-  TORCH_CHECK(GH % NG == 0, "fused lstm: weight_hh has ", GH, " rows, not a multiple of ", NG, " gates");
-  TORCH_CHECK(!w_ih.defined() || w_ih.sizes() == at::IntArrayRef({GH, I}), "fused lstm: weight_ih is ",
-              w_ih.sizes(), " for input size ", I);
-  TORCH_CHECK(w_ih.defined() || I == GH, "fused lstm: without weight_ih, x must be the input projection (T, B, ", GH,
-              "), got ", x.sizes());
-  const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
-  TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
-  TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
   const bool proj = w_hr.has_value() && w_hr->defined();
-  TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
-  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
-  const Tensor len_c = lengths_int64(lengths, B);
-  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
+  return forward_impl(true, x, h0, c0, opt(w_ih_), w_hh.t().contiguous(), summed_bias(b_ih, b_hh),
+                      proj ? w_hr->t().contiguous() : Tensor(), lengths, reverse, coupled, peephole, h_keep, zone_h,
+                      zone_c, layer_norm, eps);
+}
 
-  auto opts = x.options();
-  Tensor G = at::empty({T, B, GH}, opts);
-  Tensor G2 = G.view({T * B, GH});
-  Tensor x2 = x.contiguous().view({T * B, I});
-  const bool has_bias = b_ih.has_value() && b_ih->defined();
-  if (!w_ih.defined()) {
-    G.copy_(x);
-  } else if (has_bias) {
-    Tensor bias = *b_ih;
-    if (b_hh.has_value() && b_hh->defined()) bias = bias + *b_hh;
-    at::addmm_out(G2, bias, x2, w_ih.t());  // all steps' X W_ih^T + b in one GEMM
-  } else {
-    at::mm_out(G2, x2, w_ih.t());
-  }
-  Tensor C = at::empty({T, B, H}, opts);
-  Tensor out = at::empty({T, B, P}, opts);
-  Tensor hs = h0.contiguous().clone();
-  Tensor cs = c0.contiguous().clone();
-  Tensor whh_t = w_hh.t().contiguous();                              // (P, GH)
-  Tensor whr_t = proj ? w_hr->t().contiguous() : Tensor();          // (H, P)
-  Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
-  Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
-  const bool has_ln = !ln.empty();
-  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({T, B, GH}, opts) : Tensor();
-  Tensor rh = has_ln ? at::empty({T, B}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
-  Tensor Nc = has_ln ? at::empty({T, B, H}, opts) : Tensor(), rc = has_ln ? at::empty({T, B}, opts) : Tensor();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
-    auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-    forward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(G), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t),
-                           ptr(whr_t), ptr(hpre), ptr(hmask), make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps),
-                           ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
-  });
-  return {out, hs, cs, G, C, Nh, rh, Nc, rc};
+// Inference (no autograd, nothing recorded): {out (T,B,P), h_n (B,P), c_n (B,H)}. Takes the
+// weights prepared once by the caller (fused.py caches them per weight version): whh_t (P, GH)
+// = W_hh^T contiguous, bias (GH,) = b_ih + b_hh or None, whr_t (H, P) = W_hr^T or None.
+std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& c0, const optional<Tensor>& w_ih,
+                               const Tensor& whh_t, const optional<Tensor>& bias, const optional<Tensor>& whr_t,
+                               const optional<Tensor>& lengths, bool reverse, bool coupled,
+                               const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                               const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                               const optional<std::vector<Tensor>>& layer_norm, double eps) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  auto given = [](const optional<Tensor>& t) { return t.has_value() && t->defined() ? *t : Tensor(); };
+  return forward_impl(false, x, h0, c0, opt(w_ih), whh_t, given(bias), given(whr_t), lengths, reverse, coupled,
+                      peephole, h_keep, zone_h, zone_c, layer_norm, eps);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -899,6 +1095,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit fused CPU LSTM layer: forward and hand-written backward through time";
   m.def("forward", &lstm_forward, "one LSTM layer, one direction (see lstm_fused.cpp)");
   m.def("backward", &lstm_backward, "its backward through time");
+  m.def("infer", &lstm_infer, "forward only, nothing recorded, on prepared weights (no autograd)");
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
         "whether per-step GEMMs call BLAS directly (else through ATen)");
   m.def("set_gemm_mode", [](const std::string& mode) {
@@ -909,6 +1106,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         g_small_gemm = mode == "auto" ? kSmallGemmDefault : mode == "loop" ? INT64_MAX : -1;
         g_use_blas = mode != "aten";
       }, "for tests: choose the per-step GEMM path");
+  m.def("set_split", [](int64_t min_macs, int64_t parts) {
+        g_split_min = min_macs;
+        g_split_parts = parts;
+      }, py::arg("min_macs") = 1 << 19, py::arg("parts") = 0,
+      "split each step's recurrent GEMM and gate pass into column parts from min_macs multiply-adds per step on "
+      "(default 2^19; a huge value never splits); parts > 0 forces that many parts (tests), 0 is one per thread");
   m.def("vector_width", [] { return static_cast<int64_t>(at::vec::Vectorized<float>::size()); },
         "floats per vector register in the elementwise passes");
 }
