@@ -322,3 +322,23 @@ def test_variants_run_the_fused_kernel(kernel_calls):
     with torch.no_grad():
         lstm(torch.randn(5, 2, 3))
     assert calls == {"forward": 1, "backward": 1, "infer": 1}, calls
+
+
+def test_float32_layer_norm_inference_matches_reference():
+    """The inference entry normalizes the input projection in its loop: float32 at a realistic width."""
+    _require_kernel()
+    torch.manual_seed(9)
+    lstm = lk.LSTM(8, 32, num_layers=2, layer_norm=True, peephole=True, zoneout=0.2, bidirectional=True).eval()
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            if name.startswith("ln_") or name.startswith("bias"):
+                p.add_(torch.empty_like(p).uniform_(-0.5, 0.5))
+    x, lengths = torch.randn(10, 4, 8), torch.tensor([10, 3, 7, 9])
+    results = {}
+    with torch.no_grad():
+        for backend in ("fused", "reference"):
+            lstm.backend = backend
+            out, (h, c) = lstm(x, lengths=lengths)
+            results[backend] = (out, h, c)
+    for a, b, name in zip(results["fused"], results["reference"], ("out", "h_n", "c_n")):
+        assert_close(a, b, torch.float32, name)

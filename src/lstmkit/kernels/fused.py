@@ -302,11 +302,11 @@ def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optio
     whh_t, bias, whr_t = _prepared(p)
     w_ih, ln = p.w_ih, p.ln
     with torch.no_grad():
-        if ln is not None:  # the input projection as in fused_lstm_layer, biases included
-            b = ln.ih_bias if bias is None else ln.ih_bias + bias
-            x = F.layer_norm(F.linear(x, w_ih), ln.ih_weight.shape, ln.ih_weight, b, opts.ln_eps)  # (T, B, GH)
-            w_ih = bias = None
-        ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias]
+        ln_args = None
+        if ln is not None:  # the kernel normalizes the input projection too, row by row in its loop
+            ih_bias = ln.ih_bias if bias is None else ln.ih_bias + bias  # (GH,): every bias after LN_ih
+            ln_args = [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ih_bias]
+            bias = None
         out, h_n, c_n = _ext.infer(
             x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, whh_t, bias, whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),

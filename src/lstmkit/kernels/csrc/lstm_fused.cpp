@@ -209,6 +209,9 @@ struct Variants {
   const scalar_t* zone_c = nullptr;  // (T, B, H)
   const scalar_t *ln_hw = nullptr, *ln_hb = nullptr;  // (GH,) LayerNorm of the recurrent projection
   const scalar_t *ln_cw = nullptr, *ln_cb = nullptr;  // (H,) LayerNorm of c̃ before its tanh
+  // (GH,) LayerNorm of the input projection (inference only; in training the caller applies it):
+  // G[t] = LN(x W_ih^T)·ln_iw + ln_ib, where ln_ib already holds b_ih + b_hh.
+  const scalar_t *ln_iw = nullptr, *ln_ib = nullptr;
   double eps = 1e-5;
 };
 
@@ -604,12 +607,15 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
           }
           continue;
         }
-        if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b
+        if (k.ln) {  // G[t] (= LN(x W_ih^T) · w_i + b_i when ln_iw) += LN(h W_hh^T) · w + b
           scalar_t* nh = Nh + r * GH;
           rh[r] = ln_row(Rs + b * GH, GH, var.eps, nh);
+          if (var.ln_iw) ln_row(g, GH, var.eps, g);  // in place: each entry is read before it is written
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
-            st(ld<VV>(g + q) + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
+            VV gi = ld<VV>(g + q);
+            if (var.ln_iw) gi = gi * ld<VV>(var.ln_iw + q) + ld<VV>(var.ln_ib + q);
+            st(gi + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
           });
         }
         scalar_t* c = cs + b * H;
@@ -679,6 +685,7 @@ Variants<scalar_t> make_variants(bool coupled, const Tensor& peep, const Tensor&
   v.zone_h = ptr(zone_h);
   v.zone_c = ptr(zone_c);
   if (!ln.empty()) v.ln_hw = ptr(ln[0]), v.ln_hb = ptr(ln[1]), v.ln_cw = ptr(ln[2]), v.ln_cb = ptr(ln[3]);
+  if (ln.size() == 6) v.ln_iw = ptr(ln[4]), v.ln_ib = ptr(ln[5]);
   v.eps = eps;
   return v;
 }
@@ -697,13 +704,15 @@ void check_variants(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, co
   check(zone_c, {T, B, H}, "the zoneout mask of c");
 }
 
-// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c}, contiguous; empty when off.
+// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c} (and for inference {w_ih', b_ih' +
+// b_ih + b_hh}), contiguous; empty when off.
 std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t GH, int64_t H, const Tensor& x) {
   if (!ln.has_value()) return {};
-  TORCH_CHECK(ln->size() == 4, "fused lstm: expected 4 LayerNorm tensors (hh weight, hh bias, c weight, c bias)");
+  TORCH_CHECK(ln->size() == 4 || ln->size() == 6, "fused lstm: expected 4 LayerNorm tensors (hh weight, hh bias, "
+              "c weight, c bias), or 6 with the input projection's weight and bias, got ", ln->size());
   std::vector<Tensor> out;
-  for (size_t q = 0; q < 4; ++q) {
-    const int64_t n = q < 2 ? GH : H;
+  for (size_t q = 0; q < ln->size(); ++q) {
+    const int64_t n = q == 2 || q == 3 ? H : GH;
     TORCH_CHECK((*ln)[q].numel() == n && (*ln)[q].scalar_type() == x.scalar_type(), "fused lstm: LayerNorm tensor ", q,
                 " is ", (*ln)[q].sizes(), " ", (*ln)[q].scalar_type(), ", expected (", n, ",) ", x.scalar_type());
     out.push_back((*ln)[q].contiguous());
@@ -733,6 +742,9 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   TORCH_CHECK(!bias.defined() || (bias.numel() == GH && bias.is_contiguous() && bias.scalar_type() == x.scalar_type()),
               "fused lstm: the bias is ", bias.sizes(), ", expected (", GH, ",) contiguous ", x.scalar_type());
   const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
+  TORCH_CHECK(ln.size() != 6 || (!rec && w_ih.defined() && !bias.defined()),
+              "fused lstm: the input projection's LayerNorm runs in the kernel for inference only, with weight_ih "
+              "and the biases folded into its bias");
   TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
   TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
   const bool proj = whr_t.defined();
