@@ -26,7 +26,7 @@ def _spec(**kw) -> RunSpec:
     return RunSpec(**base)
 
 
-def _masks(T, B, H, P, dtype, gen, h_keep, zone_h, zone_c, eval_zone):
+def _masks(T, B, H, P, dtype, gen, h_keep, zone_h, zone_c, eval_zone, bool_zone=False):
     """Recurrent-dropout and zoneout masks as the module makes them (training samples or eval rates)."""
     def bern(shape, p):
         return torch.bernoulli(torch.full(shape, p, dtype=dtype), generator=gen)
@@ -34,7 +34,8 @@ def _masks(T, B, H, P, dtype, gen, h_keep, zone_h, zone_c, eval_zone):
     def zone(rate, size):
         if eval_zone:  # the stride-0 expansion the module passes in eval mode
             return torch.full((1, 1, 1), rate, dtype=dtype).expand(T, B, size)
-        return bern((T, B, size), rate)
+        m = bern((T, B, size), rate)
+        return m.bool() if bool_zone else m  # the module samples bool masks
 
     return LSTMStepOptions(
         h_keep=bern((B, P), 0.6) / 0.6 if h_keep else None,
@@ -60,7 +61,7 @@ def layer_configs(draw):
         # (float64 agrees to ~1e-15). float32 LayerNorm is pinned at a realistic width below.
         layer_norm=dtype == torch.float64 and draw(st.booleans()),
         coupled=draw(st.booleans()), peephole=draw(st.booleans()), h_keep=draw(st.booleans()),
-        zone_h=draw(st.booleans()), zone_c=draw(st.booleans()), eval_zone=draw(st.booleans()),
+        zone_h=draw(st.booleans()), zone_c=draw(st.booleans()), eval_zone=draw(st.booleans()), bool_zone=draw(st.booleans()),
         record=draw(st.booleans()), gemm=draw(st.sampled_from(["auto", "loop", "blas"])),
         split=draw(st.sampled_from([0, 1, 2, 3])), seed=draw(st.integers(0, 2**16)),
     )
@@ -89,7 +90,8 @@ def _layer_inputs(cfg, requires_grad=True):
         for part, n in (("ih", GH), ("hh", GH), ("c", H)):
             tensors[f"ln_{part}_weight"] = (1 + r(n, scale=0.3)).detach().requires_grad_(requires_grad)
             tensors[f"ln_{part}_bias"] = r(n, scale=0.3)
-    masks = _masks(T, B, H, P, dtype, gen, cfg["h_keep"], cfg["zone_h"], cfg["zone_c"], cfg["eval_zone"])
+    masks = _masks(T, B, H, P, dtype, gen, cfg["h_keep"], cfg["zone_h"], cfg["zone_c"], cfg["eval_zone"],
+                   cfg.get("bool_zone", False))
     opts = masks._replace(coupled=cfg["coupled"])
     return tensors, opts
 
@@ -143,6 +145,7 @@ def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, split_mode)
 VARIANT_SETS = {
     "recurrent_dropout": dict(h_keep=True),
     "zoneout": dict(zone_h=True, zone_c=True),
+    "zoneout_bool": dict(zone_h=True, zone_c=True, bool_zone=True),
     "zoneout_eval": dict(zone_h=True, zone_c=True, eval_zone=True),
     "peephole": dict(peephole=True),
     "coupled": dict(coupled=True),

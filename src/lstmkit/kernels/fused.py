@@ -18,7 +18,7 @@ a step holds enough work (the kernel's set_split; see column_parts in the C++ so
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
-zoneout (per-step masks; eval mode's expanded rate is materialized once per call) and LayerNorm
+zoneout (per-step masks, bool or floating point; eval mode's rate is never expanded to (T, B, ·)) and LayerNorm
 (the recurrent projection and c̃_t normalized per row inside the loop; the input projection's
 LayerNorm covers all steps at once, so it is torch ops with autograd before the kernel, which
 then takes that projection in place of x). Input dropout (run_stack, between layers) and weight
@@ -196,11 +196,15 @@ def _no_double_backward(grads: tuple, inputs: tuple) -> tuple:
 
 
 def _mask(m: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
-    """A mask as the kernel reads it: contiguous, x's dtype. Eval-mode zoneout masks are stride-0
-    expansions of one rate; materializing them costs one (T, B, ·) buffer, small beside the gates."""
+    """A mask as the kernel reads it: x's dtype, contiguous; zoneout's bool samples and stride-0
+    eval-mode rates pass as they are (the kernel reads them a step at a time, never widening or
+    materializing the whole (T, B, ·) mask)."""
     if m is None:
         return None
-    return m.detach().to(dtype=x.dtype).contiguous()
+    m = m.detach()
+    if m.dtype == torch.bool or (m.numel() > 0 and all(s == 0 or n == 1 for s, n in zip(m.stride(), m.shape))):
+        return m
+    return m.to(dtype=x.dtype).contiguous()
 
 
 def fused_lstm_layer(

@@ -200,13 +200,67 @@ inline int64_t row_start(const int64_t* len, int64_t b, int64_t T, bool reverse)
 //     all GH features, and c̃_t before its tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c). Forward
 //     keeps the normalized values and 1/σ per row, which is what backward needs.
 
+// A zoneout mask (T, B, n), read one step's (B, n) block at a time. It arrives as floats (masks
+// injected by tests and callers), as bool (the module's training samples: a quarter of the
+// bytes, and no float copy is made of them; each step's block is widened into a small scratch),
+// or as a stride-0 expansion of one rate (eval mode: the scratch is filled once, nothing
+// (T, B, n) is ever materialized).
+template <typename S>
+struct Mask {
+  const S* f = nullptr;        // float (T, B, n)
+  const uint8_t* u = nullptr;  // bool (T, B, n)
+  S* scratch = nullptr;        // (B, n): the widened block, or the constant rate
+  int64_t block = 0;           // B * n
+  bool constant = false;
+  explicit operator bool() const { return f != nullptr || u != nullptr || constant; }
+  // Step t's (B, n) block. Call once per step from serial code: it may rewrite the scratch.
+  const S* step(int64_t t) const {
+    if (f) return f + t * block;
+    if (constant) return scratch;
+    const uint8_t* src = u + t * block;
+    for (int64_t q = 0; q < block; ++q) scratch[q] = src[q] ? S(1) : S(0);
+    return scratch;
+  }
+};
+
+inline bool is_constant_mask(const Tensor& m) {
+  if (!m.defined() || m.numel() == 0) return false;
+  for (int64_t d = 0; d < m.dim(); ++d)
+    if (m.stride(d) != 0 && m.size(d) != 1) return false;
+  return true;
+}
+
+// The scratch a mask needs (see Mask), or undefined for a plain float mask.
+inline Tensor mask_scratch(const Tensor& m, int64_t B, int64_t n, const Tensor& x) {
+  if (!m.defined()) return Tensor();
+  if (m.scalar_type() == at::kBool) return at::empty({B, n}, x.options());
+  if (is_constant_mask(m)) return at::full({B, n}, m.reshape({-1})[0].item(), x.options());
+  return Tensor();
+}
+
+template <typename S>
+Mask<S> make_mask(const Tensor& m, const Tensor& scratch, int64_t B, int64_t n) {
+  Mask<S> k;
+  if (!m.defined()) return k;
+  k.block = B * n;
+  k.scratch = scratch.defined() ? scratch.data_ptr<S>() : nullptr;
+  if (m.scalar_type() == at::kBool) {
+    k.u = reinterpret_cast<const uint8_t*>(m.data_ptr<bool>());
+  } else if (is_constant_mask(m)) {
+    k.constant = true;
+  } else {
+    k.f = m.data_ptr<S>();
+  }
+  return k;
+}
+
 template <typename scalar_t>
 struct Variants {
   bool coupled = false;
   const scalar_t* peep = nullptr;    // (3, H) or (2, H) coupled
   const scalar_t* h_keep = nullptr;  // (B, P)
-  const scalar_t* zone_h = nullptr;  // (T, B, P)
-  const scalar_t* zone_c = nullptr;  // (T, B, H)
+  Mask<scalar_t> zone_h;             // (T, B, P)
+  Mask<scalar_t> zone_c;             // (T, B, H)
   const scalar_t *ln_hw = nullptr, *ln_hb = nullptr;  // (GH,) LayerNorm of the recurrent projection
   const scalar_t *ln_cw = nullptr, *ln_cb = nullptr;  // (H,) LayerNorm of c̃ before its tanh
   // (GH,) LayerNorm of the input projection (inference only; in training the caller applies it):
@@ -475,8 +529,9 @@ void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool rever
       for (int64_t q = 0; q < B * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
       hrec = hmask;
     }
-    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
-    const scalar_t* zh_t = var.zone_h && !proj ? var.zone_h + t * B * P : nullptr;
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
     // The gate pass of rows [b0, b1), hidden units [j0, j1).
     auto cells = [&](int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
       for (int64_t b = b0; b < b1; ++b) {
@@ -531,8 +586,8 @@ void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool rever
       for (int64_t b = 0; b < B; ++b) {
         if (!row_active(len, b, t)) continue;
         scalar_t* o = Ot + b * P;
-        if (var.zone_h) {  // zoneout of the projected h
-          const scalar_t* z = var.zone_h + (t * B + b) * P;
+        if (zh_step) {  // zoneout of the projected h
+          const scalar_t* z = zh_step + b * P;
           const scalar_t* hp = hs + b * P;
           for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
         }
@@ -586,8 +641,9 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
     } else {
       step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
     }
-    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
-    const scalar_t* zh_t = var.zone_h && !proj ? var.zone_h + t * B * P : nullptr;
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
     at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t r = REC ? t * B + b : b;  // the row's slot in the LayerNorm buffers
@@ -653,8 +709,8 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
       for (int64_t b = 0; b < B; ++b) {
         if (!row_active(len, b, t)) continue;
         scalar_t* o = Ot + b * P;
-        if (var.zone_h) {  // zoneout of the projected h
-          const scalar_t* z = var.zone_h + (t * B + b) * P;
+        if (zh_step) {  // zoneout of the projected h
+          const scalar_t* z = zh_step + b * P;
           const scalar_t* hp = hs + b * P;
           for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
         }
@@ -674,34 +730,42 @@ inline Tensor lengths_int64(const optional<Tensor>& lengths, int64_t B) {
   return len;
 }
 
+// zh_s, zc_s: the masks' scratch (mask_scratch).
 template <typename scalar_t>
 Variants<scalar_t> make_variants(bool coupled, const Tensor& peep, const Tensor& h_keep, const Tensor& zone_h,
-                                 const Tensor& zone_c, const std::vector<Tensor>& ln, double eps) {
+                                 const Tensor& zone_c, const std::vector<Tensor>& ln, double eps, int64_t B,
+                                 int64_t H, int64_t P, const Tensor& zh_s, const Tensor& zc_s) {
   auto ptr = [](const Tensor& t) -> const scalar_t* { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
   Variants<scalar_t> v;
   v.coupled = coupled;
   v.peep = ptr(peep);
   v.h_keep = ptr(h_keep);
-  v.zone_h = ptr(zone_h);
-  v.zone_c = ptr(zone_c);
+  v.zone_h = make_mask<scalar_t>(zone_h, zh_s, B, P);
+  v.zone_c = make_mask<scalar_t>(zone_c, zc_s, B, H);
   if (!ln.empty()) v.ln_hw = ptr(ln[0]), v.ln_hb = ptr(ln[1]), v.ln_cw = ptr(ln[2]), v.ln_cb = ptr(ln[3]);
   if (ln.size() == 6) v.ln_iw = ptr(ln[4]), v.ln_ib = ptr(ln[5]);
   v.eps = eps;
   return v;
 }
 
+// A zoneout mask as given: contiguous unless it is a stride-0 expansion of one rate (see Mask).
+inline Tensor zone_mask(const optional<Tensor>& m) {
+  if (!m.has_value() || !m->defined()) return Tensor();
+  return is_constant_mask(*m) ? *m : m->contiguous();
+}
+
 void check_variants(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, const Tensor& x, const Tensor& peep,
                     const Tensor& h_keep, const Tensor& zone_h, const Tensor& zone_c) {
-  auto check = [&](const Tensor& t, at::IntArrayRef want, const char* what) {
+  auto check = [&](const Tensor& t, at::IntArrayRef want, const char* what, bool may_be_bool = false) {
     if (!t.defined()) return;
     TORCH_CHECK(t.sizes() == want, "fused lstm: ", what, " is ", t.sizes(), ", expected ", want);
-    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "fused lstm: ", what, " is ", t.scalar_type(), ", expected ",
-                x.scalar_type());
+    TORCH_CHECK(t.scalar_type() == x.scalar_type() || (may_be_bool && t.scalar_type() == at::kBool), "fused lstm: ",
+                what, " is ", t.scalar_type(), ", expected ", x.scalar_type(), may_be_bool ? " or bool" : "");
   };
   check(peep, {coupled ? 2 : 3, H}, "the peephole weight");
   check(h_keep, {B, P}, "the recurrent-dropout mask");
-  check(zone_h, {T, B, P}, "the zoneout mask of h");
-  check(zone_c, {T, B, H}, "the zoneout mask of c");
+  check(zone_h, {T, B, P}, "the zoneout mask of h", true);
+  check(zone_c, {T, B, H}, "the zoneout mask of c", true);
 }
 
 // The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c} (and for inference {w_ih', b_ih' +
@@ -751,8 +815,9 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
   TORCH_CHECK(!proj || (whr_t.sizes() == at::IntArrayRef({H, P}) && whr_t.is_contiguous()),
               "fused lstm: W_hr^T is ", whr_t.sizes(), ", expected contiguous (", H, ", ", P, ")");
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = zone_mask(zone_h), zc = zone_mask(zone_c);
   check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
+  const Tensor zh_s = mask_scratch(zh, B, P, x), zc_s = mask_scratch(zc, B, H, x);
   const Tensor len_c = lengths_int64(lengths, B);
   const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
 
@@ -778,7 +843,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor Nc = has_ln ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-    const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps);
+    const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
     auto run = [&](auto loop) {
       loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t), ptr(whr_t),
            ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
@@ -878,6 +943,7 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
   constexpr int64_t V = Vec<scalar_t>::size();
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t t = reverse ? T - 1 - s : s;
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
     // dL/dh_t = carry from step t+1 (in processing order) + the output's own gradient; with
     // zoneout z_h of it goes straight to h_{t-1} and (1 - z_h) of it to h̃_t.
     scalar_t* dht = proj ? dH + t * B * P : dH;
@@ -894,8 +960,8 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
       } else {
         std::memcpy(d, carry, sizeof(scalar_t) * P);
       }
-      if (var.zone_h) {
-        const scalar_t* z = var.zone_h + (t * B + b) * P;
+      if (zh_step) {
+        const scalar_t* z = zh_step + b * P;
         scalar_t* dz = dh_zone + b * P;
         for (int64_t j = 0; j < P; ++j) {
           dz[j] = z[j] * d[j];
@@ -911,7 +977,7 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
     const scalar_t* Gt = G + t * B * GH;
     const scalar_t* Ct = C + t * B * H;
     scalar_t* dGt = dG + t * B * GH;
-    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
     at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         scalar_t* dg = dGt + b * GH;
@@ -1024,8 +1090,9 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = zone_mask(zone_h), zc = zone_mask(zone_c);
   check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
+  const Tensor zh_s = mask_scratch(zh, B, P, x), zc_s = mask_scratch(zc, B, H, x);
   const Tensor len_c = lengths_int64(lengths, B);
   const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
   auto opts = x.options();
@@ -1048,7 +1115,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
                             ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
                             ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil),
-                            make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps), ptr(Nh), ptr(rh), ptr(Nc),
+                            make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s), ptr(Nh), ptr(rh), ptr(Nc),
                             ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
   });
 
