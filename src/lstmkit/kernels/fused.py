@@ -19,9 +19,8 @@ a step holds enough work (the kernel's set_split; see column_parts in the C++ so
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
 zoneout (per-step masks, bool or floating point; eval mode's rate is never expanded to (T, B, ·)) and LayerNorm
-(the recurrent projection and c̃_t normalized per row inside the loop; the input projection's
-LayerNorm covers all steps at once, so it is torch ops with autograd before the kernel, which
-then takes that projection in place of x). Input dropout (run_stack, between layers) and weight
+(the input projection, the recurrent projection and c̃_t normalized per row inside the loop:
+no torch passes over (T, B, GH) before or after the kernel). Input dropout (run_stack, between layers) and weight
 drop (the module, on weight_hh before dispatch) need nothing from the kernel. The masks are
 sampled by the module before dispatch, so a fixed seed gives both backends the same masks.
 
@@ -44,7 +43,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -121,23 +119,22 @@ def build_error() -> Optional[str]:
 class _FusedLSTMLayer(torch.autograd.Function):
     """One layer, one direction. Outputs: out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH), c (T,B,H).
 
-    The variants' tensors (peephole weights, LayerNorm gains and biases of the recurrent
-    projection and the cell, recurrent-dropout and zoneout masks) are None when off; the masks
-    get no gradient (they are samples or constants). With LayerNorm, x is the input projection
-    and w_ih, b_ih, b_hh are None (see fused_lstm_layer).
+    The variants' tensors (peephole weights, LayerNorm gains and biases of the input projection,
+    the recurrent projection and the cell, recurrent-dropout and zoneout masks) are None when
+    off; the masks get no gradient (they are samples or constants).
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb,
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib,
                 lengths, reverse, coupled, h_keep, zone_h, zone_c, eps):
         x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
-        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb]
+        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib]
         out, h_n, c_n, gates, c, *ln_saved = _ext.forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, coupled, peephole, h_keep, zone_h, zone_c,
             ln, eps,
         )
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
-                              ln_hw, ln_hb, ln_cw, ln_cb, *ln_saved)
+                              ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, *ln_saved)
         ctx.lengths, ctx.reverse, ctx.has_bias, ctx.coupled, ctx.eps = lengths, reverse, b_ih is not None, coupled, eps
         ctx.set_materialize_grads(False)
         return out, h_n, c_n, gates, c
@@ -146,18 +143,18 @@ class _FusedLSTMLayer(torch.autograd.Function):
     def backward(ctx, g_out, g_hn, g_cn, g_gates, g_c):
         g_all = (g_out, g_hn, g_cn, g_gates, g_c)
         (x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
-         ln_hw, ln_hb, ln_cw, ln_cb, nh, rh, nc, rc) = ctx.saved_tensors
-        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb]
+         ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, nh, rh, nc, rc, ni, ri) = ctx.saved_tensors
+        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib]
         with torch.no_grad():
             dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dpeep, *dln = _ext.backward(
                 g_out, g_hn, g_cn, g_gates, g_c, x, h0, c0, w_ih, w_hh, ctx.has_bias, w_hr,
                 ctx.lengths, ctx.reverse, out, gates, c, ctx.needs_input_grad[0],
-                ctx.coupled, peephole, h_keep, zone_h, zone_c, ln, ctx.eps, nh, rh, nc, rc,
+                ctx.coupled, peephole, h_keep, zone_h, zone_c, ln, ctx.eps, nh, rh, nc, rc, ni, ri,
             )
         grads = (dx, dh0, dc0, dw_ih, dw_hh, db, (db if ctx.has_bias else None), dw_hr, dpeep, *dln)
         if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated
             grads = _no_double_backward(
-                grads, (x, h0, c0, w_ih, w_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, *g_all)
+                grads, (x, h0, c0, w_ih, w_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, *g_all)
             )
         return (*grads, None, None, None, None, None, None, None)
 
@@ -220,31 +217,19 @@ def fused_lstm_layer(
     """Same contract as reference.lstm_layer: out (T,B,P), (h_n (B,P), c_n (B,H)), trace or None.
 
     Runs the variants of opts and p inside the kernel: coupled, peephole, recurrent dropout
-    (opts.h_keep), zoneout (opts.zone_h, opts.zone_c) and LayerNorm (p.ln). LayerNorm splits the
-    work: the normalized input projection of all steps, LN(x W_ih^T)·w + b + b_ih (as
-    reference.input_projection), is torch ops with autograd here (one pass over all steps,
-    nothing recurrent about it), plus b_hh, a constant shift of every step's pre-activations;
-    the kernel takes that projection in place of x and normalizes the recurrent projection and
-    c̃_t inside its loop.
+    (opts.h_keep), zoneout (opts.zone_h, opts.zone_c) and LayerNorm (p.ln: the kernel normalizes
+    the input projection, the recurrent projection and c̃_t row by row inside its loop, with a
+    hand-written backward for all three).
     """
     if load_extension() is None:
         raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
     if not record and not _needs_grad(x, h0, c0, p):
         return _infer(x, h0, c0, p, lengths, reverse, opts)
     ln = p.ln
-    w_ih, b_ih, b_hh = p.w_ih, p.b_ih, p.b_hh
-    if ln is not None:
-        # LN(x W_ih^T)·w + b + b_ih + b_hh with the three biases summed first: one pass over
-        # (T, B, GH) instead of three, forward and backward.
-        bias = ln.ih_bias
-        for b in (b_ih, b_hh):
-            bias = bias if b is None else bias + b
-        x = F.layer_norm(F.linear(x, w_ih), ln.ih_weight.shape, ln.ih_weight, bias, opts.ln_eps)  # (T, B, GH)
-        w_ih = b_ih = b_hh = None
-    ln_args = (None,) * 4 if ln is None else (ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias)
+    ln_args = (None,) * 6 if ln is None else (ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias)
     out, h_n, c_n, gates, c = _FusedLSTMLayer.apply(
-        x, h0, c0, w_ih, p.w_hh, b_ih, b_hh, p.w_hr, p.peephole, *ln_args, lengths, reverse, bool(opts.coupled),
-        _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x), float(opts.ln_eps),
+        x, h0, c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr, p.peephole, *ln_args, lengths, reverse,
+        bool(opts.coupled), _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x), float(opts.ln_eps),
     )
     if not record:
         return out, (h_n, c_n), None
@@ -306,11 +291,7 @@ def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optio
     whh_t, bias, whr_t = _prepared(p)
     w_ih, ln = p.w_ih, p.ln
     with torch.no_grad():
-        ln_args = None
-        if ln is not None:  # the kernel normalizes the input projection too, row by row in its loop
-            ih_bias = ln.ih_bias if bias is None else ln.ih_bias + bias  # (GH,): every bias after LN_ih
-            ln_args = [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ih_bias]
-            bias = None
+        ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
         out, h_n, c_n = _ext.infer(
             x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, whh_t, bias, whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),

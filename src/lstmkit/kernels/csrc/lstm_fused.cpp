@@ -263,8 +263,8 @@ struct Variants {
   Mask<scalar_t> zone_c;             // (T, B, H)
   const scalar_t *ln_hw = nullptr, *ln_hb = nullptr;  // (GH,) LayerNorm of the recurrent projection
   const scalar_t *ln_cw = nullptr, *ln_cb = nullptr;  // (H,) LayerNorm of c̃ before its tanh
-  // (GH,) LayerNorm of the input projection (inference only; in training the caller applies it):
-  // G[t] = LN(x W_ih^T)·ln_iw + ln_ib, where ln_ib already holds b_ih + b_hh.
+  // (GH,) LayerNorm of the input projection: G[t] = LN(x W_ih^T)·ln_iw + ln_ib (b_ih + b_hh are
+  // added by the gate pass, as without LayerNorm). Off when the caller passes the projection.
   const scalar_t *ln_iw = nullptr, *ln_ib = nullptr;
   double eps = 1e-5;
 };
@@ -621,7 +621,9 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
                   scalar_t* rh,           //   (T, B) out: its 1/σ
                   scalar_t* Ctl,          //   (B, H) scratch: c̃_t
                   scalar_t* Nc,           //   (T, B, H) out: LN(c̃_t) before gain and bias
-                  scalar_t* rc) {         //   (T, B) out: its 1/σ
+                  scalar_t* rc,           //   (T, B) out: its 1/σ
+                  scalar_t* Ni,           //   (T, B, GH) out with ln_iw: LN(x W_ih^T) before gain and bias
+                  scalar_t* ri) {         //   (T, B) out with ln_iw: its 1/σ
   const Layout<scalar_t> k(H, var);
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
@@ -659,6 +661,7 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
               std::fill(Nh + r * GH, Nh + (r + 1) * GH, scalar_t(0));
               std::fill(Nc + r * H, Nc + (r + 1) * H, scalar_t(0));
               rh[r] = rc[r] = scalar_t(0);
+              if (var.ln_iw) std::fill(Ni + r * GH, Ni + (r + 1) * GH, scalar_t(0)), ri[r] = scalar_t(0);
             }
           }
           continue;
@@ -666,10 +669,16 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
         if (k.ln) {  // G[t] (= LN(x W_ih^T) · w_i + b_i when ln_iw) += LN(h W_hh^T) · w + b
           scalar_t* nh = Nh + r * GH;
           rh[r] = ln_row(Rs + b * GH, GH, var.eps, nh);
-          if (var.ln_iw) ln_row(g, GH, var.eps, g);  // in place: each entry is read before it is written
+          // LN(x W_ih^T): kept for backward when recording, else in place (each entry is read
+          // before it is written).
+          scalar_t* ni = REC && var.ln_iw ? Ni + r * GH : g;
+          if (var.ln_iw) {
+            const scalar_t rr = ln_row(g, GH, var.eps, ni);
+            if (REC) ri[r] = rr;
+          }
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
-            VV gi = ld<VV>(g + q);
+            VV gi = ld<VV>(ni + q);
             if (var.ln_iw) gi = gi * ld<VV>(var.ln_iw + q) + ld<VV>(var.ln_ib + q);
             st(gi + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
           });
@@ -768,8 +777,8 @@ void check_variants(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, co
   check(zone_c, {T, B, H}, "the zoneout mask of c", true);
 }
 
-// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c} (and for inference {w_ih', b_ih' +
-// b_ih + b_hh}), contiguous; empty when off.
+// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c} and, when the kernel normalizes the
+// input projection too, {w_ih', b_ih'}; contiguous; empty when off.
 std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t GH, int64_t H, const Tensor& x) {
   if (!ln.has_value()) return {};
   TORCH_CHECK(ln->size() == 4 || ln->size() == 6, "fused lstm: expected 4 LayerNorm tensors (hh weight, hh bias, "
@@ -806,9 +815,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   TORCH_CHECK(!bias.defined() || (bias.numel() == GH && bias.is_contiguous() && bias.scalar_type() == x.scalar_type()),
               "fused lstm: the bias is ", bias.sizes(), ", expected (", GH, ",) contiguous ", x.scalar_type());
   const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
-  TORCH_CHECK(ln.size() != 6 || (!rec && w_ih.defined() && !bias.defined()),
-              "fused lstm: the input projection's LayerNorm runs in the kernel for inference only, with weight_ih "
-              "and the biases folded into its bias");
+  TORCH_CHECK(ln.size() != 6 || w_ih.defined(), "fused lstm: the input projection's LayerNorm needs weight_ih");
   TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
   TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
   const bool proj = whr_t.defined();
@@ -841,12 +848,14 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({R, GH}, opts) : Tensor();
   Tensor rh = has_ln ? at::empty({R}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
   Tensor Nc = has_ln ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
+  const bool ln_in = ln.size() == 6 && rec;  // the input projection's LayerNorm, recorded for backward
+  Tensor Ni = ln_in ? at::empty({R, GH}, opts) : Tensor(), ri = ln_in ? at::empty({R}, opts) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
     auto run = [&](auto loop) {
       loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t), ptr(whr_t),
-           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
+           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc), ptr(Ni), ptr(ri));
     };
     if (!has_ln) {
       auto cols = [&](auto loop) {
@@ -862,7 +871,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   });
   if (!rec) return {out, hs, cs};
   if (has_ln) Nh = Nh.view({T, B, GH}), rh = rh.view({T, B}), Nc = Nc.view({T, B, H}), rc = rc.view({T, B});
-  return {out, hs, cs, G, C, Nh, rh, Nc, rc};
+  if (Ni.defined()) Ni = Ni.view({T, B, GH}), ri = ri.view({T, B});
+  return {out, hs, cs, G, C, Nh, rh, Nc, rc, Ni, ri};
 }
 
 // b_ih + b_hh (GH,), or undefined without biases.
@@ -874,8 +884,9 @@ Tensor summed_bias(const optional<Tensor>& b_ih, const optional<Tensor>& b_hh) {
 }
 
 // Returns {out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH) activated i|f|g|o (coupled i|g|o), c (T,B,H),
-// and with LayerNorm Nh (T,B,GH), rh (T,B), Nc (T,B,H), rc (T,B) for backward (else undefined)}.
-// Without w_ih, x is the input projection itself (T, B, GH), biases included (LayerNorm).
+// and with LayerNorm Nh (T,B,GH), rh (T,B), Nc (T,B,H), rc (T,B), and with 6 LayerNorm tensors
+// Ni (T,B,GH), ri (T,B) (the input projection's) for backward (else undefined)}.
+// Without w_ih, x is the input projection itself (T, B, GH) (biases are still added when given).
 std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const optional<Tensor>& w_ih_,
                                  const Tensor& w_hh, const optional<Tensor>& b_ih, const optional<Tensor>& b_hh,
                                  const optional<Tensor>& w_hr, const optional<Tensor>& lengths, bool reverse,
@@ -1063,8 +1074,8 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
 }
 
 // Returns {dx, dh0, dc0, dw_ih, dw_hh, db (for both b_ih and b_hh), dw_hr, dpeephole, and the
-// LayerNorm gradients d w_hh', d b_hh', d w_c, d b_c}; undefined where not applicable. Without
-// w_ih, dx is the gradient of the input projection that x then is.
+// LayerNorm gradients d w_hh', d b_hh', d w_c, d b_c, d w_ih', d b_ih'}; undefined where not
+// applicable. Without w_ih, dx is the gradient of the input projection that x then is.
 std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const optional<Tensor>& grad_hn,
                                   const optional<Tensor>& grad_cn, const optional<Tensor>& grad_gates,
                                   const optional<Tensor>& grad_c, const Tensor& x, const Tensor& h0,
@@ -1075,7 +1086,8 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
                                   const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                   const optional<std::vector<Tensor>>& layer_norm, double eps,
                                   const optional<Tensor>& Nh_, const optional<Tensor>& rh_,
-                                  const optional<Tensor>& Nc_, const optional<Tensor>& rc_) {
+                                  const optional<Tensor>& Nc_, const optional<Tensor>& rc_,
+                                  const optional<Tensor>& Ni_, const optional<Tensor>& ri_) {
   at::AutoDispatchBelowADInplaceOrView guard;
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const Tensor w_ih = opt(w_ih_);
@@ -1119,13 +1131,42 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
                             ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
   });
 
+  // With the input projection's LayerNorm in the kernel (G[t] = LN(Z)·w_i + b_i + …, Z = x W_ih^T):
+  // dw_i = Σ dG ⊙ LN(Z), db_i = Σ dG, and dZ = LN's backward of dG ⊙ w_i, row by row.
+  const bool ln_in = ln.size() == 6;
+  Tensor dZ = dG, diw, dib;
+  if (ln_in) {
+    Tensor Ni = opt(Ni_), ri = opt(ri_);
+    TORCH_CHECK(Ni.defined() && ri.defined(), "fused lstm: the input LayerNorm's backward needs its forward values");
+    diw = (dG * Ni).sum({0, 1}), dib = dG.sum({0, 1});
+    dZ = at::empty_like(dG);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input_backward", [&] {
+      const scalar_t* dg = dG.data_ptr<scalar_t>();
+      const scalar_t* ni = Ni.data_ptr<scalar_t>();
+      const scalar_t* r = ri.data_ptr<scalar_t>();
+      const scalar_t* w = ln[4].data_ptr<scalar_t>();
+      scalar_t* dz = dZ.data_ptr<scalar_t>();
+      at::parallel_for(0, T * B, row_grain(GH), [&](int64_t r0, int64_t r1) {
+        for (int64_t q = r0; q < r1; ++q) {  // rows past a length have dG = 0, hence dZ = 0
+          scalar_t* d = dz + q * GH;
+          const scalar_t* g = dg + q * GH;
+          for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
+            using VV = decltype(tag);
+            st(ld<VV>(g + j) * ld<VV>(w + j), d + j);
+          });
+          ln_row_backward(d, ni + q * GH, r[q], GH, d);
+        }
+      });
+    });
+  }
+
   // Gradients of the weights, biases and input: single GEMMs over all T·B rows.
-  Tensor dG2 = dG.view({T * B, GH});
+  Tensor dG2 = dG.view({T * B, GH}), dZ2 = dZ.view({T * B, GH});
   Tensor x2 = x.contiguous().view({T * B, I});
   Tensor dx, dw_ih, db;
   if (w_ih.defined()) {
-    dx = need_dx ? at::mm(dG2, w_ih).view({T, B, I}) : Tensor();
-    dw_ih = at::mm(dG2.t(), x2);
+    dx = need_dx ? at::mm(dZ2, w_ih).view({T, B, I}) : Tensor();
+    dw_ih = at::mm(dZ2.t(), x2);
     db = has_bias ? dG2.sum(0) : Tensor();
   } else {
     dx = dG;  // x was the input projection
@@ -1166,7 +1207,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     dhw = (dG * Nh).sum({0, 1}), dhb = dG.sum({0, 1});
     dcw = (DCO * Nc).sum({0, 1}), dcb = DCO.sum({0, 1});
   }
-  return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb};
+  return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb, diw, dib};
 }
 }  // namespace
 
