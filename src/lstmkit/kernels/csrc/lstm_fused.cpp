@@ -1138,26 +1138,38 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   if (ln_in) {
     Tensor Ni = opt(Ni_), ri = opt(ri_);
     TORCH_CHECK(Ni.defined() && ri.defined(), "fused lstm: the input LayerNorm's backward needs its forward values");
-    diw = (dG * Ni).sum({0, 1}), dib = dG.sum({0, 1});
+    dib = dG.sum({0, 1});
     dZ = at::empty_like(dG);
+    // dw_i is summed in the same pass that reads dG and LN(Z) for dZ: one partial sum per part.
+    const int64_t rows = T * B, parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
+    Tensor partial = at::zeros({parts, GH}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input_backward", [&] {
       const scalar_t* dg = dG.data_ptr<scalar_t>();
       const scalar_t* ni = Ni.data_ptr<scalar_t>();
       const scalar_t* r = ri.data_ptr<scalar_t>();
       const scalar_t* w = ln[4].data_ptr<scalar_t>();
       scalar_t* dz = dZ.data_ptr<scalar_t>();
-      at::parallel_for(0, T * B, row_grain(GH), [&](int64_t r0, int64_t r1) {
-        for (int64_t q = r0; q < r1; ++q) {  // rows past a length have dG = 0, hence dZ = 0
-          scalar_t* d = dz + q * GH;
-          const scalar_t* g = dg + q * GH;
-          for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
-            using VV = decltype(tag);
-            st(ld<VV>(g + j) * ld<VV>(w + j), d + j);
-          });
-          ln_row_backward(d, ni + q * GH, r[q], GH, d);
+      scalar_t* acc0 = partial.data_ptr<scalar_t>();
+      at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t part = p0; part < p1; ++part) {
+          scalar_t* acc = acc0 + part * GH;
+          for (int64_t q = rows * part / parts; q < rows * (part + 1) / parts; ++q) {
+            // rows past a length have dG = 0, hence dZ = 0 and nothing added
+            scalar_t* d = dz + q * GH;
+            const scalar_t* g = dg + q * GH;
+            const scalar_t* n = ni + q * GH;
+            for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
+              using VV = decltype(tag);
+              const VV gv = ld<VV>(g + j);
+              st(ld<VV>(acc + j) + gv * ld<VV>(n + j), acc + j);
+              st(gv * ld<VV>(w + j), d + j);
+            });
+            ln_row_backward(d, n, r[q], GH, d);
+          }
         }
       });
     });
+    diw = partial.sum(0);
   }
 
   // Gradients of the weights, biases and input: single GEMMs over all T·B rows.
@@ -1167,7 +1179,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   if (w_ih.defined()) {
     dx = need_dx ? at::mm(dZ2, w_ih).view({T, B, I}) : Tensor();
     dw_ih = at::mm(dZ2.t(), x2);
-    db = has_bias ? dG2.sum(0) : Tensor();
+    db = has_bias ? (ln_in ? dib : dG2.sum(0)) : Tensor();  // with LN_ih in the kernel: the same Σ dG
   } else {
     dx = dG;  // x was the input projection
   }
