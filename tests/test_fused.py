@@ -267,8 +267,10 @@ def test_medium_sizes_with_parallel_rows_match_reference(gemm, gemm_mode):
 @pytest.mark.parametrize("lengths", [None, [3, 1, 4]])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("gemm", ["loop", "blas"])
-def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, gemm_mode):
+@pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
+def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, split, gemm_mode, split_mode):
     gemm_mode(gemm)
+    split_mode(split)
     torch.manual_seed(0)
     T, B, I, H = 4, 3, 2, 5
     P = proj or H

@@ -155,10 +155,11 @@ VARIANT_SETS = {
 }
 
 
+@pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
 @pytest.mark.parametrize("proj", [0, 2])
 @pytest.mark.parametrize("variant", list(VARIANT_SETS))
-def test_gradcheck_fused_layer_with_variant(variant, proj):
-    _require_kernel()
+def test_gradcheck_fused_layer_with_variant(variant, proj, split, split_mode):
+    split_mode(split)
     cfg = dict(T=4, B=3, I=2, H=5, proj=proj, lengths=torch.tensor([3, 1, 4]), reverse=proj == 2, bias=True,
                dtype=torch.float64, coupled=False, peephole=False, layer_norm=False, h_keep=False, zone_h=False, zone_c=False,
                eval_zone=False, record=True, seed=3)

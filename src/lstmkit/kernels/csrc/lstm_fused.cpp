@@ -918,6 +918,103 @@ std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& 
 // ---------------------------------------------------------------------------------------------
 // Backward
 
+// backward_loop without projection or LayerNorm, its step split into column parts (see
+// column_parts) with one fork/join per step. Since P = H, a part owns hidden units [j0, j1) and
+// the same columns of dh: it first finishes the previous step's carry, dL/dh_{t} for its
+// columns = dG[t'] W_hh[:, j0:j1] (t' the step processed before; every column of dG[t'] is
+// complete once the previous region joined), then runs the cell backward of its units, writing
+// their columns of dG[t]. The last step's carry (dL/dh0) is one GEMM after the loop. Arguments
+// as backward_loop.
+template <typename scalar_t>
+void backward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t parts, bool reverse, const int64_t* len,
+                           const scalar_t* G, const scalar_t* C, const scalar_t* c0, const scalar_t* gout,
+                           const scalar_t* gG, const scalar_t* gC, scalar_t* dh, scalar_t* dc, scalar_t* dG,
+                           scalar_t* dH, const scalar_t* whh, scalar_t* dh_new, scalar_t* dh_zone,
+                           scalar_t* Cprev, scalar_t* Ctil, const Variants<scalar_t>& var) {
+  const Layout<scalar_t> k(H, var);
+  const int64_t GH = k.GH, P = H;
+  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;
+  constexpr int64_t V = Vec<scalar_t>::size();
+  scalar_t* const no_hp = nullptr;  // o ⊙ tanh(c̃): projection only
+  const scalar_t* const no_ln = nullptr;
+  // dL/dh_{t'-1} for columns [j0, j1) from dG[t'] (t' = the step processed before), for rows that ran at t'.
+  auto carry = [&](int64_t tp, const scalar_t* zh_prev, int64_t j0, int64_t j1) {
+    step_gemm<scalar_t>(B, j1 - j0, GH, dG + tp * B * GH, GH, whh + j0, dh_new + j0, /*accumulate=*/false, P, P);
+    for (int64_t b = 0; b < B; ++b) {
+      if (!row_active(len, b, tp)) continue;
+      scalar_t* d = dh + b * P;
+      const scalar_t* n = dh_new + b * P;
+      const scalar_t* m = var.h_keep ? var.h_keep + b * P : nullptr;
+      const scalar_t* dz = zh_prev ? dh_zone + b * P : nullptr;
+      for (int64_t j = j0; j < j1; ++j) d[j] = (m ? n[j] * m[j] : n[j]) + (dz ? dz[j] : scalar_t(0));
+    }
+  };
+  int64_t t_prev = -1;
+  const scalar_t* zh_prev = nullptr;
+  for (int64_t s = T - 1; s >= 0; --s) {
+    const int64_t t = reverse ? T - 1 - s : s;
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;     // (B, H)
+    const scalar_t* Gt = G + t * B * GH;
+    const scalar_t* Ct = C + t * B * H;
+    scalar_t* dGt = dG + t * B * GH;
+    at::parallel_for(0, parts, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        int64_t j0, j1;
+        part_range(q, parts, H, V, j0, j1);
+        if (j1 <= j0) continue;
+        if (t_prev >= 0) carry(t_prev, zh_prev, j0, j1);
+        for (int64_t b = 0; b < B; ++b) {
+          scalar_t* dg = dGt + b * GH;
+          scalar_t* d = dH + b * P;
+          scalar_t* cpo = Cprev ? Cprev + (t * B + b) * H : nullptr;
+          scalar_t* cto = Ctil ? Ctil + (t * B + b) * H : nullptr;
+          if (!row_active(len, b, t)) {
+            for (int64_t gi = 0; gi < (var.coupled ? 3 : 4); ++gi) std::fill(dg + gi * H + j0, dg + gi * H + j1, scalar_t(0));
+            if (cpo) std::fill(cpo + j0, cpo + j1, scalar_t(0)), std::fill(cto + j0, cto + j1, scalar_t(0));
+            continue;
+          }
+          // dL/dh_t = carry + the output's own gradient; with zoneout z_h of it goes to h_{t-1}.
+          const scalar_t* cr = dh + b * P;
+          const scalar_t* go = gout ? gout + (t * B + b) * P : nullptr;
+          for (int64_t j = j0; j < j1; ++j) d[j] = go ? cr[j] + go[j] : cr[j];
+          if (zh_step) {
+            const scalar_t* z = zh_step + b * P;
+            scalar_t* dz = dh_zone + b * P;
+            for (int64_t j = j0; j < j1; ++j) {
+              dz[j] = z[j] * d[j];
+              d[j] = (scalar_t(1) - z[j]) * d[j];
+            }
+          }
+          const scalar_t* g = Gt + b * GH;
+          const scalar_t* c = Ct + b * H;
+          const scalar_t* cp = t == row_start(len, b, T, reverse) ? c0 + b * H
+                                                                  : C + ((reverse ? t + 1 : t - 1) * B + b) * H;
+          scalar_t* dcr = dc + b * H;
+          const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
+          const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
+          const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+          int64_t j = j0;
+          if (plain) {
+            for (; j + V <= j1; j += V)
+              cell_backward<Vec<scalar_t>, false>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+            for (; j < j1; ++j)
+              cell_backward<scalar_t, false>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+          } else {
+            for (; j + V <= j1; j += V)
+              cell_backward<Vec<scalar_t>, true>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+            for (; j < j1; ++j)
+              cell_backward<scalar_t, true>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+          }
+        }
+      }
+    });
+    t_prev = t;
+    zh_prev = zh_step;
+  }
+  if (t_prev >= 0) carry(t_prev, zh_prev, 0, H);  // dL/dh0
+}
+
 template <typename scalar_t>
 void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
                    const scalar_t* G,      // (T, B, GH) activated gates
@@ -1124,11 +1221,18 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor Gc = G.contiguous(), Cc = C.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_backward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-    backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
-                            ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
-                            ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil),
-                            make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s), ptr(Nh), ptr(rh), ptr(Nc),
-                            ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
+    const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
+    const int64_t parts = proj || has_ln ? 1 : column_parts(B, GH, P, H, Vec<scalar_t>::size());
+    if (parts > 1) {
+      backward_loop_columns<scalar_t>(T, B, H, parts, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG),
+                                      ptr(gC), ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(whh), ptr(dh_new),
+                                      ptr(dh_zone), ptr(Cprev), ptr(Ctil), var);
+    } else {
+      backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
+                              ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
+                              ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
+                              ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
+    }
   });
 
   // With the input projection's LayerNorm in the kernel (G[t] = LN(Z)·w_i + b_i + …, Z = x W_ih^T):
