@@ -18,10 +18,11 @@ a step holds enough work (the kernel's set_split; see column_parts in the C++ so
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
-zoneout (per-step masks, bool or floating point; eval mode's rate is never expanded to (T, B, ·)) and LayerNorm
-(the input projection, the recurrent projection and c̃_t normalized per row inside the loop:
-no torch passes over (T, B, GH) before or after the kernel). Input dropout (run_stack, between layers) and weight
-drop (the module, on weight_hh before dispatch) need nothing from the kernel. The masks are
+zoneout (per-step masks, bool or floating point; eval mode's rate is never expanded to
+(T, B, ·)) and LayerNorm (the input projection, the recurrent projection and c̃_t normalized per
+row inside the loop: no torch passes over (T, B, GH) before or after the kernel). Input dropout
+(run_stack, between layers) and weight drop (the module, on weight_hh before dispatch) need
+nothing from the kernel. The masks are
 sampled by the module before dispatch, so a fixed seed gives both backends the same masks.
 
 Build: compiled with torch.utils.cpp_extension.load (ninja, the system C++ compiler) the first

@@ -13,9 +13,11 @@
 //   h_t = o ⊙ tanh(c_t)            (then h_t W_hr^T when projecting)
 //
 // Forward: the input projection of all steps is one GEMM into G; per step one recurrent GEMM
-// adds h_{t-1} W_hh^T into G[t] and one fused pass applies the activations in place, so G
-// ends up holding the activated gates: exactly what backward needs and what return_gates
-// returns. C keeps every cell state.
+// adds h_{t-1} W_hh^T into G[t] and one fused pass adds the biases and applies the activations
+// in place, so G ends up holding the activated gates: exactly what backward needs and what
+// return_gates returns. C keeps every cell state. The inference entry (lstm_infer) runs the
+// same loop without recording: G is read only and no C is kept. Big enough steps split their
+// GEMM and gate pass into column parts, one per thread (forward_loop_columns).
 //
 // Backward: in reverse, a fused pass turns dh_t, dc_t into the pre-activation gradients
 // dG[t] (T, B, 4H), and one GEMM per step gives dh_{t-1} = dG[t] W_hh. The weight, bias and
@@ -220,11 +222,11 @@ inline int64_t row_start(const int64_t* len, int64_t b, int64_t T, bool reverse)
 //   recurrent dropout: the recurrent GEMM reads h_{t-1} ⊙ h_keep (B, P), one mask per sequence.
 //   zoneout: c_t = lerp(c̃_t, c_{t-1}, z_c[t]), h_t = lerp(h̃_t, h_{t-1}, z_h[t]); h̃_t is
 //     computed from c̃_t (the cell value before zoneout), C keeps c_t (the carried state).
-//   LayerNorm: the kernel receives the input projection already normalized (x is then (T,B,GH)
-//     = LN(x W_ih^T)·w + b + b_ih + b_hh, computed by the caller over all steps at once) and
-//     normalizes inside the loop the recurrent projection, LN(h W_hh^T)·w_hh' + b_hh', over
-//     all GH features, and c̃_t before its tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c). Forward
-//     keeps the normalized values and 1/σ per row, which is what backward needs.
+//   LayerNorm: inside the loop, row by row over all GH features, the input projection
+//     LN(x W_ih^T)·w_ih' + b_ih' and the recurrent projection LN(h W_hh^T)·w_hh' + b_hh' (then
+//     b_ih + b_hh as always), and c̃_t before its tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c).
+//     Recording forward keeps the normalized values and 1/σ per row, which is what backward
+//     needs. (A caller may instead pass the input projection as x, without w_ih and w_ih'.)
 
 // A zoneout mask (T, B, n), read one step's (B, n) block at a time. It arrives as floats (masks
 // injected by tests and callers), as bool (the module's training samples: a quarter of the
