@@ -45,8 +45,8 @@ def gemm_mode():
 def split_mode():
     """Set how the kernel splits a step's work into column parts; restore the default afterwards.
 
-    split_mode(n) forces n parts at every size (n = 1: the one-GEMM, row-split path); 0 keeps
-    the default (one part per thread above a size threshold, so tiny test shapes never split).
+    split_mode(n) forces n parts at every size (n = 1: the one-GEMM, row-split path, through the
+    split code); 0 keeps the default (never split: the opt-in measured slower, see column_parts).
     """
     ext = _require_kernel()
 

@@ -13,8 +13,9 @@ and no gates are recorded, fused_lstm_layer calls the kernel's forward-only entr
 instead of the autograd.Function: it stores no gates or cell states, only h (and the final
 state), and takes W_hh^T, W_hr^T and b_ih + b_hh prepared once per weight version (_prepared).
 
-Threads: each step's recurrent GEMM and gate pass split into column parts, one per thread, once
-a step holds enough work (the kernel's set_split; see column_parts in the C++ source).
+Threads: per step, BLAS threads the recurrent GEMM and the gate pass is split by rows. Splitting
+each step into column parts instead (one per thread: GEMM and gate pass of its hidden units) is
+opt-in through the kernel's set_split: it measured slower here (see column_parts in the C++).
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),

@@ -16,8 +16,8 @@
 // adds h_{t-1} W_hh^T into G[t] and one fused pass adds the biases and applies the activations
 // in place, so G ends up holding the activated gates: exactly what backward needs and what
 // return_gates returns. C keeps every cell state. The inference entry (lstm_infer) runs the
-// same loop without recording: G is read only and no C is kept. Big enough steps split their
-// GEMM and gate pass into column parts, one per thread (forward_loop_columns).
+// same loop without recording: G is read only and no C is kept. Steps can split their GEMM and
+// gate pass into column parts, one per thread (opt-in: see column_parts).
 //
 // Backward: in reverse, a fused pass turns dh_t, dc_t into the pre-activation gradients
 // dG[t] (T, B, 4H), and one GEMM per step gives dh_{t-1} = dG[t] W_hh. The weight, bias and
@@ -506,14 +506,16 @@ inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// How many column parts a step's work splits into: one per thread when the step is big enough
-// to pay for waking them (a fork/join costs a few µs), else 1. Measured: at S1/S3 sizes, one
-// parallel region per step in which each thread runs the recurrent GEMM of its own hidden units
-// (single-threaded BLAS) and then their gate pass beats a multi-threaded GEMM followed by a
-// row-parallel gate pass: one fork/join instead of two, and each thread's gate pass reads the
-// GEMM output it just wrote, in its own cache.
-std::atomic<int64_t> g_split_min{1 << 19};  // per-step multiply-adds (set_split for tests and A/B runs)
-std::atomic<int64_t> g_split_parts{0};       // 0: one part per thread; > 0: exactly this many (tests)
+// How many column parts a step's work splits into (opt-in, off by default): in one parallel
+// region per step each thread runs the recurrent GEMM of its own hidden units (single-threaded
+// BLAS) and then their gate pass — one fork/join instead of two, each thread's gate pass on the
+// GEMM output it just wrote. Measured on this 2-core machine it LOSES to one multi-threaded BLAS
+// GEMM followed by a row-split gate pass (2 threads, interleaved, best of 9: S1 forward and
+// training 0.86x, S3 training 0.80x), so the default never splits; set_split turns it on to
+// measure elsewhere (more cores, other BLAS), and tests force it to keep the path exact.
+constexpr int64_t kSplitNever = INT64_MAX;
+std::atomic<int64_t> g_split_min{kSplitNever};  // per-step multiply-adds from which to split
+std::atomic<int64_t> g_split_parts{0};          // 0: one part per thread; > 0: exactly this many (tests)
 
 inline int64_t column_parts(int64_t B, int64_t GH, int64_t P, int64_t H, int64_t lanes) {
   if (B * GH * P < g_split_min.load(std::memory_order_relaxed)) return 1;
@@ -1373,9 +1375,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_split", [](int64_t min_macs, int64_t parts) {
         g_split_min = min_macs;
         g_split_parts = parts;
-      }, py::arg("min_macs") = 1 << 19, py::arg("parts") = 0,
+      }, py::arg("min_macs") = kSplitNever, py::arg("parts") = 0,
       "split each step's recurrent GEMM and gate pass into column parts from min_macs multiply-adds per step on "
-      "(default 2^19; a huge value never splits); parts > 0 forces that many parts (tests), 0 is one per thread");
+      "(default: never, see column_parts); parts > 0 forces that many parts (tests), 0 is one per thread");
   m.def("vector_width", [] { return static_cast<int64_t>(at::vec::Vectorized<float>::size()); },
         "floats per vector register in the elementwise passes");
 }
