@@ -222,9 +222,10 @@ inline int64_t row_start(const int64_t* len, int64_t b, int64_t T, bool reverse)
 //   recurrent dropout: the recurrent GEMM reads h_{t-1} ⊙ h_keep (B, P), one mask per sequence.
 //   zoneout: c_t = lerp(c̃_t, c_{t-1}, z_c[t]), h_t = lerp(h̃_t, h_{t-1}, z_h[t]); h̃_t is
 //     computed from c̃_t (the cell value before zoneout), C keeps c_t (the carried state).
-//   LayerNorm: inside the loop, row by row over all GH features, the input projection
-//     LN(x W_ih^T)·w_ih' + b_ih' and the recurrent projection LN(h W_hh^T)·w_hh' + b_hh' (then
-//     b_ih + b_hh as always), and c̃_t before its tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c).
+//   LayerNorm: over all GH features of a row, the input projection LN(x W_ih^T)·w_ih' + b_ih'
+//     (one pass over all steps before the loop, forward_impl) and inside the loop the recurrent
+//     projection LN(h W_hh^T)·w_hh' + b_hh' (then b_ih + b_hh as always), and c̃_t before its
+//     tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c).
 //     Recording forward keeps the normalized values and 1/σ per row, which is what backward
 //     needs. (A caller may instead pass the input projection as x, without w_ih and w_ih'.)
 
@@ -291,9 +292,6 @@ struct Variants {
   Mask<scalar_t> zone_c;             // (T, B, H)
   const scalar_t *ln_hw = nullptr, *ln_hb = nullptr;  // (GH,) LayerNorm of the recurrent projection
   const scalar_t *ln_cw = nullptr, *ln_cb = nullptr;  // (H,) LayerNorm of c̃ before its tanh
-  // (GH,) LayerNorm of the input projection: G[t] = LN(x W_ih^T)·ln_iw + ln_ib (b_ih + b_hh are
-  // added by the gate pass, as without LayerNorm). Off when the caller passes the projection.
-  const scalar_t *ln_iw = nullptr, *ln_ib = nullptr;
   double eps = 1e-5;
 };
 
@@ -651,9 +649,7 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
                   scalar_t* rh,           //   (T, B) out: its 1/σ
                   scalar_t* Ctl,          //   (B, H) scratch: c̃_t
                   scalar_t* Nc,           //   (T, B, H) out: LN(c̃_t) before gain and bias
-                  scalar_t* rc,           //   (T, B) out: its 1/σ
-                  scalar_t* Ni,           //   (T, B, GH) out with ln_iw: LN(x W_ih^T) before gain and bias
-                  scalar_t* ri) {         //   (T, B) out with ln_iw: its 1/σ
+                  scalar_t* rc) {         //   (T, B) out: its 1/σ
   const Layout<scalar_t> k(H, var);
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
@@ -691,26 +687,16 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
               std::fill(Nh + r * GH, Nh + (r + 1) * GH, scalar_t(0));
               std::fill(Nc + r * H, Nc + (r + 1) * H, scalar_t(0));
               rh[r] = rc[r] = scalar_t(0);
-              if (var.ln_iw) std::fill(Ni + r * GH, Ni + (r + 1) * GH, scalar_t(0)), ri[r] = scalar_t(0);
             }
           }
           continue;
         }
-        if (k.ln) {  // G[t] (= LN(x W_ih^T) · w_i + b_i when ln_iw) += LN(h W_hh^T) · w + b
+        if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b
           scalar_t* nh = Nh + r * GH;
           rh[r] = ln_row(Rs + b * GH, GH, var.eps, nh);
-          // LN(x W_ih^T): kept for backward when recording, else in place (each entry is read
-          // before it is written).
-          scalar_t* ni = REC && var.ln_iw ? Ni + r * GH : g;
-          if (var.ln_iw) {
-            const scalar_t rr = ln_row(g, GH, var.eps, ni);
-            if (REC) ri[r] = rr;
-          }
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
-            VV gi = ld<VV>(ni + q);
-            if (var.ln_iw) gi = gi * ld<VV>(var.ln_iw + q) + ld<VV>(var.ln_ib + q);
-            st(gi + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
+            st(ld<VV>(g + q) + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
           });
         }
         scalar_t* c = cs + b * H;
@@ -782,7 +768,6 @@ Variants<scalar_t> make_variants(bool coupled, const Tensor& peep, const Tensor&
   v.zone_h = make_mask<scalar_t>(zone_h, zh_s, B, P);
   v.zone_c = make_mask<scalar_t>(zone_c, zc_s, B, H);
   if (!ln.empty()) v.ln_hw = ptr(ln[0]), v.ln_hb = ptr(ln[1]), v.ln_cw = ptr(ln[2]), v.ln_cb = ptr(ln[3]);
-  if (ln.size() == 6) v.ln_iw = ptr(ln[4]), v.ln_ib = ptr(ln[5]);
   v.eps = eps;
   return v;
 }
@@ -866,6 +851,33 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   } else {
     G.copy_(x);
   }
+  // The input projection's LayerNorm, G = LN(x W_ih^T)·w_ih' + b_ih' (b_ih + b_hh come in the
+  // gate pass), as one pass over all T·B rows split across threads (inside the step loop it
+  // would run on B rows at a time: serial at small B). Recording keeps LN(x W_ih^T) and 1/σ.
+  const bool ln_in = ln.size() == 6;
+  Tensor Ni = ln_in && rec ? at::empty({T, B, GH}, opts) : Tensor();
+  Tensor ri = ln_in && rec ? at::empty({T, B}, opts) : Tensor();
+  if (ln_in) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input", [&] {
+      scalar_t* g0 = G.data_ptr<scalar_t>();
+      scalar_t* n0 = rec ? Ni.data_ptr<scalar_t>() : g0;  // inference: in place, each entry read before written
+      scalar_t* r0 = rec ? ri.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* w = ln[4].data_ptr<scalar_t>();
+      const scalar_t* bb = ln[5].data_ptr<scalar_t>();
+      at::parallel_for(0, T * B, row_grain(GH), [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          scalar_t* g = g0 + q * GH;
+          scalar_t* n = n0 + q * GH;
+          const scalar_t r = ln_row(g, GH, eps, n);
+          if (r0) r0[q] = r;
+          for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
+            using VV = decltype(tag);
+            st(ld<VV>(n + j) * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
+          });
+        }
+      });
+    });
+  }
   Tensor C = rec ? at::empty({T, B, H}, opts) : Tensor();
   Tensor out = at::empty({T, B, P}, opts);
   Tensor hs = h0.contiguous().clone();
@@ -878,14 +890,12 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({R, GH}, opts) : Tensor();
   Tensor rh = has_ln ? at::empty({R}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
   Tensor Nc = has_ln ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
-  const bool ln_in = ln.size() == 6 && rec;  // the input projection's LayerNorm, recorded for backward
-  Tensor Ni = ln_in ? at::empty({R, GH}, opts) : Tensor(), ri = ln_in ? at::empty({R}, opts) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
     auto run = [&](auto loop) {
       loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t), ptr(whr_t),
-           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc), ptr(Ni), ptr(ri));
+           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
     };
     if (!has_ln) {
       auto cols = [&](auto loop) {
@@ -901,7 +911,6 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   });
   if (!rec) return {out, hs, cs};
   if (has_ln) Nh = Nh.view({T, B, GH}), rh = rh.view({T, B}), Nc = Nc.view({T, B, H}), rc = rc.view({T, B});
-  if (Ni.defined()) Ni = Ni.view({T, B, GH}), ri = ri.view({T, B});
   return {out, hs, cs, G, C, Nh, rh, Nc, rc, Ni, ri};
 }
 
