@@ -9,6 +9,8 @@ step (forward + backward of out.sum()) — it times, interleaved A B C … A B C
 
     fused            lk.LSTM(backend="fused"): the C++ kernel with hand-written BPTT
     fused+gates      the same with return_gates=True (every step's i, f, g, o, c, h)
+    fused-split      fused with its opt-in per-step column split on (set_split(0)): each thread
+                     runs the GEMM and gate pass of its own hidden units — the A/B of that choice
     reference        lk.LSTM(backend="reference"): a Python loop of torch ops with autograd
     nn.LSTM          torch.nn.LSTM, which runs oneDNN on CPU (the baseline of every ratio)
     nn.LSTM-nomkldnn torch.nn.LSTM inside torch.backends.mkldnn.flags(enabled=False)
@@ -61,7 +63,7 @@ VARIANTS = {
     "layer_norm": dict(layer_norm=True),
     "combined": dict(peephole=True, zoneout=0.1, recurrent_dropout=0.25),
 }
-APPROACHES = ("fused", "fused+gates", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
+APPROACHES = ("fused", "fused+gates", "fused-split", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
 BASELINE = "nn.LSTM"
 
 
@@ -120,11 +122,18 @@ def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0):
     gates = approach == "fused+gates"
     model = lk.LSTM(I, H, backend=backend)
     model.load_state_dict(base.state_dict())
+    ext = lk.kernels.fused.load_extension() if approach == "fused-split" else None
 
     def run(train: bool):
-        res = model(x, return_gates=gates)
-        if train:
-            res[0].sum().backward()
+        if ext is not None:
+            ext.set_split(0)  # split every step, one part per thread
+        try:
+            res = model(x, return_gates=gates)
+            if train:
+                res[0].sum().backward()
+        finally:
+            if ext is not None:
+                ext.set_split()  # the default
     return run
 
 

@@ -42,10 +42,28 @@ def gemm_mode():
 
 
 @pytest.fixture
-def kernel_calls(monkeypatch):
-    """Counts calls into the compiled module's forward and backward while the test runs."""
+def split_mode():
+    """Set how the kernel splits a step's work into column parts; restore the default afterwards.
+
+    split_mode(n) forces n parts at every size (n = 1: the one-GEMM, row-split path, through the
+    split code); 0 keeps the default (never split: the opt-in measured slower, see column_parts).
+    """
     ext = _require_kernel()
-    calls = {"forward": 0, "backward": 0}
+
+    def set_split(parts: int):
+        if parts == 0:
+            ext.set_split()
+        else:
+            ext.set_split(0, parts)
+    yield set_split
+    ext.set_split()
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts calls into the compiled module's training forward, backward and inference entry."""
+    ext = _require_kernel()
+    calls = {"forward": 0, "backward": 0, "infer": 0}
 
     class Spy:
         def __getattr__(self, name):
@@ -78,7 +96,7 @@ def test_auto_on_cpu_runs_the_fused_kernel(kernel_calls):
     lstm = lk.LSTM(3, 4, num_layers=2, bidirectional=True)  # backend="auto"
     out, _ = lstm(torch.randn(5, 2, 3))
     out.sum().backward()
-    assert calls == {"forward": 4, "backward": 4}, f"fused kernel calls (2 layers x 2 directions): {calls}"
+    assert calls == {"forward": 4, "backward": 4, "infer": 0}, f"fused kernel calls (2 layers x 2 directions): {calls}"
 
 
 def test_build_failure_warns_once_and_auto_falls_back(monkeypatch):
@@ -157,14 +175,16 @@ def configs(draw):
         lengths=lengths, dtype=draw(st.sampled_from([torch.float32, torch.float64])),
         record=draw(st.booleans()), with_hx=draw(st.booleans()), batch_first=draw(st.booleans()),
         gemm=draw(st.sampled_from(["auto", "loop", "blas", "aten"])),
+        split=draw(st.sampled_from([0, 1, 2, 3])),
         seed=draw(st.integers(0, 2**16)),
     )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs())
-def test_fused_matches_reference(cfg, gemm_mode):
+def test_fused_matches_reference(cfg, gemm_mode, split_mode):
     gemm_mode(cfg["gemm"])
+    split_mode(cfg["split"])
     torch.manual_seed(cfg["seed"])
     dtype, T, B, H = cfg["dtype"], cfg["T"], cfg["B"], cfg["H"]
     lstm = lk.LSTM(cfg["I"], H, num_layers=cfg["layers"], bias=cfg["bias"], bidirectional=cfg["bidir"],
@@ -181,6 +201,13 @@ def test_fused_matches_reference(cfg, gemm_mode):
     assert got.keys() == want.keys()
     for name in want:
         assert_close(got[name], want[name], dtype, name)
+    # The inference entry (no grad, nothing recorded) ≡ the training forward ≡ the reference.
+    lstm.backend = "fused"
+    with torch.no_grad():
+        out, (h_n, c_n) = lstm(x, hx, lengths=cfg["lengths"])
+    for name, v in (("out", out), ("h_n", h_n), ("c_n", c_n)):
+        assert_close(v, want[name], dtype, f"no-grad {name}")
+        torch.testing.assert_close(v, got[name], rtol=0, atol=0, msg=f"no-grad {name} vs the training forward")
 
 
 def test_gates_are_the_kernel_buffers_and_h_is_the_output():
@@ -240,8 +267,10 @@ def test_medium_sizes_with_parallel_rows_match_reference(gemm, gemm_mode):
 @pytest.mark.parametrize("lengths", [None, [3, 1, 4]])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("gemm", ["loop", "blas"])
-def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, gemm_mode):
+@pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
+def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, split, gemm_mode, split_mode):
     gemm_mode(gemm)
+    split_mode(split)
     torch.manual_seed(0)
     T, B, I, H = 4, 3, 2, 5
     P = proj or H
@@ -325,3 +354,80 @@ def test_saturated_gates_match_reference():
     for name in want:
         assert torch.isfinite(got[name]).all(), name
         assert_close(got[name], want[name], torch.float32, name)
+
+
+# --- the inference entry and its weight cache ------------------------------------------------
+
+def test_no_grad_runs_the_inference_entry(kernel_calls):
+    """No autograd wanted and no gates recorded: the forward-only entry, nothing else."""
+    calls = kernel_calls
+    lstm = lk.LSTM(3, 4, num_layers=2, bidirectional=True, backend="fused")
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        lstm(x)
+    assert calls == {"forward": 0, "backward": 0, "infer": 4}, calls
+    with torch.inference_mode():
+        lstm(x)
+    assert calls["infer"] == 8, calls
+    for p in lstm.parameters():
+        p.requires_grad_(False)
+    lstm(x)  # grad mode on, but nothing requires grad
+    assert calls["infer"] == 12 and calls["forward"] == 0, calls
+    lstm(x.requires_grad_())  # the input wants a gradient: the autograd path
+    assert calls["forward"] == 4 and calls["infer"] == 12, calls
+    with torch.no_grad():
+        lstm(x, return_gates=True)  # gates are recorded by the training forward
+    assert calls["forward"] == 8 and calls["infer"] == 12, calls
+
+
+def _fused_vs_reference_no_grad(lstm, x, what):
+    with torch.no_grad():
+        lstm.backend = "fused"
+        got = lstm(x)
+        lstm.backend = "reference"
+        want = lstm(x)
+    for a, b, name in ((got[0], want[0], "out"), (got[1][0], want[1][0], "h_n"), (got[1][1], want[1][1], "c_n")):
+        assert_close(a, b, torch.float64, f"{name} after {what}")
+    return got[0]
+
+
+def test_weight_cache_sees_every_in_place_change():
+    """W_hh^T, W_hr^T and b_ih + b_hh are cached per weight version: every kind of update must show."""
+    _require_kernel()
+    torch.manual_seed(8)
+    lstm = lk.LSTM(3, 6, proj_size=4, num_layers=2, backend="fused").double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    before = _fused_vs_reference_no_grad(lstm, x, "the first call")
+    p = lstm._layer_params()[0][0]
+    assert fused._prepared(p)[0] is fused._prepared(p)[0], "an unchanged weight is prepared once"
+
+    opt = torch.optim.SGD(lstm.parameters(), lr=0.1)
+    lstm.backend = "reference"
+    lstm(x)[0].sum().backward()
+    opt.step()
+    after_step = _fused_vs_reference_no_grad(lstm, x, "an optimizer step")
+    assert not torch.allclose(before, after_step)
+
+    other = lk.LSTM(3, 6, proj_size=4, num_layers=2).double()
+    lstm.load_state_dict(other.state_dict())
+    _fused_vs_reference_no_grad(lstm, x, "load_state_dict")
+
+    for name in ("weight_hh_l0", "bias_hh_l0", "bias_ih_l1", "weight_hr_l1"):
+        with torch.no_grad():
+            getattr(lstm, name).add_(0.25)
+        _fused_vs_reference_no_grad(lstm, x, f"an in-place add_ to {name}")
+
+    lstm.weight_hh_l0.data = torch.randn(24, 4, dtype=torch.float64)  # new storage, version 0
+    _fused_vs_reference_no_grad(lstm, x, "replacing .data")
+
+
+def test_weight_cache_does_not_keep_dropped_weights():
+    """weight_drop makes a fresh W_hh every call: its cache entry must go with it."""
+    _require_kernel()
+    lstm = lk.LSTM(3, 4, weight_drop=0.5, backend="fused").train()
+    x = torch.randn(4, 2, 3)
+    n0 = len(fused._PREPARED)
+    with torch.no_grad():
+        for _ in range(5):
+            lstm(x)
+    assert len(fused._PREPARED) <= n0 + 1

@@ -16,7 +16,7 @@ import lstmkit as lk
 from conftest import assert_close
 from lstmkit.kernels import RunSpec, fused, reference, select_backend
 from lstmkit.kernels.types import LayerNormParams, LSTMLayerParams, LSTMStepOptions
-from test_fused import _require_kernel, gemm_mode, kernel_calls  # noqa: F401 (fixtures)
+from test_fused import _require_kernel, gemm_mode, kernel_calls, split_mode  # noqa: F401 (fixtures)
 
 
 def _spec(**kw) -> RunSpec:
@@ -26,7 +26,7 @@ def _spec(**kw) -> RunSpec:
     return RunSpec(**base)
 
 
-def _masks(T, B, H, P, dtype, gen, h_keep, zone_h, zone_c, eval_zone):
+def _masks(T, B, H, P, dtype, gen, h_keep, zone_h, zone_c, eval_zone, bool_zone=False):
     """Recurrent-dropout and zoneout masks as the module makes them (training samples or eval rates)."""
     def bern(shape, p):
         return torch.bernoulli(torch.full(shape, p, dtype=dtype), generator=gen)
@@ -34,7 +34,8 @@ def _masks(T, B, H, P, dtype, gen, h_keep, zone_h, zone_c, eval_zone):
     def zone(rate, size):
         if eval_zone:  # the stride-0 expansion the module passes in eval mode
             return torch.full((1, 1, 1), rate, dtype=dtype).expand(T, B, size)
-        return bern((T, B, size), rate)
+        m = bern((T, B, size), rate)
+        return m.bool() if bool_zone else m  # the module samples bool masks
 
     return LSTMStepOptions(
         h_keep=bern((B, P), 0.6) / 0.6 if h_keep else None,
@@ -60,9 +61,9 @@ def layer_configs(draw):
         # (float64 agrees to ~1e-15). float32 LayerNorm is pinned at a realistic width below.
         layer_norm=dtype == torch.float64 and draw(st.booleans()),
         coupled=draw(st.booleans()), peephole=draw(st.booleans()), h_keep=draw(st.booleans()),
-        zone_h=draw(st.booleans()), zone_c=draw(st.booleans()), eval_zone=draw(st.booleans()),
+        zone_h=draw(st.booleans()), zone_c=draw(st.booleans()), eval_zone=draw(st.booleans()), bool_zone=draw(st.booleans()),
         record=draw(st.booleans()), gemm=draw(st.sampled_from(["auto", "loop", "blas"])),
-        seed=draw(st.integers(0, 2**16)),
+        split=draw(st.sampled_from([0, 1, 2, 3])), seed=draw(st.integers(0, 2**16)),
     )
 
 
@@ -89,7 +90,8 @@ def _layer_inputs(cfg, requires_grad=True):
         for part, n in (("ih", GH), ("hh", GH), ("c", H)):
             tensors[f"ln_{part}_weight"] = (1 + r(n, scale=0.3)).detach().requires_grad_(requires_grad)
             tensors[f"ln_{part}_bias"] = r(n, scale=0.3)
-    masks = _masks(T, B, H, P, dtype, gen, cfg["h_keep"], cfg["zone_h"], cfg["zone_c"], cfg["eval_zone"])
+    masks = _masks(T, B, H, P, dtype, gen, cfg["h_keep"], cfg["zone_h"], cfg["zone_c"], cfg["eval_zone"],
+                   cfg.get("bool_zone", False))
     opts = masks._replace(coupled=cfg["coupled"])
     return tensors, opts
 
@@ -118,14 +120,24 @@ def _layer_run(layer_fn, tensors, opts, cfg):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=layer_configs())
-def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode):
+def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, split_mode):
     gemm_mode(cfg["gemm"])
+    split_mode(cfg["split"])
     tensors, opts = _layer_inputs(cfg)
     got = _layer_run(fused.fused_lstm_layer, tensors, opts, cfg)
     want = _layer_run(reference.lstm_layer, tensors, opts, cfg)
     assert got.keys() == want.keys()
     for name in want:
         assert_close(got[name], want[name], cfg["dtype"], name)
+    # The inference entry (no grad, nothing recorded) ≡ the training forward ≡ the reference.
+    t = tensors
+    with torch.no_grad():
+        out, (h, c), trace = fused.fused_lstm_layer(t["x"], t["h0"], t["c0"], _params(t), cfg["lengths"],
+                                                    reverse=cfg["reverse"], record=False, opts=opts)
+    assert trace is None
+    for name, v in (("out", out), ("h_n", h), ("c_n", c)):
+        assert_close(v, want[name], cfg["dtype"], f"no-grad {name}")
+        assert_close(v, got[name], cfg["dtype"], f"no-grad {name} vs the training forward")
 
 
 # --- gradcheck of the hand-written backward, one variant at a time and all together ------------
@@ -133,6 +145,7 @@ def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode):
 VARIANT_SETS = {
     "recurrent_dropout": dict(h_keep=True),
     "zoneout": dict(zone_h=True, zone_c=True),
+    "zoneout_bool": dict(zone_h=True, zone_c=True, bool_zone=True),
     "zoneout_eval": dict(zone_h=True, zone_c=True, eval_zone=True),
     "peephole": dict(peephole=True),
     "coupled": dict(coupled=True),
@@ -142,10 +155,11 @@ VARIANT_SETS = {
 }
 
 
+@pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
 @pytest.mark.parametrize("proj", [0, 2])
 @pytest.mark.parametrize("variant", list(VARIANT_SETS))
-def test_gradcheck_fused_layer_with_variant(variant, proj):
-    _require_kernel()
+def test_gradcheck_fused_layer_with_variant(variant, proj, split, split_mode):
+    split_mode(split)
     cfg = dict(T=4, B=3, I=2, H=5, proj=proj, lengths=torch.tensor([3, 1, 4]), reverse=proj == 2, bias=True,
                dtype=torch.float64, coupled=False, peephole=False, layer_norm=False, h_keep=False, zone_h=False, zone_c=False,
                eval_zone=False, record=True, seed=3)
@@ -308,4 +322,27 @@ def test_variants_run_the_fused_kernel(kernel_calls):
                    input_dropout=0.2).train()
     out, _ = lstm(torch.randn(5, 2, 3))
     out.sum().backward()
-    assert calls == {"forward": 1, "backward": 1}, calls
+    assert calls == {"forward": 1, "backward": 1, "infer": 0}, calls
+    with torch.no_grad():
+        lstm(torch.randn(5, 2, 3))
+    assert calls == {"forward": 1, "backward": 1, "infer": 1}, calls
+
+
+def test_float32_layer_norm_inference_matches_reference():
+    """The inference entry normalizes the input projection in its loop: float32 at a realistic width."""
+    _require_kernel()
+    torch.manual_seed(9)
+    lstm = lk.LSTM(8, 32, num_layers=2, layer_norm=True, peephole=True, zoneout=0.2, bidirectional=True).eval()
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            if name.startswith("ln_") or name.startswith("bias"):
+                p.add_(torch.empty_like(p).uniform_(-0.5, 0.5))
+    x, lengths = torch.randn(10, 4, 8), torch.tensor([10, 3, 7, 9])
+    results = {}
+    with torch.no_grad():
+        for backend in ("fused", "reference"):
+            lstm.backend = backend
+            out, (h, c) = lstm(x, lengths=lengths)
+            results[backend] = (out, h, c)
+    for a, b, name in zip(results["fused"], results["reference"], ("out", "h_n", "c_n")):
+        assert_close(a, b, torch.float32, name)

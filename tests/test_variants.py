@@ -260,3 +260,22 @@ def test_cell_variants_step_like_the_layer(kw):
         h, c = cell(x[t], (h, c))
         assert_close(h, out[t], F64, f"step {t}")
     assert_close(c, c_n[0], F64, "c")
+
+
+@pytest.mark.parametrize("z", [0.1, 0.5, 0.9])
+def test_zoneout_training_masks_are_bool_bernoulli_z(z):
+    """The module's zoneout samples: bool, P(keep) = z (to 1/65536), fresh per call, fixed by the seed."""
+    from lstmkit.lstm import _zone_mask
+
+    torch.manual_seed(5)
+    a = _zone_mask((50, 40, 30), z, torch.empty(0))  # 60 000 draws: 5 sigma < 0.011
+    assert a.dtype == torch.bool and a.shape == (50, 40, 30)
+    assert abs(a.float().mean().item() - z) < 0.011
+    # each of the four 16-bit lanes of a 64-bit draw is uniform on its own
+    lanes = a.reshape(-1)[: 60000 // 4 * 4].view(-1, 4).float().mean(0)
+    assert (lanes - z).abs().max().item() < 0.02, lanes
+    b = _zone_mask((50, 40, 30), z, torch.empty(0))
+    assert not torch.equal(a, b)
+    torch.manual_seed(5)
+    assert torch.equal(_zone_mask((50, 40, 30), z, torch.empty(0)), a)
+    assert _zone_mask((3, 2, 5), 1.0, torch.empty(0)).all()

@@ -8,13 +8,22 @@ reverse computing the gate gradients with one GEMM per step for dh_{t-1}; the we
 and input gradients are then single GEMMs over all steps. Layers and directions are composed
 by kernels.stack.run_stack: Python work per layer, never per step.
 
+Inference: when autograd wants nothing from a layer (grad mode off, or nothing requires grad)
+and no gates are recorded, fused_lstm_layer calls the kernel's forward-only entry (``infer``)
+instead of the autograd.Function: it stores no gates or cell states, only h (and the final
+state), and takes W_hh^T, W_hr^T and b_ih + b_hh prepared once per weight version (_prepared).
+
+Threads: per step, BLAS threads the recurrent GEMM and the gate pass is split by rows. Splitting
+each step into column parts instead (one per thread: GEMM and gate pass of its hidden units) is
+opt-in through the kernel's set_split: it measured slower here (see column_parts in the C++).
+
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
-zoneout (per-step masks; eval mode's expanded rate is materialized once per call) and LayerNorm
-(the recurrent projection and c̃_t normalized per row inside the loop; the input projection's
-LayerNorm covers all steps at once, so it is torch ops with autograd before the kernel, which
-then takes that projection in place of x). Input dropout (run_stack, between layers) and weight
-drop (the module, on weight_hh before dispatch) need nothing from the kernel. The masks are
+zoneout (per-step masks, bool or floating point; eval mode's rate is never expanded to
+(T, B, ·)) and LayerNorm (the input projection, the recurrent projection and c̃_t normalized per
+row inside the loop: no torch passes over (T, B, GH) before or after the kernel). Input dropout
+(run_stack, between layers) and weight drop (the module, on weight_hh before dispatch) need
+nothing from the kernel. The masks are
 sampled by the module before dispatch, so a fixed seed gives both backends the same masks.
 
 Build: compiled with torch.utils.cpp_extension.load (ninja, the system C++ compiler) the first
@@ -36,8 +45,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .backend import Backend, RunSpec, register_backend
 from .stack import run_stack
@@ -112,23 +121,22 @@ def build_error() -> Optional[str]:
 class _FusedLSTMLayer(torch.autograd.Function):
     """One layer, one direction. Outputs: out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH), c (T,B,H).
 
-    The variants' tensors (peephole weights, LayerNorm gains and biases of the recurrent
-    projection and the cell, recurrent-dropout and zoneout masks) are None when off; the masks
-    get no gradient (they are samples or constants). With LayerNorm, x is the input projection
-    and w_ih, b_ih, b_hh are None (see fused_lstm_layer).
+    The variants' tensors (peephole weights, LayerNorm gains and biases of the input projection,
+    the recurrent projection and the cell, recurrent-dropout and zoneout masks) are None when
+    off; the masks get no gradient (they are samples or constants).
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb,
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib,
                 lengths, reverse, coupled, h_keep, zone_h, zone_c, eps):
         x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
-        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb]
+        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib]
         out, h_n, c_n, gates, c, *ln_saved = _ext.forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, coupled, peephole, h_keep, zone_h, zone_c,
             ln, eps,
         )
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
-                              ln_hw, ln_hb, ln_cw, ln_cb, *ln_saved)
+                              ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, *ln_saved)
         ctx.lengths, ctx.reverse, ctx.has_bias, ctx.coupled, ctx.eps = lengths, reverse, b_ih is not None, coupled, eps
         ctx.set_materialize_grads(False)
         return out, h_n, c_n, gates, c
@@ -137,18 +145,18 @@ class _FusedLSTMLayer(torch.autograd.Function):
     def backward(ctx, g_out, g_hn, g_cn, g_gates, g_c):
         g_all = (g_out, g_hn, g_cn, g_gates, g_c)
         (x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
-         ln_hw, ln_hb, ln_cw, ln_cb, nh, rh, nc, rc) = ctx.saved_tensors
-        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb]
+         ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, nh, rh, nc, rc, ni, ri) = ctx.saved_tensors
+        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib]
         with torch.no_grad():
             dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dpeep, *dln = _ext.backward(
                 g_out, g_hn, g_cn, g_gates, g_c, x, h0, c0, w_ih, w_hh, ctx.has_bias, w_hr,
                 ctx.lengths, ctx.reverse, out, gates, c, ctx.needs_input_grad[0],
-                ctx.coupled, peephole, h_keep, zone_h, zone_c, ln, ctx.eps, nh, rh, nc, rc,
+                ctx.coupled, peephole, h_keep, zone_h, zone_c, ln, ctx.eps, nh, rh, nc, rc, ni, ri,
             )
         grads = (dx, dh0, dc0, dw_ih, dw_hh, db, (db if ctx.has_bias else None), dw_hr, dpeep, *dln)
         if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated
             grads = _no_double_backward(
-                grads, (x, h0, c0, w_ih, w_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, *g_all)
+                grads, (x, h0, c0, w_ih, w_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, *g_all)
             )
         return (*grads, None, None, None, None, None, None, None)
 
@@ -187,11 +195,15 @@ def _no_double_backward(grads: tuple, inputs: tuple) -> tuple:
 
 
 def _mask(m: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
-    """A mask as the kernel reads it: contiguous, x's dtype. Eval-mode zoneout masks are stride-0
-    expansions of one rate; materializing them costs one (T, B, ·) buffer, small beside the gates."""
+    """A mask as the kernel reads it: x's dtype, contiguous; zoneout's bool samples and stride-0
+    eval-mode rates pass as they are (the kernel reads them a step at a time, never widening or
+    materializing the whole (T, B, ·) mask)."""
     if m is None:
         return None
-    return m.detach().to(dtype=x.dtype).contiguous()
+    m = m.detach()
+    if m.dtype == torch.bool or (m.numel() > 0 and all(s == 0 or n == 1 for s, n in zip(m.stride(), m.shape))):
+        return m
+    return m.to(dtype=x.dtype).contiguous()
 
 
 def fused_lstm_layer(
@@ -207,29 +219,19 @@ def fused_lstm_layer(
     """Same contract as reference.lstm_layer: out (T,B,P), (h_n (B,P), c_n (B,H)), trace or None.
 
     Runs the variants of opts and p inside the kernel: coupled, peephole, recurrent dropout
-    (opts.h_keep), zoneout (opts.zone_h, opts.zone_c) and LayerNorm (p.ln). LayerNorm splits the
-    work: the normalized input projection of all steps, LN(x W_ih^T)·w + b + b_ih (as
-    reference.input_projection), is torch ops with autograd here (one pass over all steps,
-    nothing recurrent about it), plus b_hh, a constant shift of every step's pre-activations;
-    the kernel takes that projection in place of x and normalizes the recurrent projection and
-    c̃_t inside its loop.
+    (opts.h_keep), zoneout (opts.zone_h, opts.zone_c) and LayerNorm (p.ln: the kernel normalizes
+    the input projection, the recurrent projection and c̃_t row by row inside its loop, with a
+    hand-written backward for all three).
     """
     if load_extension() is None:
         raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
+    if not record and not _needs_grad(x, h0, c0, p):
+        return _infer(x, h0, c0, p, lengths, reverse, opts)
     ln = p.ln
-    w_ih, b_ih, b_hh = p.w_ih, p.b_ih, p.b_hh
-    if ln is not None:
-        # LN(x W_ih^T)·w + b + b_ih + b_hh with the three biases summed first: one pass over
-        # (T, B, GH) instead of three, forward and backward.
-        bias = ln.ih_bias
-        for b in (b_ih, b_hh):
-            bias = bias if b is None else bias + b
-        x = F.layer_norm(F.linear(x, w_ih), ln.ih_weight.shape, ln.ih_weight, bias, opts.ln_eps)  # (T, B, GH)
-        w_ih = b_ih = b_hh = None
-    ln_args = (None,) * 4 if ln is None else (ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias)
+    ln_args = (None,) * 6 if ln is None else (ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias)
     out, h_n, c_n, gates, c = _FusedLSTMLayer.apply(
-        x, h0, c0, w_ih, p.w_hh, b_ih, b_hh, p.w_hr, p.peephole, *ln_args, lengths, reverse, bool(opts.coupled),
-        _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x), float(opts.ln_eps),
+        x, h0, c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr, p.peephole, *ln_args, lengths, reverse,
+        bool(opts.coupled), _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x), float(opts.ln_eps),
     )
     if not record:
         return out, (h_n, c_n), None
@@ -242,6 +244,62 @@ def fused_lstm_layer(
         return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
     i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H), views of the kernel's own buffer
     return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
+
+
+def _needs_grad(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams) -> bool:
+    """Whether autograd will want a backward through this layer."""
+    if not torch.is_grad_enabled():
+        return False
+    tensors = (x, h0, c0, *p[:6], *(p.ln or ()))
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+# The weights as the kernel's loop reads them, derived once per weight version: W_hh^T (P, GH),
+# W_hr^T (H, P) and b_ih + b_hh (GH,). Keyed by the w_hh tensor object (by identity; the entry
+# goes when the tensor does) and checked against a fingerprint of every source: data_ptr,
+# _version (bumped by every in-place change made through the tensor or its detached aliases —
+# optimizer steps, load_state_dict's copy_, `with torch.no_grad(): w.add_(1)`), shape, strides,
+# dtype. The entry holds detached aliases of the sources, so their storage cannot be freed and
+# its address reused by another tensor at the same version. Not seen: writes through `w.data`,
+# which has its own version counter (torch's own warning about .data).
+_PREPARED = WeakIdKeyDictionary()
+
+
+def _fingerprint(t: Optional[Tensor]):
+    return None if t is None else (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
+
+
+def _prepared(p: LSTMLayerParams) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """(W_hh^T, b_ih + b_hh or None, W_hr^T or None) of p, from the cache when still valid."""
+    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr)
+    fp = tuple(_fingerprint(t) for t in sources)
+    hit = _PREPARED.get(p.w_hh)
+    if hit is not None and hit[0] == fp:
+        return hit[2]
+    with torch.no_grad():
+        bias = None
+        if p.b_ih is not None:
+            bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
+            bias = bias.detach().contiguous()
+        prepared = (p.w_hh.detach().t().contiguous(), bias,
+                    None if p.w_hr is None else p.w_hr.detach().t().contiguous())
+    _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
+    return prepared
+
+
+def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
+           opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
+    """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
+    whh_t, bias, whr_t = _prepared(p)
+    w_ih, ln = p.w_ih, p.ln
+    with torch.no_grad():
+        ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
+        out, h_n, c_n = _ext.infer(
+            x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, whh_t, bias, whr_t, lengths, reverse,
+            bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
+            ln_args, float(opts.ln_eps),
+        )
+    return out, (h_n, c_n), None
 
 
 # The variants (RunSpec.variants names) the fused kernel runs: all of lk.LSTM's today. weight_drop

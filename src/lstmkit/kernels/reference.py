@@ -135,9 +135,9 @@ def lstm_layer(
     for t in _step_order(T, reverse):
         h_t, c_t, gates = lstm_cell_step(x_proj[t], h, c, p, opts)
         if opts.zone_h is not None:
-            h_t = torch.lerp(h_t, h, opts.zone_h[t])  # z·h_{t-1} + (1 - z)·h̃_t
+            h_t = torch.lerp(h_t, h, opts.zone_h[t].to(h_t.dtype))  # z·h_{t-1} + (1 - z)·h̃_t (z may be bool)
         if opts.zone_c is not None:
-            c_t = torch.lerp(c_t, c, opts.zone_c[t])
+            c_t = torch.lerp(c_t, c, opts.zone_c[t].to(c_t.dtype))
         if active is not None:
             m = active[t]
             h, c = torch.where(m, h_t, h), torch.where(m, c_t, c)

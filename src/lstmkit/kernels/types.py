@@ -49,8 +49,10 @@ class LSTMStepOptions(NamedTuple):
     coupled: bool = False  # f = 1 - i (CIFG)
     ln_eps: float = 1e-5
     h_keep: Optional[Tensor] = None  # (B, P) recurrent-dropout mask on h_{t-1}, pre-scaled by 1/(1-p)
-    zone_h: Optional[Tensor] = None  # (T, B, P) weight of the previous h: 1 keeps it (zoneout)
-    zone_c: Optional[Tensor] = None  # (T, B, H) weight of the previous c
+    # Zoneout: weight of the previous value, 1 (True) keeps it. bool (the module's training
+    # samples), floating point, or a stride-0 expansion of one rate (eval mode).
+    zone_h: Optional[Tensor] = None  # (T, B, P) of h
+    zone_c: Optional[Tensor] = None  # (T, B, H) of c
 
 
 class RNNLayerParams(NamedTuple):

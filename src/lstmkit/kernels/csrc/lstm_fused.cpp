@@ -13,9 +13,11 @@
 //   h_t = o ⊙ tanh(c_t)            (then h_t W_hr^T when projecting)
 //
 // Forward: the input projection of all steps is one GEMM into G; per step one recurrent GEMM
-// adds h_{t-1} W_hh^T into G[t] and one fused pass applies the activations in place, so G
-// ends up holding the activated gates: exactly what backward needs and what return_gates
-// returns. C keeps every cell state.
+// adds h_{t-1} W_hh^T into G[t] and one fused pass adds the biases and applies the activations
+// in place, so G ends up holding the activated gates: exactly what backward needs and what
+// return_gates returns. C keeps every cell state. The inference entry (lstm_infer) runs the
+// same loop without recording: G is read only and no C is kept. Steps can split their GEMM and
+// gate pass into column parts, one per thread (opt-in: see column_parts).
 //
 // Backward: in reverse, a fused pass turns dh_t, dc_t into the pre-activation gradients
 // dG[t] (T, B, 4H), and one GEMM per step gives dh_{t-1} = dG[t] W_hh. The weight, bias and
@@ -115,24 +117,53 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, scalar_t alpha, con
 constexpr int64_t kSmallGemmDefault = 1 << 15;
 std::atomic<int64_t> g_small_gemm{kSmallGemmDefault};
 
-// Per-step product C (m×n) = [C +] A (m×k, lda) · M (k×n, row-major contiguous).
+// Per-step product C (m×n, ldc) = [C +] A (m×k, lda) · M (k×n, row-major, ldm). ldm and ldc
+// default to n; wider ones select a column block (the column-split step of forward_loop).
 template <typename scalar_t>
 void step_gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, int64_t lda, const scalar_t* M,
-               scalar_t* C, bool accumulate) {
+               scalar_t* C, bool accumulate, int64_t ldm = -1, int64_t ldc = -1) {
+  if (ldm < 0) ldm = n;
+  if (ldc < 0) ldc = n;
   if (m * n * k <= g_small_gemm.load(std::memory_order_relaxed)) {
+    // Register-blocked: a block of 4 vectors of C stays in registers over all k, so the loop is
+    // bound by the loads of M, not by a store of C per multiply-add (measured: S5's step 1.8 ->
+    // ~1.2 µs).
+    using Vs = at::vec::Vectorized<scalar_t>;
+    constexpr int64_t VW = Vs::size();
     for (int64_t r = 0; r < m; ++r) {
-      scalar_t* __restrict__ c = C + r * n;
-      if (!accumulate) std::fill(c, c + n, scalar_t(0));
+      scalar_t* c = C + r * ldc;
       const scalar_t* a = A + r * lda;
-      for (int64_t p = 0; p < k; ++p) {
-        const scalar_t ap = a[p];
-        const scalar_t* __restrict__ mrow = M + p * n;
-        for (int64_t j = 0; j < n; ++j) c[j] += ap * mrow[j];
+      int64_t j = 0;
+      for (; j + 4 * VW <= n; j += 4 * VW) {
+        Vs c0(scalar_t(0)), c1(scalar_t(0)), c2(scalar_t(0)), c3(scalar_t(0));
+        if (accumulate) {
+          c0 = Vs::loadu(c + j), c1 = Vs::loadu(c + j + VW), c2 = Vs::loadu(c + j + 2 * VW);
+          c3 = Vs::loadu(c + j + 3 * VW);
+        }
+        for (int64_t p = 0; p < k; ++p) {
+          const Vs ap(a[p]);
+          const scalar_t* mr = M + p * ldm + j;
+          c0 = at::vec::fmadd(ap, Vs::loadu(mr), c0);
+          c1 = at::vec::fmadd(ap, Vs::loadu(mr + VW), c1);
+          c2 = at::vec::fmadd(ap, Vs::loadu(mr + 2 * VW), c2);
+          c3 = at::vec::fmadd(ap, Vs::loadu(mr + 3 * VW), c3);
+        }
+        c0.store(c + j), c1.store(c + j + VW), c2.store(c + j + 2 * VW), c3.store(c + j + 3 * VW);
+      }
+      for (; j + VW <= n; j += VW) {
+        Vs c0 = accumulate ? Vs::loadu(c + j) : Vs(scalar_t(0));
+        for (int64_t p = 0; p < k; ++p) c0 = at::vec::fmadd(Vs(a[p]), Vs::loadu(M + p * ldm + j), c0);
+        c0.store(c + j);
+      }
+      for (; j < n; ++j) {
+        scalar_t acc = accumulate ? c[j] : scalar_t(0);
+        for (int64_t p = 0; p < k; ++p) acc += a[p] * M[p * ldm + j];
+        c[j] = acc;
       }
     }
     return;
   }
-  gemm<scalar_t>(false, false, m, n, k, scalar_t(1), A, lda, M, n, accumulate ? scalar_t(1) : scalar_t(0), C, n);
+  gemm<scalar_t>(false, false, m, n, k, scalar_t(1), A, lda, M, ldm, accumulate ? scalar_t(1) : scalar_t(0), C, ldc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,19 +222,74 @@ inline int64_t row_start(const int64_t* len, int64_t b, int64_t T, bool reverse)
 //   recurrent dropout: the recurrent GEMM reads h_{t-1} ⊙ h_keep (B, P), one mask per sequence.
 //   zoneout: c_t = lerp(c̃_t, c_{t-1}, z_c[t]), h_t = lerp(h̃_t, h_{t-1}, z_h[t]); h̃_t is
 //     computed from c̃_t (the cell value before zoneout), C keeps c_t (the carried state).
-//   LayerNorm: the kernel receives the input projection already normalized (x is then (T,B,GH)
-//     = LN(x W_ih^T)·w + b + b_ih + b_hh, computed by the caller over all steps at once) and
-//     normalizes inside the loop the recurrent projection, LN(h W_hh^T)·w_hh' + b_hh', over
-//     all GH features, and c̃_t before its tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c). Forward
-//     keeps the normalized values and 1/σ per row, which is what backward needs.
+//   LayerNorm: over all GH features of a row, the input projection LN(x W_ih^T)·w_ih' + b_ih'
+//     (one pass over all steps before the loop, forward_impl) and inside the loop the recurrent
+//     projection LN(h W_hh^T)·w_hh' + b_hh' (then b_ih + b_hh as always), and c̃_t before its
+//     tanh: h̃_t = o ⊙ tanh(LN(c̃_t)·w_c + b_c).
+//     Recording forward keeps the normalized values and 1/σ per row, which is what backward
+//     needs. (A caller may instead pass the input projection as x, without w_ih and w_ih'.)
+
+// A zoneout mask (T, B, n), read one step's (B, n) block at a time. It arrives as floats (masks
+// injected by tests and callers), as bool (the module's training samples: a quarter of the
+// bytes, and no float copy is made of them; each step's block is widened into a small scratch),
+// or as a stride-0 expansion of one rate (eval mode: the scratch is filled once, nothing
+// (T, B, n) is ever materialized).
+template <typename S>
+struct Mask {
+  const S* f = nullptr;        // float (T, B, n)
+  const uint8_t* u = nullptr;  // bool (T, B, n)
+  S* scratch = nullptr;        // (B, n): the widened block, or the constant rate
+  int64_t block = 0;           // B * n
+  bool constant = false;
+  explicit operator bool() const { return f != nullptr || u != nullptr || constant; }
+  // Step t's (B, n) block. Call once per step from serial code: it may rewrite the scratch.
+  const S* step(int64_t t) const {
+    if (f) return f + t * block;
+    if (constant) return scratch;
+    const uint8_t* src = u + t * block;
+    for (int64_t q = 0; q < block; ++q) scratch[q] = src[q] ? S(1) : S(0);
+    return scratch;
+  }
+};
+
+inline bool is_constant_mask(const Tensor& m) {
+  if (!m.defined() || m.numel() == 0) return false;
+  for (int64_t d = 0; d < m.dim(); ++d)
+    if (m.stride(d) != 0 && m.size(d) != 1) return false;
+  return true;
+}
+
+// The scratch a mask needs (see Mask), or undefined for a plain float mask.
+inline Tensor mask_scratch(const Tensor& m, int64_t B, int64_t n, const Tensor& x) {
+  if (!m.defined()) return Tensor();
+  if (m.scalar_type() == at::kBool) return at::empty({B, n}, x.options());
+  if (is_constant_mask(m)) return at::full({B, n}, m.reshape({-1})[0].item(), x.options());
+  return Tensor();
+}
+
+template <typename S>
+Mask<S> make_mask(const Tensor& m, const Tensor& scratch, int64_t B, int64_t n) {
+  Mask<S> k;
+  if (!m.defined()) return k;
+  k.block = B * n;
+  k.scratch = scratch.defined() ? scratch.data_ptr<S>() : nullptr;
+  if (m.scalar_type() == at::kBool) {
+    k.u = reinterpret_cast<const uint8_t*>(m.data_ptr<bool>());
+  } else if (is_constant_mask(m)) {
+    k.constant = true;
+  } else {
+    k.f = m.data_ptr<S>();
+  }
+  return k;
+}
 
 template <typename scalar_t>
 struct Variants {
   bool coupled = false;
   const scalar_t* peep = nullptr;    // (3, H) or (2, H) coupled
   const scalar_t* h_keep = nullptr;  // (B, P)
-  const scalar_t* zone_h = nullptr;  // (T, B, P)
-  const scalar_t* zone_c = nullptr;  // (T, B, H)
+  Mask<scalar_t> zone_h;             // (T, B, P)
+  Mask<scalar_t> zone_c;             // (T, B, H)
   const scalar_t *ln_hw = nullptr, *ln_hb = nullptr;  // (GH,) LayerNorm of the recurrent projection
   const scalar_t *ln_cw = nullptr, *ln_cb = nullptr;  // (H,) LayerNorm of c̃ before its tanh
   double eps = 1e-5;
@@ -310,12 +396,19 @@ struct Layout {
 // One step of one row at columns [j, j + lanes): g holds the pre-activations and gets the
 // activated gates; c holds c_{t-1} and gets c_t (also written to c_row, the step's record);
 // h_dst gets h_t (h̃_t when projecting: zoneout of h then happens after the projection).
-template <typename V, bool VAR, typename S>
-inline void cell_forward(const Layout<S>& k, int64_t j, S* g, S* c, S* c_row, S* h_dst, const S* zc,
-                         const S* zh, const S* hprev, S* ctl) {
+//
+// REC = true records the step for backward and return_gates (activated gates into g, c_t into
+// c_row); REC = false is inference: g is only read (o is still written back with LayerNorm,
+// whose h̃ forward_loop finishes after the row's LN(c̃)), c_row is unused. bias (GH,), when
+// not null, is b_ih + b_hh added here instead of by the input-projection GEMM: one pass over
+// (T, B, GH) fewer (addmm first broadcasts the bias into its whole output).
+template <typename V, bool VAR, bool REC, typename S>
+inline void cell_forward(const Layout<S>& k, int64_t j, S* g, const S* bias, S* c, S* c_row, S* h_dst,
+                         const S* zc, const S* zh, const S* hprev, S* ctl) {
   const V one(S(1));
   const V cp = ld<V>(c + j);
   V ip = ld<V>(g + k.oi + j);
+  if (bias) ip = ip + ld<V>(bias + k.oi + j);
   if (VAR && k.pi) ip = ip + ld<V>(k.pi + j) * cp;
   const V i = sgm(ip);
   V f;
@@ -323,30 +416,36 @@ inline void cell_forward(const Layout<S>& k, int64_t j, S* g, S* c, S* c_row, S*
     f = one - i;
   } else {
     V fp = ld<V>(g + k.of + j);
+    if (bias) fp = fp + ld<V>(bias + k.of + j);
     if (VAR && k.pf) fp = fp + ld<V>(k.pf + j) * cp;
     f = sgm(fp);
-    st(f, g + k.of + j);
+    if (REC) st(f, g + k.of + j);
   }
-  const V gg = tnh(ld<V>(g + k.og + j));
+  V gp = ld<V>(g + k.og + j);
+  if (bias) gp = gp + ld<V>(bias + k.og + j);
+  const V gg = tnh(gp);
   V cn = f * cp + i * gg;
   V op = ld<V>(g + k.oo + j);
+  if (bias) op = op + ld<V>(bias + k.oo + j);
   if (VAR && k.po) op = op + ld<V>(k.po + j) * cn;
   const V o = sgm(op);
-  st(i, g + k.oi + j);
-  st(gg, g + k.og + j);
-  st(o, g + k.oo + j);
+  if (REC) {
+    st(i, g + k.oi + j);
+    st(gg, g + k.og + j);
+  }
+  if (REC || (VAR && k.ln)) st(o, g + k.oo + j);
   if (VAR && k.ln) {  // h̃ needs LN(c̃) over the whole row first: forward_loop finishes it
     st(cn, ctl + j);
     if (zc) cn = cn + ld<V>(zc + j) * (cp - cn);
     st(cn, c + j);
-    st(cn, c_row + j);
+    if (REC) st(cn, c_row + j);
     return;
   }
   V h = o * tnh(cn);
   if (VAR && zc) cn = cn + ld<V>(zc + j) * (cp - cn);
   if (VAR && zh) h = h + ld<V>(zh + j) * (ld<V>(hprev + j) - h);
   st(cn, c + j);
-  st(cn, c_row + j);
+  if (REC) st(cn, c_row + j);
   st(h, h_dst + j);
 }
 
@@ -405,10 +504,138 @@ inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-template <typename scalar_t>
+// How many column parts a step's work splits into (opt-in, off by default): in one parallel
+// region per step each thread runs the recurrent GEMM of its own hidden units (single-threaded
+// BLAS) and then their gate pass — one fork/join instead of two, each thread's gate pass on the
+// GEMM output it just wrote. Measured on this 2-core machine it LOSES to one multi-threaded BLAS
+// GEMM followed by a row-split gate pass (2 threads, interleaved, best of 9: S1 forward and
+// training 0.86x, S3 training 0.80x), so the default never splits; set_split turns it on to
+// measure elsewhere (more cores, other BLAS), and tests force it to keep the path exact.
+constexpr int64_t kSplitNever = INT64_MAX;
+std::atomic<int64_t> g_split_min{kSplitNever};  // per-step multiply-adds from which to split
+std::atomic<int64_t> g_split_parts{0};          // 0: one part per thread; > 0: exactly this many (tests)
+
+inline int64_t column_parts(int64_t B, int64_t GH, int64_t P, int64_t H, int64_t lanes) {
+  if (B * GH * P < g_split_min.load(std::memory_order_relaxed)) return 1;
+  const int64_t forced = g_split_parts.load(std::memory_order_relaxed);
+  if (forced > 0) return forced;
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (H + lanes - 1) / lanes));
+}
+
+// Hidden units [j0, j1) of part q of n: vector-width aligned, so only the last part has a tail.
+inline void part_range(int64_t q, int64_t n, int64_t H, int64_t lanes, int64_t& j0, int64_t& j1) {
+  const int64_t blocks = (H + lanes - 1) / lanes;
+  j0 = std::min(H, (blocks * q / n) * lanes);
+  j1 = std::min(H, (blocks * (q + 1) / n) * lanes);
+}
+
+// forward_loop without LayerNorm (whose row statistics need whole rows): each step splits the
+// hidden units into column parts, and each part runs the recurrent GEMM of its units' columns of
+// all gates, then their gate pass (see column_parts). h_{t-1} is read from one buffer while the
+// parts write h_t into another (they swap every step), so no part overwrites an h another part
+// still reads; c is per unit, so each part owns its slice of cs. Arguments as forward_loop.
+template <typename scalar_t, bool REC>
+void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
+                          scalar_t* G, const scalar_t* bias, scalar_t* C, scalar_t* out, scalar_t* hs,
+                          scalar_t* cs, const scalar_t* whh_t, const scalar_t* whr_t, scalar_t* hpre,
+                          scalar_t* hmask, scalar_t* hs2, const Variants<scalar_t>& var) {
+  const Layout<scalar_t> k(H, var);
+  const int64_t GH = k.GH, NG = var.coupled ? 3 : 4;
+  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
+  const bool proj = whr_t != nullptr;
+  constexpr int64_t V = Vec<scalar_t>::size();
+  const int64_t parts = column_parts(B, GH, P, H, V);
+  scalar_t* const no_ctl = nullptr;  // c̃ scratch: LayerNorm only
+  scalar_t* hcur = hs;                  // h_{t-1}
+  scalar_t* hnxt = proj ? hs : hs2;     // h_t (with a projection, written after the parts join)
+  for (int64_t s = 0; s < T; ++s) {
+    const int64_t t = reverse ? T - 1 - s : s;
+    scalar_t* Gt = G + t * B * GH;
+    scalar_t* Ot = out + t * B * P;
+    const scalar_t* hrec = hcur;
+    if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
+      for (int64_t q = 0; q < B * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
+      hrec = hmask;
+    }
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
+    // The gate pass of rows [b0, b1), hidden units [j0, j1).
+    auto cells = [&](int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        scalar_t* g = Gt + b * GH;
+        scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
+        scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
+        if (!row_active(len, b, t)) {
+          std::fill(h_dst + j0, h_dst + j1, scalar_t(0));
+          if (!proj) std::memcpy(hnxt + b * P + j0, hcur + b * P + j0, sizeof(scalar_t) * (j1 - j0));
+          if (REC) {
+            for (int64_t gi = 0; gi < NG; ++gi) std::fill(g + gi * H + j0, g + gi * H + j1, scalar_t(0));
+            std::fill(c_row + j0, c_row + j1, scalar_t(0));
+          }
+          continue;
+        }
+        scalar_t* c = cs + b * H;
+        const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+        const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
+        const scalar_t* hprev = hcur + b * P;
+        int64_t j = j0;
+        if (plain) {
+          for (; j + V <= j1; j += V)
+            cell_forward<Vec<scalar_t>, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+          for (; j < j1; ++j) cell_forward<scalar_t, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+        } else {
+          for (; j + V <= j1; j += V)
+            cell_forward<Vec<scalar_t>, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+          for (; j < j1; ++j) cell_forward<scalar_t, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+        }
+        if (!proj) std::memcpy(hnxt + b * P + j0, h_dst + j0, sizeof(scalar_t) * (j1 - j0));
+      }
+    };
+    if (parts > 1) {
+      at::parallel_for(0, parts, 1, [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          int64_t j0, j1;
+          part_range(q, parts, H, V, j0, j1);
+          if (j1 <= j0) continue;
+          for (int64_t gi = 0; gi < NG; ++gi)  // G[t][:, gate gi, units j0:j1] += h W_hh^T[:, same columns]
+            step_gemm<scalar_t>(B, j1 - j0, P, hrec, P, whh_t + gi * H + j0, Gt + gi * H + j0, /*accumulate=*/true,
+                                GH, GH);
+          cells(0, B, j0, j1);
+        }
+      });
+    } else {  // one GEMM (BLAS threads it as it sees fit), then the gate pass split by rows
+      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
+      at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) { cells(b0, b1, 0, H); });
+    }
+    if (proj) {
+      // Inactive rows of hpre are zero, so their projected outputs are zero too.
+      step_gemm<scalar_t>(B, P, H, hpre, H, whr_t, Ot, /*accumulate=*/false);  // h = hpre W_hr^T
+      for (int64_t b = 0; b < B; ++b) {
+        if (!row_active(len, b, t)) continue;
+        scalar_t* o = Ot + b * P;
+        if (zh_step) {  // zoneout of the projected h
+          const scalar_t* z = zh_step + b * P;
+          const scalar_t* hp = hs + b * P;
+          for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
+        }
+        std::memcpy(hs + b * P, o, sizeof(scalar_t) * P);
+      }
+    } else {
+      std::swap(hcur, hnxt);
+    }
+  }
+  if (hcur != hs) std::memcpy(hs, hcur, sizeof(scalar_t) * B * P);
+}
+
+// REC: record for backward / return_gates (G gets the activated gates, C every c_t, and with
+// LayerNorm Nh, rh, Nc, rc every step's normalized values); else inference: G is read only, C
+// is null, and the LayerNorm buffers are per-row scratch of one step ((B, GH), (B), (B, H), (B)).
+template <typename scalar_t, bool REC>
 void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                  scalar_t* G,            // (T, B, GH) in: input projection; out: activated gates
-                  scalar_t* C,            // (T, B, H) out
+                  scalar_t* G,            // (T, B, GH) in: input projection (bias excluded); REC out: activated gates
+                  const scalar_t* bias,   // (GH,) b_ih + b_hh, or null (none, or already in G)
+                  scalar_t* C,            // (T, B, H) out when REC, else null
                   scalar_t* out,          // (T, B, P) out
                   scalar_t* hs,           // (B, P) in: h0, out: h_n
                   scalar_t* cs,           // (B, H) in: c0, out: c_n
@@ -431,7 +658,6 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
   for (int64_t s = 0; s < T; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = G + t * B * GH;
-    scalar_t* Ct = C + t * B * H;
     scalar_t* Ot = out + t * B * P;
     const scalar_t* hrec = hs;
     if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
@@ -443,27 +669,31 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
     } else {
       step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
     }
-    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
-    const scalar_t* zh_t = var.zone_h && !proj ? var.zone_h + t * B * P : nullptr;
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
     at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r = REC ? t * B + b : b;  // the row's slot in the LayerNorm buffers
         scalar_t* g = Gt + b * GH;
-        scalar_t* c_row = Ct + b * H;
+        scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
         scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
         if (!row_active(len, b, t)) {
-          std::fill(g, g + GH, scalar_t(0));
-          std::fill(c_row, c_row + H, scalar_t(0));
           std::fill(h_dst, h_dst + H, scalar_t(0));
-          if (k.ln) {
-            std::fill(Nh + (t * B + b) * GH, Nh + (t * B + b + 1) * GH, scalar_t(0));
-            std::fill(Nc + (t * B + b) * H, Nc + (t * B + b + 1) * H, scalar_t(0));
-            rh[t * B + b] = rc[t * B + b] = scalar_t(0);
+          if (REC) {
+            std::fill(g, g + GH, scalar_t(0));
+            std::fill(c_row, c_row + H, scalar_t(0));
+            if (k.ln) {
+              std::fill(Nh + r * GH, Nh + (r + 1) * GH, scalar_t(0));
+              std::fill(Nc + r * H, Nc + (r + 1) * H, scalar_t(0));
+              rh[r] = rc[r] = scalar_t(0);
+            }
           }
           continue;
         }
         if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b
-          scalar_t* nh = Nh + (t * B + b) * GH;
-          rh[t * B + b] = ln_row(Rs + b * GH, GH, var.eps, nh);
+          scalar_t* nh = Nh + r * GH;
+          rh[r] = ln_row(Rs + b * GH, GH, var.eps, nh);
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
             st(ld<VV>(g + q) + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
@@ -476,15 +706,17 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
         int64_t j = 0;
         scalar_t* ctl = k.ln ? Ctl + b * H : nullptr;
         if (plain) {
-          for (; j + V <= H; j += V) cell_forward<Vec<scalar_t>, false>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
-          for (; j < H; ++j) cell_forward<scalar_t, false>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j + V <= H; j += V)
+            cell_forward<Vec<scalar_t>, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j < H; ++j) cell_forward<scalar_t, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
         } else {
-          for (; j + V <= H; j += V) cell_forward<Vec<scalar_t>, true>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
-          for (; j < H; ++j) cell_forward<scalar_t, true>(k, j, g, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j + V <= H; j += V)
+            cell_forward<Vec<scalar_t>, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
+          for (; j < H; ++j) cell_forward<scalar_t, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
         }
         if (k.ln) {  // h̃ = o ⊙ tanh(LN(c̃) · w_c + b_c), then zoneout of h when not projecting
-          scalar_t* nc = Nc + (t * B + b) * H;
-          rc[t * B + b] = ln_row(ctl, H, var.eps, nc);
+          scalar_t* nc = Nc + r * H;
+          rc[r] = ln_row(ctl, H, var.eps, nc);
           const scalar_t* o = g + k.oo;
           for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
@@ -502,8 +734,8 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
       for (int64_t b = 0; b < B; ++b) {
         if (!row_active(len, b, t)) continue;
         scalar_t* o = Ot + b * P;
-        if (var.zone_h) {  // zoneout of the projected h
-          const scalar_t* z = var.zone_h + (t * B + b) * P;
+        if (zh_step) {  // zoneout of the projected h
+          const scalar_t* z = zh_step + b * P;
           const scalar_t* hp = hs + b * P;
           for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
         }
@@ -523,42 +755,52 @@ inline Tensor lengths_int64(const optional<Tensor>& lengths, int64_t B) {
   return len;
 }
 
+// zh_s, zc_s: the masks' scratch (mask_scratch).
 template <typename scalar_t>
 Variants<scalar_t> make_variants(bool coupled, const Tensor& peep, const Tensor& h_keep, const Tensor& zone_h,
-                                 const Tensor& zone_c, const std::vector<Tensor>& ln, double eps) {
+                                 const Tensor& zone_c, const std::vector<Tensor>& ln, double eps, int64_t B,
+                                 int64_t H, int64_t P, const Tensor& zh_s, const Tensor& zc_s) {
   auto ptr = [](const Tensor& t) -> const scalar_t* { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
   Variants<scalar_t> v;
   v.coupled = coupled;
   v.peep = ptr(peep);
   v.h_keep = ptr(h_keep);
-  v.zone_h = ptr(zone_h);
-  v.zone_c = ptr(zone_c);
+  v.zone_h = make_mask<scalar_t>(zone_h, zh_s, B, P);
+  v.zone_c = make_mask<scalar_t>(zone_c, zc_s, B, H);
   if (!ln.empty()) v.ln_hw = ptr(ln[0]), v.ln_hb = ptr(ln[1]), v.ln_cw = ptr(ln[2]), v.ln_cb = ptr(ln[3]);
   v.eps = eps;
   return v;
 }
 
+// A zoneout mask as given: contiguous unless it is a stride-0 expansion of one rate (see Mask).
+inline Tensor zone_mask(const optional<Tensor>& m) {
+  if (!m.has_value() || !m->defined()) return Tensor();
+  return is_constant_mask(*m) ? *m : m->contiguous();
+}
+
 void check_variants(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, const Tensor& x, const Tensor& peep,
                     const Tensor& h_keep, const Tensor& zone_h, const Tensor& zone_c) {
-  auto check = [&](const Tensor& t, at::IntArrayRef want, const char* what) {
+  auto check = [&](const Tensor& t, at::IntArrayRef want, const char* what, bool may_be_bool = false) {
     if (!t.defined()) return;
     TORCH_CHECK(t.sizes() == want, "fused lstm: ", what, " is ", t.sizes(), ", expected ", want);
-    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "fused lstm: ", what, " is ", t.scalar_type(), ", expected ",
-                x.scalar_type());
+    TORCH_CHECK(t.scalar_type() == x.scalar_type() || (may_be_bool && t.scalar_type() == at::kBool), "fused lstm: ",
+                what, " is ", t.scalar_type(), ", expected ", x.scalar_type(), may_be_bool ? " or bool" : "");
   };
   check(peep, {coupled ? 2 : 3, H}, "the peephole weight");
   check(h_keep, {B, P}, "the recurrent-dropout mask");
-  check(zone_h, {T, B, P}, "the zoneout mask of h");
-  check(zone_c, {T, B, H}, "the zoneout mask of c");
+  check(zone_h, {T, B, P}, "the zoneout mask of h", true);
+  check(zone_c, {T, B, H}, "the zoneout mask of c", true);
 }
 
-// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c}, contiguous; empty when off.
+// The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c} and, when the kernel normalizes the
+// input projection too, {w_ih', b_ih'}; contiguous; empty when off.
 std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t GH, int64_t H, const Tensor& x) {
   if (!ln.has_value()) return {};
-  TORCH_CHECK(ln->size() == 4, "fused lstm: expected 4 LayerNorm tensors (hh weight, hh bias, c weight, c bias)");
+  TORCH_CHECK(ln->size() == 4 || ln->size() == 6, "fused lstm: expected 4 LayerNorm tensors (hh weight, hh bias, "
+              "c weight, c bias), or 6 with the input projection's weight and bias, got ", ln->size());
   std::vector<Tensor> out;
-  for (size_t q = 0; q < 4; ++q) {
-    const int64_t n = q < 2 ? GH : H;
+  for (size_t q = 0; q < ln->size(); ++q) {
+    const int64_t n = q == 2 || q == 3 ? H : GH;
     TORCH_CHECK((*ln)[q].numel() == n && (*ln)[q].scalar_type() == x.scalar_type(), "fused lstm: LayerNorm tensor ", q,
                 " is ", (*ln)[q].sizes(), " ", (*ln)[q].scalar_type(), ", expected (", n, ",) ", x.scalar_type());
     out.push_back((*ln)[q].contiguous());
@@ -566,9 +808,124 @@ std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t G
   return out;
 }
 
+// The forward of lstm_forward (rec = true) and lstm_infer (rec = false), on prepared weights:
+// whh_t (P, GH) = W_hh^T, whr_t (H, P) = W_hr^T or undefined, bias (GH,) = b_ih + b_hh or
+// undefined. Returns {out, h_n, c_n} and, when rec, {gates, c, Nh, rh, Nc, rc} (see lstm_forward).
+std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                                 const Tensor& whh_t, const Tensor& bias, const Tensor& whr_t,
+                                 const optional<Tensor>& lengths, bool reverse, bool coupled,
+                                 const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                                 const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                                 const optional<std::vector<Tensor>>& layer_norm, double eps) {
+  TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  const int64_t NG = coupled ? 3 : 4;
+  TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous(), "fused lstm: expected a contiguous 2-d W_hh^T");
+  const int64_t GH = whh_t.size(1), H = GH / NG, P = whh_t.size(0);
+  TORCH_CHECK(GH % NG == 0, "fused lstm: weight_hh has ", GH, " rows, not a multiple of ", NG, " gates");
+  TORCH_CHECK(!w_ih.defined() || w_ih.sizes() == at::IntArrayRef({GH, I}), "fused lstm: weight_ih is ",
+              w_ih.sizes(), " for input size ", I);
+  TORCH_CHECK(w_ih.defined() || I == GH, "fused lstm: without weight_ih, x must be the input projection (T, B, ", GH,
+              "), got ", x.sizes());
+  TORCH_CHECK(!bias.defined() || (bias.numel() == GH && bias.is_contiguous() && bias.scalar_type() == x.scalar_type()),
+              "fused lstm: the bias is ", bias.sizes(), ", expected (", GH, ",) contiguous ", x.scalar_type());
+  const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
+  TORCH_CHECK(ln.size() != 6 || w_ih.defined(), "fused lstm: the input projection's LayerNorm needs weight_ih");
+  TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
+  TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
+  const bool proj = whr_t.defined();
+  TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
+  TORCH_CHECK(!proj || (whr_t.sizes() == at::IntArrayRef({H, P}) && whr_t.is_contiguous()),
+              "fused lstm: W_hr^T is ", whr_t.sizes(), ", expected contiguous (", H, ", ", P, ")");
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = zone_mask(zone_h), zc = zone_mask(zone_c);
+  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
+  const Tensor zh_s = mask_scratch(zh, B, P, x), zc_s = mask_scratch(zc, B, H, x);
+  const Tensor len_c = lengths_int64(lengths, B);
+  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
+
+  auto opts = x.options();
+  Tensor G = at::empty({T, B, GH}, opts);  // (T, B, GH)
+  if (w_ih.defined()) {
+    Tensor G2 = G.view({T * B, GH});
+    at::mm_out(G2, x.contiguous().view({T * B, I}), w_ih.t());  // all steps' X W_ih^T in one GEMM
+  } else {
+    G.copy_(x);
+  }
+  // The input projection's LayerNorm, G = LN(x W_ih^T)·w_ih' + b_ih' (b_ih + b_hh come in the
+  // gate pass), as one pass over all T·B rows split across threads (inside the step loop it
+  // would run on B rows at a time: serial at small B). Recording keeps LN(x W_ih^T) and 1/σ.
+  const bool ln_in = ln.size() == 6;
+  Tensor Ni = ln_in && rec ? at::empty({T, B, GH}, opts) : Tensor();
+  Tensor ri = ln_in && rec ? at::empty({T, B}, opts) : Tensor();
+  if (ln_in) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input", [&] {
+      scalar_t* g0 = G.data_ptr<scalar_t>();
+      scalar_t* n0 = rec ? Ni.data_ptr<scalar_t>() : g0;  // inference: in place, each entry read before written
+      scalar_t* r0 = rec ? ri.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* w = ln[4].data_ptr<scalar_t>();
+      const scalar_t* bb = ln[5].data_ptr<scalar_t>();
+      at::parallel_for(0, T * B, row_grain(GH), [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          scalar_t* g = g0 + q * GH;
+          scalar_t* n = n0 + q * GH;
+          const scalar_t r = ln_row(g, GH, eps, n);
+          if (r0) r0[q] = r;
+          for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
+            using VV = decltype(tag);
+            st(ld<VV>(n + j) * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
+          });
+        }
+      });
+    });
+  }
+  Tensor C = rec ? at::empty({T, B, H}, opts) : Tensor();
+  Tensor out = at::empty({T, B, P}, opts);
+  Tensor hs = h0.contiguous().clone();
+  Tensor cs = c0.contiguous().clone();
+  Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
+  Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
+  const bool has_ln = !ln.empty();
+  Tensor hs2 = has_ln || proj ? Tensor() : at::empty({B, P}, opts);  // the other h buffer of forward_loop_columns
+  const int64_t R = rec ? T * B : B;  // rows of the LayerNorm records: every step's, or one step's
+  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({R, GH}, opts) : Tensor();
+  Tensor rh = has_ln ? at::empty({R}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
+  Tensor Nc = has_ln ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
+    auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
+    const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
+    auto run = [&](auto loop) {
+      loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t), ptr(whr_t),
+           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
+    };
+    if (!has_ln) {
+      auto cols = [&](auto loop) {
+        loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t),
+             ptr(whr_t), ptr(hpre), ptr(hmask), ptr(hs2), var);
+      };
+      if (rec) cols(forward_loop_columns<scalar_t, true>); else cols(forward_loop_columns<scalar_t, false>);
+    } else if (rec) {
+      run(forward_loop<scalar_t, true>);
+    } else {
+      run(forward_loop<scalar_t, false>);
+    }
+  });
+  if (!rec) return {out, hs, cs};
+  if (has_ln) Nh = Nh.view({T, B, GH}), rh = rh.view({T, B}), Nc = Nc.view({T, B, H}), rc = rc.view({T, B});
+  return {out, hs, cs, G, C, Nh, rh, Nc, rc, Ni, ri};
+}
+
+// b_ih + b_hh (GH,), or undefined without biases.
+Tensor summed_bias(const optional<Tensor>& b_ih, const optional<Tensor>& b_hh) {
+  if (!b_ih.has_value() || !b_ih->defined()) return Tensor();
+  Tensor bias = *b_ih;
+  if (b_hh.has_value() && b_hh->defined()) bias = bias + *b_hh;
+  return bias.contiguous();
+}
+
 // Returns {out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH) activated i|f|g|o (coupled i|g|o), c (T,B,H),
-// and with LayerNorm Nh (T,B,GH), rh (T,B), Nc (T,B,H), rc (T,B) for backward (else undefined)}.
-// Without w_ih, x is the input projection itself (T, B, GH), biases included (LayerNorm).
+// and with LayerNorm Nh (T,B,GH), rh (T,B), Nc (T,B,H), rc (T,B), and with 6 LayerNorm tensors
+// Ni (T,B,GH), ri (T,B) (the input projection's) for backward (else undefined)}.
+// Without w_ih, x is the input projection itself (T, B, GH) (biases are still added when given).
 std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const optional<Tensor>& w_ih_,
                                  const Tensor& w_hh, const optional<Tensor>& b_ih, const optional<Tensor>& b_hh,
                                  const optional<Tensor>& w_hr, const optional<Tensor>& lengths, bool reverse,
@@ -576,63 +933,126 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
                                  const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                  const optional<std::vector<Tensor>>& layer_norm, double eps) {
   at::AutoDispatchBelowADInplaceOrView guard;  // plain tensors in, plain tensors out: no autograd here
-  TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
-  const int64_t NG = coupled ? 3 : 4;
-  const Tensor w_ih = opt(w_ih_);
-  const int64_t GH = w_hh.size(0), H = GH / NG, P = w_hh.size(1);
-  TORCH_CHECK(GH % NG == 0, "fused lstm: weight_hh has ", GH, " rows, not a multiple of ", NG, " gates");
-  TORCH_CHECK(!w_ih.defined() || w_ih.sizes() == at::IntArrayRef({GH, I}), "fused lstm: weight_ih is ",
-              w_ih.sizes(), " for input size ", I);
-  TORCH_CHECK(w_ih.defined() || I == GH, "fused lstm: without weight_ih, x must be the input projection (T, B, ", GH,
-              "), got ", x.sizes());
-  const std::vector<Tensor> ln = ln_params(layer_norm, GH, H, x);
-  TORCH_CHECK(h0.sizes() == at::IntArrayRef({B, P}), "fused lstm: h0 is ", h0.sizes(), ", expected (", B, ", ", P, ")");
-  TORCH_CHECK(c0.sizes() == at::IntArrayRef({B, H}), "fused lstm: c0 is ", c0.sizes(), ", expected (", B, ", ", H, ")");
   const bool proj = w_hr.has_value() && w_hr->defined();
-  TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
-  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
-  const Tensor len_c = lengths_int64(lengths, B);
-  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
+  return forward_impl(true, x, h0, c0, opt(w_ih_), w_hh.t().contiguous(), summed_bias(b_ih, b_hh),
+                      proj ? w_hr->t().contiguous() : Tensor(), lengths, reverse, coupled, peephole, h_keep, zone_h,
+                      zone_c, layer_norm, eps);
+}
 
-  auto opts = x.options();
-  Tensor G = at::empty({T, B, GH}, opts);
-  Tensor G2 = G.view({T * B, GH});
-  Tensor x2 = x.contiguous().view({T * B, I});
-  const bool has_bias = b_ih.has_value() && b_ih->defined();
-  if (!w_ih.defined()) {
-    G.copy_(x);
-  } else if (has_bias) {
-    Tensor bias = *b_ih;
-    if (b_hh.has_value() && b_hh->defined()) bias = bias + *b_hh;
-    at::addmm_out(G2, bias, x2, w_ih.t());  // all steps' X W_ih^T + b in one GEMM
-  } else {
-    at::mm_out(G2, x2, w_ih.t());
-  }
-  Tensor C = at::empty({T, B, H}, opts);
-  Tensor out = at::empty({T, B, P}, opts);
-  Tensor hs = h0.contiguous().clone();
-  Tensor cs = c0.contiguous().clone();
-  Tensor whh_t = w_hh.t().contiguous();                              // (P, GH)
-  Tensor whr_t = proj ? w_hr->t().contiguous() : Tensor();          // (H, P)
-  Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
-  Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
-  const bool has_ln = !ln.empty();
-  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({T, B, GH}, opts) : Tensor();
-  Tensor rh = has_ln ? at::empty({T, B}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
-  Tensor Nc = has_ln ? at::empty({T, B, H}, opts) : Tensor(), rc = has_ln ? at::empty({T, B}, opts) : Tensor();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
-    auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-    forward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(G), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t),
-                           ptr(whr_t), ptr(hpre), ptr(hmask), make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps),
-                           ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
-  });
-  return {out, hs, cs, G, C, Nh, rh, Nc, rc};
+// Inference (no autograd, nothing recorded): {out (T,B,P), h_n (B,P), c_n (B,H)}. Takes the
+// weights prepared once by the caller (fused.py caches them per weight version): whh_t (P, GH)
+// = W_hh^T contiguous, bias (GH,) = b_ih + b_hh or None, whr_t (H, P) = W_hr^T or None.
+std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& c0, const optional<Tensor>& w_ih,
+                               const Tensor& whh_t, const optional<Tensor>& bias, const optional<Tensor>& whr_t,
+                               const optional<Tensor>& lengths, bool reverse, bool coupled,
+                               const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                               const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                               const optional<std::vector<Tensor>>& layer_norm, double eps) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  auto given = [](const optional<Tensor>& t) { return t.has_value() && t->defined() ? *t : Tensor(); };
+  return forward_impl(false, x, h0, c0, opt(w_ih), whh_t, given(bias), given(whr_t), lengths, reverse, coupled,
+                      peephole, h_keep, zone_h, zone_c, layer_norm, eps);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward
+
+// backward_loop without projection or LayerNorm, its step split into column parts (see
+// column_parts) with one fork/join per step. Since P = H, a part owns hidden units [j0, j1) and
+// the same columns of dh: it first finishes the previous step's carry, dL/dh_{t} for its
+// columns = dG[t'] W_hh[:, j0:j1] (t' the step processed before; every column of dG[t'] is
+// complete once the previous region joined), then runs the cell backward of its units, writing
+// their columns of dG[t]. The last step's carry (dL/dh0) is one GEMM after the loop. Arguments
+// as backward_loop.
+template <typename scalar_t>
+void backward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t parts, bool reverse, const int64_t* len,
+                           const scalar_t* G, const scalar_t* C, const scalar_t* c0, const scalar_t* gout,
+                           const scalar_t* gG, const scalar_t* gC, scalar_t* dh, scalar_t* dc, scalar_t* dG,
+                           scalar_t* dH, const scalar_t* whh, scalar_t* dh_new, scalar_t* dh_zone,
+                           scalar_t* Cprev, scalar_t* Ctil, const Variants<scalar_t>& var) {
+  const Layout<scalar_t> k(H, var);
+  const int64_t GH = k.GH, P = H;
+  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;
+  constexpr int64_t V = Vec<scalar_t>::size();
+  scalar_t* const no_hp = nullptr;  // o ⊙ tanh(c̃): projection only
+  const scalar_t* const no_ln = nullptr;
+  // dL/dh_{t'-1} for columns [j0, j1) from dG[t'] (t' = the step processed before), for rows that ran at t'.
+  auto carry = [&](int64_t tp, const scalar_t* zh_prev, int64_t j0, int64_t j1) {
+    step_gemm<scalar_t>(B, j1 - j0, GH, dG + tp * B * GH, GH, whh + j0, dh_new + j0, /*accumulate=*/false, P, P);
+    for (int64_t b = 0; b < B; ++b) {
+      if (!row_active(len, b, tp)) continue;
+      scalar_t* d = dh + b * P;
+      const scalar_t* n = dh_new + b * P;
+      const scalar_t* m = var.h_keep ? var.h_keep + b * P : nullptr;
+      const scalar_t* dz = zh_prev ? dh_zone + b * P : nullptr;
+      for (int64_t j = j0; j < j1; ++j) d[j] = (m ? n[j] * m[j] : n[j]) + (dz ? dz[j] : scalar_t(0));
+    }
+  };
+  int64_t t_prev = -1;
+  const scalar_t* zh_prev = nullptr;
+  for (int64_t s = T - 1; s >= 0; --s) {
+    const int64_t t = reverse ? T - 1 - s : s;
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;     // (B, H)
+    const scalar_t* Gt = G + t * B * GH;
+    const scalar_t* Ct = C + t * B * H;
+    scalar_t* dGt = dG + t * B * GH;
+    at::parallel_for(0, parts, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        int64_t j0, j1;
+        part_range(q, parts, H, V, j0, j1);
+        if (j1 <= j0) continue;
+        if (t_prev >= 0) carry(t_prev, zh_prev, j0, j1);
+        for (int64_t b = 0; b < B; ++b) {
+          scalar_t* dg = dGt + b * GH;
+          scalar_t* d = dH + b * P;
+          scalar_t* cpo = Cprev ? Cprev + (t * B + b) * H : nullptr;
+          scalar_t* cto = Ctil ? Ctil + (t * B + b) * H : nullptr;
+          if (!row_active(len, b, t)) {
+            for (int64_t gi = 0; gi < (var.coupled ? 3 : 4); ++gi) std::fill(dg + gi * H + j0, dg + gi * H + j1, scalar_t(0));
+            if (cpo) std::fill(cpo + j0, cpo + j1, scalar_t(0)), std::fill(cto + j0, cto + j1, scalar_t(0));
+            continue;
+          }
+          // dL/dh_t = carry + the output's own gradient; with zoneout z_h of it goes to h_{t-1}.
+          const scalar_t* cr = dh + b * P;
+          const scalar_t* go = gout ? gout + (t * B + b) * P : nullptr;
+          for (int64_t j = j0; j < j1; ++j) d[j] = go ? cr[j] + go[j] : cr[j];
+          if (zh_step) {
+            const scalar_t* z = zh_step + b * P;
+            scalar_t* dz = dh_zone + b * P;
+            for (int64_t j = j0; j < j1; ++j) {
+              dz[j] = z[j] * d[j];
+              d[j] = (scalar_t(1) - z[j]) * d[j];
+            }
+          }
+          const scalar_t* g = Gt + b * GH;
+          const scalar_t* c = Ct + b * H;
+          const scalar_t* cp = t == row_start(len, b, T, reverse) ? c0 + b * H
+                                                                  : C + ((reverse ? t + 1 : t - 1) * B + b) * H;
+          scalar_t* dcr = dc + b * H;
+          const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
+          const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
+          const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+          int64_t j = j0;
+          if (plain) {
+            for (; j + V <= j1; j += V)
+              cell_backward<Vec<scalar_t>, false>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+            for (; j < j1; ++j)
+              cell_backward<scalar_t, false>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+          } else {
+            for (; j + V <= j1; j += V)
+              cell_backward<Vec<scalar_t>, true>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+            for (; j < j1; ++j)
+              cell_backward<scalar_t, true>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+          }
+        }
+      }
+    });
+    t_prev = t;
+    zh_prev = zh_step;
+  }
+  if (t_prev >= 0) carry(t_prev, zh_prev, 0, H);  // dL/dh0
+}
 
 template <typename scalar_t>
 void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
@@ -670,6 +1090,7 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
   constexpr int64_t V = Vec<scalar_t>::size();
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t t = reverse ? T - 1 - s : s;
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
     // dL/dh_t = carry from step t+1 (in processing order) + the output's own gradient; with
     // zoneout z_h of it goes straight to h_{t-1} and (1 - z_h) of it to h̃_t.
     scalar_t* dht = proj ? dH + t * B * P : dH;
@@ -686,8 +1107,8 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
       } else {
         std::memcpy(d, carry, sizeof(scalar_t) * P);
       }
-      if (var.zone_h) {
-        const scalar_t* z = var.zone_h + (t * B + b) * P;
+      if (zh_step) {
+        const scalar_t* z = zh_step + b * P;
         scalar_t* dz = dh_zone + b * P;
         for (int64_t j = 0; j < P; ++j) {
           dz[j] = z[j] * d[j];
@@ -703,7 +1124,7 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
     const scalar_t* Gt = G + t * B * GH;
     const scalar_t* Ct = C + t * B * H;
     scalar_t* dGt = dG + t * B * GH;
-    const scalar_t* zc_t = var.zone_c ? var.zone_c + t * B * H : nullptr;
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
     at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         scalar_t* dg = dGt + b * GH;
@@ -789,8 +1210,8 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
 }
 
 // Returns {dx, dh0, dc0, dw_ih, dw_hh, db (for both b_ih and b_hh), dw_hr, dpeephole, and the
-// LayerNorm gradients d w_hh', d b_hh', d w_c, d b_c}; undefined where not applicable. Without
-// w_ih, dx is the gradient of the input projection that x then is.
+// LayerNorm gradients d w_hh', d b_hh', d w_c, d b_c, d w_ih', d b_ih'}; undefined where not
+// applicable. Without w_ih, dx is the gradient of the input projection that x then is.
 std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const optional<Tensor>& grad_hn,
                                   const optional<Tensor>& grad_cn, const optional<Tensor>& grad_gates,
                                   const optional<Tensor>& grad_c, const Tensor& x, const Tensor& h0,
@@ -801,7 +1222,8 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
                                   const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                   const optional<std::vector<Tensor>>& layer_norm, double eps,
                                   const optional<Tensor>& Nh_, const optional<Tensor>& rh_,
-                                  const optional<Tensor>& Nc_, const optional<Tensor>& rc_) {
+                                  const optional<Tensor>& Nc_, const optional<Tensor>& rc_,
+                                  const optional<Tensor>& Ni_, const optional<Tensor>& ri_) {
   at::AutoDispatchBelowADInplaceOrView guard;
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const Tensor w_ih = opt(w_ih_);
@@ -816,8 +1238,9 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = opt(zone_h), zc = opt(zone_c);
+  Tensor peep = opt(peephole), hk = opt(h_keep), zh = zone_mask(zone_h), zc = zone_mask(zone_c);
   check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
+  const Tensor zh_s = mask_scratch(zh, B, P, x), zc_s = mask_scratch(zc, B, H, x);
   const Tensor len_c = lengths_int64(lengths, B);
   const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
   auto opts = x.options();
@@ -837,21 +1260,69 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor Gc = G.contiguous(), Cc = C.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_backward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-    backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
-                            ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
-                            ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil),
-                            make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps), ptr(Nh), ptr(rh), ptr(Nc),
-                            ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
+    const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
+    const int64_t parts = proj || has_ln ? 1 : column_parts(B, GH, P, H, Vec<scalar_t>::size());
+    if (parts > 1) {
+      backward_loop_columns<scalar_t>(T, B, H, parts, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG),
+                                      ptr(gC), ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(whh), ptr(dh_new),
+                                      ptr(dh_zone), ptr(Cprev), ptr(Ctil), var);
+    } else {
+      backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
+                              ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
+                              ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
+                              ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
+    }
   });
 
+  // With the input projection's LayerNorm in the kernel (G[t] = LN(Z)·w_i + b_i + …, Z = x W_ih^T):
+  // dw_i = Σ dG ⊙ LN(Z), db_i = Σ dG, and dZ = LN's backward of dG ⊙ w_i, row by row.
+  const bool ln_in = ln.size() == 6;
+  Tensor dZ = dG, diw, dib;
+  if (ln_in) {
+    Tensor Ni = opt(Ni_), ri = opt(ri_);
+    TORCH_CHECK(Ni.defined() && ri.defined(), "fused lstm: the input LayerNorm's backward needs its forward values");
+    dib = dG.sum({0, 1});
+    dZ = at::empty_like(dG);
+    // dw_i is summed in the same pass that reads dG and LN(Z) for dZ: one partial sum per part.
+    const int64_t rows = T * B, parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
+    Tensor partial = at::zeros({parts, GH}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input_backward", [&] {
+      const scalar_t* dg = dG.data_ptr<scalar_t>();
+      const scalar_t* ni = Ni.data_ptr<scalar_t>();
+      const scalar_t* r = ri.data_ptr<scalar_t>();
+      const scalar_t* w = ln[4].data_ptr<scalar_t>();
+      scalar_t* dz = dZ.data_ptr<scalar_t>();
+      scalar_t* acc0 = partial.data_ptr<scalar_t>();
+      at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t part = p0; part < p1; ++part) {
+          scalar_t* acc = acc0 + part * GH;
+          for (int64_t q = rows * part / parts; q < rows * (part + 1) / parts; ++q) {
+            // rows past a length have dG = 0, hence dZ = 0 and nothing added
+            scalar_t* d = dz + q * GH;
+            const scalar_t* g = dg + q * GH;
+            const scalar_t* n = ni + q * GH;
+            for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
+              using VV = decltype(tag);
+              const VV gv = ld<VV>(g + j);
+              st(ld<VV>(acc + j) + gv * ld<VV>(n + j), acc + j);
+              st(gv * ld<VV>(w + j), d + j);
+            });
+            ln_row_backward(d, n, r[q], GH, d);
+          }
+        }
+      });
+    });
+    diw = partial.sum(0);
+  }
+
   // Gradients of the weights, biases and input: single GEMMs over all T·B rows.
-  Tensor dG2 = dG.view({T * B, GH});
+  Tensor dG2 = dG.view({T * B, GH}), dZ2 = dZ.view({T * B, GH});
   Tensor x2 = x.contiguous().view({T * B, I});
   Tensor dx, dw_ih, db;
   if (w_ih.defined()) {
-    dx = need_dx ? at::mm(dG2, w_ih).view({T, B, I}) : Tensor();
-    dw_ih = at::mm(dG2.t(), x2);
-    db = has_bias ? dG2.sum(0) : Tensor();
+    dx = need_dx ? at::mm(dZ2, w_ih).view({T, B, I}) : Tensor();
+    dw_ih = at::mm(dZ2.t(), x2);
+    db = has_bias ? (ln_in ? dib : dG2.sum(0)) : Tensor();  // with LN_ih in the kernel: the same Σ dG
   } else {
     dx = dG;  // x was the input projection
   }
@@ -891,7 +1362,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     dhw = (dG * Nh).sum({0, 1}), dhb = dG.sum({0, 1});
     dcw = (DCO * Nc).sum({0, 1}), dcb = DCO.sum({0, 1});
   }
-  return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb};
+  return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb, diw, dib};
 }
 }  // namespace
 
@@ -899,6 +1370,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit fused CPU LSTM layer: forward and hand-written backward through time";
   m.def("forward", &lstm_forward, "one LSTM layer, one direction (see lstm_fused.cpp)");
   m.def("backward", &lstm_backward, "its backward through time");
+  m.def("infer", &lstm_infer, "forward only, nothing recorded, on prepared weights (no autograd)");
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
         "whether per-step GEMMs call BLAS directly (else through ATen)");
   m.def("set_gemm_mode", [](const std::string& mode) {
@@ -909,6 +1381,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         g_small_gemm = mode == "auto" ? kSmallGemmDefault : mode == "loop" ? INT64_MAX : -1;
         g_use_blas = mode != "aten";
       }, "for tests: choose the per-step GEMM path");
+  m.def("set_split", [](int64_t min_macs, int64_t parts) {
+        g_split_min = min_macs;
+        g_split_parts = parts;
+      }, py::arg("min_macs") = kSplitNever, py::arg("parts") = 0,
+      "split each step's recurrent GEMM and gate pass into column parts from min_macs multiply-adds per step on "
+      "(default: never, see column_parts); parts > 0 forces that many parts (tests), 0 is one per thread");
   m.def("vector_width", [] { return static_cast<int64_t>(at::vec::Vectorized<float>::size()); },
         "floats per vector register in the elementwise passes");
 }
