@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -105,3 +106,28 @@ def test_lstm_learns_embedded_reber_online():
     row = run_task("reber", "lstm", seed=0, max_steps=300, eval_every=300, time_budget=3600)
     assert row["loss"] < 1.0 and row["wrong"] < row["n_test"], row
     assert row["sequences"] == 300 * 32
+
+
+def test_progress_eta_is_capped_by_the_time_budget(capsys):
+    """A budget-limited run shows the time left, not the 50,000-step estimate (the demo's ETA was minutes off)."""
+    from lstmkit.train.trainer import Progress
+
+    progress = Progress("log", total=50_000, initial=0, enabled=True)
+    progress.t0 -= 10.0  # 10 s for 100 steps: 50,000 steps would be ~83 minutes
+    progress.log(100, {"loss": 0.5})
+    progress.log(100, {"loss": 0.5}, seconds_left=42.0)
+    uncapped, capped = capsys.readouterr().err.strip().splitlines()
+    assert uncapped.endswith("eta 83:10") and capped.endswith("eta 0:42")
+
+
+def test_paper_task_reports_the_seconds_left_of_its_budget():
+    from lstmkit.tasks import make_task
+    from lstmkit.tasks.runner import PaperTask
+
+    task = make_task("adding", 10)
+    model_task = PaperTask(task, "lstm", 8, seed=0, eval_size=16, time_budget=30.0)
+    assert model_task.seconds_left() == 30.0  # the clock starts at the first training step
+    model_task.t0 = time.perf_counter() - 12.0
+    assert 17.0 < model_task.seconds_left() <= 18.0
+    model_task.t0 = time.perf_counter() - 99.0
+    assert model_task.seconds_left() == 0.0

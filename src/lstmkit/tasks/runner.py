@@ -106,6 +106,10 @@ class PaperTask(TrainerTask):
         """Seconds since the first training step."""
         return 0.0 if self.t0 is None else time.perf_counter() - self.t0
 
+    def seconds_left(self) -> float:
+        """Until the time budget ends training (at the next check after it), for the progress ETA."""
+        return max(0.0, self.time_budget - self.elapsed())
+
     def _stop_rule(self, metrics: dict[str, Any]) -> bool:
         if self.task.kind == "regression" or self.task.readout == "last":
             return metrics["wrong"] <= self.stop_wrong * metrics["n"]

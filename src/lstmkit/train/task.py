@@ -24,6 +24,7 @@ Without it, each new batch starts from a zero state.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterable
 
 import torch
@@ -59,6 +60,13 @@ class Task:
     def should_stop(self, metrics: dict[str, float]) -> Any:
         """After an evaluation: False to go on, True or a reason string to end training."""
         return False
+
+    def seconds_left(self) -> float:
+        """Wall seconds until should_stop ends training on its own (a time budget), or inf.
+
+        The progress display's ETA is the smaller of this and the step-count estimate.
+        """
+        return math.inf
 
     def windows(self, batch: Any, k: int) -> list[Any]:
         return split_time(batch, k)

@@ -133,18 +133,21 @@ class Progress:
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
-    def update(self, step: int, info: dict[str, Any]) -> None:
+    def update(self, step: int, info: dict[str, Any], seconds_left: float = math.inf) -> None:
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()},
-                                 refresh=False)
+            postfix = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()}
+            if math.isfinite(seconds_left):  # tqdm's own ETA counts steps; a time budget may end sooner
+                postfix["budget left"] = f"{int(seconds_left) // 60}:{int(seconds_left) % 60:02d}"
+            self.bar.set_postfix(postfix, refresh=False)
 
-    def log(self, step: int, info: dict[str, Any]) -> None:
+    def log(self, step: int, info: dict[str, Any], seconds_left: float = math.inf) -> None:
+        """One line; seconds_left caps the ETA when the task stops on a time budget (Task.seconds_left)."""
         if self.mode != "log":
             return
         done = step - self.step0
         elapsed = time.perf_counter() - self.t0
-        eta = elapsed / done * (self.total - step) if done else float("nan")
+        eta = min(elapsed / done * (self.total - step), seconds_left) if done else float("nan")
         parts = [f"step {step}/{self.total}"] + [
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()]
         if done and eta == eta:
@@ -406,8 +409,9 @@ class Trainer:
                 if writes:
                     ckpt.append_metrics(self.run_dir, [row])
                 shown = {"loss": mean_loss, "lr": lr, "items/s": round(rate)}
-                progress.update(step, shown)
-                progress.log(step, shown)
+                left = task.seconds_left()
+                progress.update(step, shown, left)
+                progress.log(step, shown, left)
                 loss_sum, loss_n, items, t_log = 0.0, 0, 0, now
 
             if (c.eval_every and step % c.eval_every == 0) or step == c.steps:
