@@ -66,7 +66,7 @@ def run(args) -> int:
     from . import CliError
 
     try:
-        import onnx  # noqa: F401
+        import onnx
     except ImportError:
         raise CliError("ONNX export needs the onnx package: pip install 'lstmkit[onnx]'") from None
     cfg, _task, model = load_run(args.run_dir)
@@ -85,8 +85,6 @@ def run(args) -> int:
     if char_lm:  # ids -> embedding -> LSTM -> decoder; dropout is off at inference
         add_embedding_input(proto, model.embedding.weight, name="ids")
         add_linear_head(proto, model.decoder.weight, model.decoder.bias, source="output", name="logits")
-    import onnx
-
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, args.onnx)
     inputs = ", ".join(i.name for i in proto.graph.input)

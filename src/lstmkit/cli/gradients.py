@@ -58,7 +58,7 @@ def run(args) -> int:
     plot_gradient_flow(curves, args.out, title=f"gradient flow on {task.describe()}, loss at the last step")
     n = len(next(iter(curves.values()))["h"])
     lags = sorted({0, 10, 25, 50, 100, 250, 500, n - 1} & set(range(n)))
-    print(f"\nmean ‖dL/dh_t‖ (‖dL/dc_t‖ for the LSTM cell) at lag:")
+    print("\nmean ‖dL/dh_t‖ (‖dL/dc_t‖ for the LSTM cell) at lag:")
     print(f"{'curve':<16}" + "".join(f"{lag:>11}" for lag in lags))
     for label, r in curves.items():
         for what in ("h", "c"):

@@ -29,6 +29,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from .._io import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported: run-folder writers)
+
 CONFIG = "config.json"
 MODEL = "model.safetensors"
 STATE = "trainer_state.pt"
@@ -39,25 +41,6 @@ TMP = ".tmp"
 
 class CheckpointError(RuntimeError):
     """A run folder's checkpoint cannot be used; the message says which file and why."""
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write data to path via a temporary file + fsync + os.replace (old or new, never partial)."""
-    tmp = path + TMP
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _sha256(path: str) -> str:

@@ -5,6 +5,7 @@ import os
 import sys
 from typing import Optional
 
+from .._io import atomic_path
 from .checkpoint import CURVE, read_metrics
 
 MISSING_MATPLOTLIB = "learning-curve plot skipped: matplotlib is not installed (pip install 'lstmkit[plot]')"
@@ -47,10 +48,11 @@ def plot_runs(runs: dict[str, str], path: str, metric: str = "loss", title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:  # savefig picks the format from the extension
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

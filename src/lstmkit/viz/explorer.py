@@ -29,12 +29,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from importlib import resources
 from typing import Any, Optional
 
 import numpy as np
 
+from .._io import atomic_write_text
 from .states import NAMES, QUANTITIES, GateStates, memory_span
 
 FORMAT = 1
@@ -133,24 +133,6 @@ def write_explorer(states: GateStates, path: str, **options: Any) -> str:
     page = render_page(build_payload(states, **options))
     atomic_write_text(path, page)
     return path
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write text to path through a temporary file in the same folder and a rename: a reader
-    (or a crash) never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:  # open(), not mkstemp: the umask's permissions
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _round(a: np.ndarray, digits: int) -> list:

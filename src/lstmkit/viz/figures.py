@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .._io import atomic_path
 from .patterns import hypothesis_signal, rank_units
 from .states import NAMES, QUANTITIES, GateStates, memory_span
 
@@ -37,16 +38,11 @@ def _plt():
 
 
 def _save(fig, path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         _plt().close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -66,7 +62,7 @@ def plot_text_heatmap(states: GateStates, path: str, text: str, layer: int = 0, 
     coloured by the unit's value at that step."""
     plt = _plt()
     v = states.get(quantity, layer, direction)[:, unit]  # (T,)
-    rows, cells = [], []
+    cells = []
     r = c = 0
     for t, ch in enumerate(text[:max_chars]):
         cells.append((r, c, t, ch))

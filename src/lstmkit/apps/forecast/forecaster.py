@@ -15,9 +15,8 @@ Nothing after the training part enters a window or a statistic of the scaler.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import numpy as np
