@@ -81,8 +81,9 @@ NOTES = {
           "3,000+ steps); the cause is open.",
 }
 GENERAL_NOTES = [
-    "- Every row ran in its own process with 1 torch thread on a 2-core machine shared with other jobs "
-    "(load averages above), so wall times are several times those of a quiet machine. On a quiet core an "
+    "- Every row ran in its own process with the torch threads listed above, on a 2-core machine mostly "
+    "shared with other jobs (load averages above: at load 5-13 wall times are several times those of a "
+    "quiet machine; adding T=500 was rerun with 2 threads at load 0.7 and solved in 275 s). On a quiet core an "
     "adding T=500 step (batch 64, 64 cells, fused kernel) took 0.15 s, i.e. ~3,600 steps per 10 minutes; the "
     "fused kernel is what `backend=\"auto\"` picks on CPU (native torch.nn.LSTM: 0.20 s).",
     "- Rows whose budget exceeds 600 s were given more time because of that load; their step and sequence "
