@@ -36,6 +36,8 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -314,14 +316,31 @@ inline Vec<S> tnh(const Vec<S>& x) { return vtanh(x); }
 inline float tnh(float x) { return std::tanh(x); }
 inline double tnh(double x) { return std::tanh(x); }
 
-// Calls f(tag, j) over [0, n): tag is a Vec<S> for the vector body and an S for the tail, so one
-// generic lambda (with ld / st / tnh above) serves both.
+// Calls f(tag, j) over [j0, j1): tag is a Vec<S> for the vector body and an S for the tail, so
+// one generic lambda (with ld / st / tnh above) serves both.
+template <typename S, typename F>
+inline void for_lanes(int64_t j0, int64_t j1, F&& f) {
+  constexpr int64_t V = Vec<S>::size();
+  int64_t j = j0;
+  for (; j + V <= j1; j += V) f(Vec<S>(), j);
+  for (; j < j1; ++j) f(S(0), j);
+}
+
 template <typename S, typename F>
 inline void for_lanes(int64_t n, F&& f) {
-  constexpr int64_t V = Vec<S>::size();
-  int64_t j = 0;
-  for (; j + V <= n; j += V) f(Vec<S>(), j);
-  for (; j < n; ++j) f(S(0), j);
+  for_lanes<S>(0, n, std::forward<F>(f));
+}
+
+// The cell passes over hidden units [j0, j1): f(tag, variants, j) as for_lanes, with variants a
+// std::integral_constant<bool, !plain> chosen once per call, so the plain cell is its own
+// instantiation without the variants' branches (cell_forward / cell_backward's VAR).
+template <typename S, typename F>
+inline void for_units(bool plain, int64_t j0, int64_t j1, F&& f) {
+  if (plain) {
+    for_lanes<S>(j0, j1, [&](auto tag, int64_t j) { f(tag, std::false_type{}, j); });
+  } else {
+    for_lanes<S>(j0, j1, [&](auto tag, int64_t j) { f(tag, std::true_type{}, j); });
+  }
 }
 
 template <typename S>
@@ -529,6 +548,25 @@ inline void part_range(int64_t q, int64_t n, int64_t H, int64_t lanes, int64_t& 
   j1 = std::min(H, (blocks * (q + 1) / n) * lanes);
 }
 
+// The projection after a step's gate pass: h_t = hpre W_hr^T into the output row, then zoneout
+// of the projected h (z_h lerps back to h_{t-1}), then h_t becomes the carried state hs. Inactive
+// rows of hpre are zero, so their outputs are zero too, and their carried h is left as it was.
+template <typename scalar_t>
+void project_step(int64_t B, int64_t H, int64_t P, int64_t t, const int64_t* len, const scalar_t* hpre,
+                  const scalar_t* whr_t, const scalar_t* zh_step, scalar_t* Ot, scalar_t* hs) {
+  step_gemm<scalar_t>(B, P, H, hpre, H, whr_t, Ot, /*accumulate=*/false);  // h = hpre W_hr^T
+  for (int64_t b = 0; b < B; ++b) {
+    if (!row_active(len, b, t)) continue;
+    scalar_t* o = Ot + b * P;
+    if (zh_step) {
+      const scalar_t* z = zh_step + b * P;
+      const scalar_t* hp = hs + b * P;
+      for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
+    }
+    std::memcpy(hs + b * P, o, sizeof(scalar_t) * P);
+  }
+}
+
 // forward_loop without LayerNorm (whose row statistics need whole rows): each step splits the
 // hidden units into column parts, and each part runs the recurrent GEMM of its units' columns of
 // all gates, then their gate pass (see column_parts). h_{t-1} is read from one buffer while the
@@ -579,16 +617,9 @@ void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool rever
         const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
         const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
         const scalar_t* hprev = hcur + b * P;
-        int64_t j = j0;
-        if (plain) {
-          for (; j + V <= j1; j += V)
-            cell_forward<Vec<scalar_t>, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
-          for (; j < j1; ++j) cell_forward<scalar_t, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
-        } else {
-          for (; j + V <= j1; j += V)
-            cell_forward<Vec<scalar_t>, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
-          for (; j < j1; ++j) cell_forward<scalar_t, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
-        }
+        for_units<scalar_t>(plain, j0, j1, [&](auto tag, auto variants, int64_t j) {
+          cell_forward<decltype(tag), decltype(variants)::value, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
+        });
         if (!proj) std::memcpy(hnxt + b * P + j0, h_dst + j0, sizeof(scalar_t) * (j1 - j0));
       }
     };
@@ -608,20 +639,7 @@ void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool rever
       step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
       at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) { cells(b0, b1, 0, H); });
     }
-    if (proj) {
-      // Inactive rows of hpre are zero, so their projected outputs are zero too.
-      step_gemm<scalar_t>(B, P, H, hpre, H, whr_t, Ot, /*accumulate=*/false);  // h = hpre W_hr^T
-      for (int64_t b = 0; b < B; ++b) {
-        if (!row_active(len, b, t)) continue;
-        scalar_t* o = Ot + b * P;
-        if (zh_step) {  // zoneout of the projected h
-          const scalar_t* z = zh_step + b * P;
-          const scalar_t* hp = hs + b * P;
-          for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
-        }
-        std::memcpy(hs + b * P, o, sizeof(scalar_t) * P);
-      }
-    } else {
+    if (proj) project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs); else {
       std::swap(hcur, hnxt);
     }
   }
@@ -654,7 +672,6 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
-  constexpr int64_t V = Vec<scalar_t>::size();
   for (int64_t s = 0; s < T; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = G + t * B * GH;
@@ -703,17 +720,10 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
         const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
         const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
         const scalar_t* hprev = hs + b * P;
-        int64_t j = 0;
         scalar_t* ctl = k.ln ? Ctl + b * H : nullptr;
-        if (plain) {
-          for (; j + V <= H; j += V)
-            cell_forward<Vec<scalar_t>, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
-          for (; j < H; ++j) cell_forward<scalar_t, false, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
-        } else {
-          for (; j + V <= H; j += V)
-            cell_forward<Vec<scalar_t>, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
-          for (; j < H; ++j) cell_forward<scalar_t, true, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
-        }
+        for_units<scalar_t>(plain, 0, H, [&](auto tag, auto variants, int64_t j) {
+          cell_forward<decltype(tag), decltype(variants)::value, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
+        });
         if (k.ln) {  // h̃ = o ⊙ tanh(LN(c̃) · w_c + b_c), then zoneout of h when not projecting
           scalar_t* nc = Nc + r * H;
           rc[r] = ln_row(ctl, H, var.eps, nc);
@@ -728,20 +738,7 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
         if (!proj) std::memcpy(hs + b * P, h_dst, sizeof(scalar_t) * P);
       }
     });
-    if (proj) {
-      // Inactive rows of hpre are zero, so their projected outputs are zero too.
-      step_gemm<scalar_t>(B, P, H, hpre, H, whr_t, Ot, /*accumulate=*/false);  // h = hpre W_hr^T
-      for (int64_t b = 0; b < B; ++b) {
-        if (!row_active(len, b, t)) continue;
-        scalar_t* o = Ot + b * P;
-        if (zh_step) {  // zoneout of the projected h
-          const scalar_t* z = zh_step + b * P;
-          const scalar_t* hp = hs + b * P;
-          for (int64_t q = 0; q < P; ++q) o[q] = o[q] + z[q] * (hp[q] - o[q]);
-        }
-        std::memcpy(hs + b * P, o, sizeof(scalar_t) * P);
-      }
-    }
+    if (proj) project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs);
   }
 }
 
@@ -1033,18 +1030,9 @@ void backward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t parts, bool 
           const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
           const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
           const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
-          int64_t j = j0;
-          if (plain) {
-            for (; j + V <= j1; j += V)
-              cell_backward<Vec<scalar_t>, false>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
-            for (; j < j1; ++j)
-              cell_backward<scalar_t, false>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
-          } else {
-            for (; j + V <= j1; j += V)
-              cell_backward<Vec<scalar_t>, true>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
-            for (; j < j1; ++j)
-              cell_backward<scalar_t, true>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
-          }
+          for_units<scalar_t>(plain, j0, j1, [&](auto tag, auto variants, int64_t j) {
+            cell_backward<decltype(tag), decltype(variants)::value>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
+          });
         }
       }
     });
@@ -1087,7 +1075,6 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
   const bool proj = whr != nullptr;
-  constexpr int64_t V = Vec<scalar_t>::size();
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t t = reverse ? T - 1 - s : s;
     const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
@@ -1169,18 +1156,9 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
           });
           ln_row_backward(dcl, nc, rc[t * B + b], H, dcl);
         }
-        int64_t j = 0;
-        if (plain) {
-          for (; j + V <= H; j += V)
-            cell_backward<Vec<scalar_t>, false>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
-          for (; j < H; ++j)
-            cell_backward<scalar_t, false>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
-        } else {
-          for (; j + V <= H; j += V)
-            cell_backward<Vec<scalar_t>, true>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
-          for (; j < H; ++j)
-            cell_backward<scalar_t, true>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
-        }
+        for_units<scalar_t>(plain, 0, H, [&](auto tag, auto variants, int64_t j) {
+          cell_backward<decltype(tag), decltype(variants)::value>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
+        });
         if (k.ln) {  // through G[t] += LN(h W_hh^T)·w + b back to h W_hh^T
           scalar_t* dr = DR + (t * B + b) * GH;
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
