@@ -9,10 +9,11 @@ L num_layers, D = 2 if bidirectional else 1.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
-from typing import Any, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -221,3 +222,14 @@ def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequenc
         lengths = lengths[order.cpu()]
     data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """module in eval mode inside the block, then back in the mode it was in (export, streaming)."""
+    was_training = module.training
+    module.train(False)
+    try:
+        yield module
+    finally:
+        module.train(was_training)

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._recurrent import evaluating
 from ..lstm import LSTM
 
 DEFAULT_OPSET = 17
@@ -103,12 +104,8 @@ def export_route(model: LSTM, method: str = "auto") -> str:
 
 
 def _eval_variants(model: LSTM) -> tuple[str, ...]:
-    was_training = model.training
-    model.train(False)
-    try:
+    with evaluating(model):
         return model._variants()
-    finally:
-        model.train(was_training)
 
 
 def _support_note(reason: str) -> str:
@@ -397,12 +394,8 @@ def export_onnx(
     route = export_route(model, method)
     if model.layer_norm and opset < _LAYER_NORM_OPSET:
         raise ExportError(f"layer_norm needs opset >= {_LAYER_NORM_OPSET} (LayerNormalization), got opset={opset}")
-    was_training = model.training
-    model.train(False)  # what the graph computes: no dropout, zoneout's expectation
-    try:
+    with evaluating(model):  # what the graph computes: no dropout, zoneout's expectation
         onnx_model = _build(model, route, bool(initial_state), bool(lengths), int(opset), name="lstmkit_lstm")
-    finally:
-        model.train(was_training)
     if path is not None:
         onnx.save(onnx_model, os.fspath(path))
     return onnx_model

@@ -50,6 +50,7 @@ from torch import Tensor
 
 from ..kernels.reference import input_projection, lstm_cell_step
 from ..kernels.types import LSTMStepOptions
+from .._recurrent import evaluating
 from ..lstm import LSTM
 
 
@@ -94,17 +95,14 @@ class StreamingLSTM:
     def refresh(self) -> None:
         """Take a new snapshot of the model's weights (call after training or loading weights)."""
         layers = []
-        was_training = self.model.training
-        self.model.train(False)  # inference: no dropouts, zoneout's expectation
-        try:
+        with evaluating(self.model):  # inference: no dropouts, zoneout's expectation
             self._variant = bool(self.model._variants())
             params = self.model._layer_params()
-        finally:
-            self.model.train(was_training)
         with torch.no_grad():
-            if self._variant:  # one detached snapshot of every tensor of the layer (weights, peepholes, LN)
-                self._params = [_snapshot(p) for (p,) in params]
-            for (p,) in params:
+            # A variant layer steps through the reference equations and needs every tensor of the
+            # layer (peepholes, LN); a plain one the packed weights of torch.lstm_cell below.
+            self._params = [_snapshot(p) for (p,) in params] if self._variant else []
+            for (p,) in ([] if self._variant else params):
                 b = None if p.b_ih is None else (p.b_ih + p.b_hh).detach().clone()  # (4H,)
                 if p.w_hr is None:
                     layers.append((p.w_ih.detach().clone(), p.w_hh.detach().clone(), b, None))  # clone: a snapshot
