@@ -42,6 +42,17 @@ def gemm_mode():
 
 
 @pytest.fixture
+def tiled_mode():
+    """Force the forward's tiled steps on or off (tiled_mode("on" | "off" | "auto")); restore auto afterwards.
+
+    Auto runs them for float32 with AVX2 only; forcing them on lets the float64 gradchecks pin them.
+    """
+    ext = _require_kernel()
+    yield ext.set_tiled
+    ext.set_tiled("auto")
+
+
+@pytest.fixture
 def split_mode():
     """Set how the kernel splits a step's work into column parts; restore the default afterwards.
 
@@ -176,15 +187,17 @@ def configs(draw):
         record=draw(st.booleans()), with_hx=draw(st.booleans()), batch_first=draw(st.booleans()),
         gemm=draw(st.sampled_from(["auto", "loop", "blas", "aten"])),
         split=draw(st.sampled_from([0, 1, 2, 3])),
+        tiled=draw(st.sampled_from(["auto", "on", "off"])),
         seed=draw(st.integers(0, 2**16)),
     )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs())
-def test_fused_matches_reference(cfg, gemm_mode, split_mode):
+def test_fused_matches_reference(cfg, gemm_mode, split_mode, tiled_mode):
     gemm_mode(cfg["gemm"])
     split_mode(cfg["split"])
+    tiled_mode(cfg["tiled"])
     torch.manual_seed(cfg["seed"])
     dtype, T, B, H = cfg["dtype"], cfg["T"], cfg["B"], cfg["H"]
     lstm = lk.LSTM(cfg["I"], H, num_layers=cfg["layers"], bias=cfg["bias"], bidirectional=cfg["bidir"],
@@ -268,9 +281,11 @@ def test_medium_sizes_with_parallel_rows_match_reference(gemm, gemm_mode):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("gemm", ["loop", "blas"])
 @pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
-def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, split, gemm_mode, split_mode):
+@pytest.mark.parametrize("tiled", ["on", "off"], ids=["tiled", "row-split"])
+def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, split, tiled, gemm_mode, split_mode, tiled_mode):
     gemm_mode(gemm)
     split_mode(split)
+    tiled_mode(tiled)
     torch.manual_seed(0)
     T, B, I, H = 4, 3, 2, 5
     P = proj or H
@@ -339,6 +354,25 @@ def test_one_and_two_threads_agree():
     for a, b in zip(*results):
         # float32 GEMM blocking may differ with the thread count: rounding only.
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_kernel_loops_really_use_the_threads():
+    """The kernel's at::parallel_for only forks when the extension is compiled with OpenMP.
+
+    Built without -fopenmp it runs every loop on one thread whatever set_num_threads says; the
+    results stay right, so only this probe notices.
+    """
+    ext = _require_kernel()
+    if not torch.backends.openmp.is_available():
+        pytest.skip("torch is not built with OpenMP")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert ext.threads_used(2) == 2
+        torch.set_num_threads(1)
+        assert ext.threads_used(2) == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_saturated_gates_match_reference():

@@ -58,8 +58,13 @@ def same_dtype_device(name: str, t: Tensor, weight: Tensor) -> None:
 
 
 def finite(name: str, t: Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
+    # One reduction pass instead of isfinite's several (1.7 ms of S1's 24 ms forward): a NaN or
+    # ±inf anywhere makes the sum non-finite, so a finite sum clears t. A non-finite sum (or
+    # finite values whose sum overflows) gets the exact element-wise count.
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
         raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
 
 

@@ -13,9 +13,12 @@ and no gates are recorded, fused_lstm_layer calls the kernel's forward-only entr
 instead of the autograd.Function: it stores no gates or cell states, only h (and the final
 state), and takes W_hh^T, W_hr^T and b_ih + b_hh prepared once per weight version (_prepared).
 
-Threads: per step, BLAS threads the recurrent GEMM and the gate pass is split by rows. Splitting
-each step into column parts instead (one per thread: GEMM and gate pass of its hidden units) is
-opt-in through the kernel's set_split: it measured slower here (see column_parts in the C++).
+Threads (the kernel is compiled with -fopenmp, so its at::parallel_for loops share torch's
+OpenMP pool): forward steps in float32 on AVX2 are tiled, one parallel region per step in which
+each thread multiplies h_{t-1} by its hidden units' packed W_hh^T panels in registers and runs
+their cells (forward_loop_tiled in the C++); otherwise BLAS threads the recurrent GEMM and the
+gate pass is split by rows. Backward steps: a BLAS GEMM, then a row-split pass (the column
+split, set_split, is opt-in: no faster here).
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
@@ -71,13 +74,25 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def _openmp_flags() -> list[str]:
+    """-fopenmp when torch runs on OpenMP, for compiling and for linking.
+
+    at::parallel_for is a header template: its ``#pragma omp parallel`` only takes effect when
+    the extension itself is compiled with -fopenmp. Without it every parallel_for in the kernel
+    runs on one thread, silently (tests/test_fused_threads.py checks that it does not). The
+    extension then needs libgomp.so.1, which resolves to the copy libtorch_cpu already loaded:
+    one OpenMP runtime, one thread pool, sized by torch.set_num_threads.
+    """
+    return ["-fopenmp"] if torch.backends.openmp.is_available() else []
+
+
 def _compile_flags() -> list[str]:
-    """-O3, plus AVX2/FMA code for the elementwise passes when this CPU has them.
+    """-O3, OpenMP, plus AVX2/FMA code for the elementwise passes when this CPU has them.
 
     Not -march=native: the build is cached per machine by torch, but a shared home directory
     could carry it to a different CPU; AVX2+FMA is the common x86-64 level torch itself targets.
     """
-    flags = ["-O3", "-fno-math-errno"]
+    flags = ["-O3", "-fno-math-errno", *_openmp_flags()]
     if {"avx2", "fma"} <= _cpu_flags():
         flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
     else:
@@ -100,6 +115,7 @@ def load_extension(verbose: bool = False) -> Any:
                 name="lstmkit_fused",
                 sources=[str(s) for s in _SOURCES],
                 extra_cflags=_compile_flags(),
+                extra_ldflags=_openmp_flags(),
                 verbose=verbose,
             )
         except Exception as exc:  # compiler, ninja or headers missing, or a compile error

@@ -12,12 +12,14 @@
 //   c_t = f ⊙ c_{t-1} + i ⊙ g
 //   h_t = o ⊙ tanh(c_t)            (then h_t W_hr^T when projecting)
 //
-// Forward: the input projection of all steps is one GEMM into G; per step one recurrent GEMM
-// adds h_{t-1} W_hh^T into G[t] and one fused pass adds the biases and applies the activations
-// in place, so G ends up holding the activated gates: exactly what backward needs and what
-// return_gates returns. C keeps every cell state. The inference entry (lstm_infer) runs the
-// same loop without recording: G is read only and no C is kept. Steps can split their GEMM and
-// gate pass into column parts, one per thread (opt-in: see column_parts).
+// Forward: the input projection is one GEMM per chunk of ~512 rows of steps into G; per step
+// the recurrent product h_{t-1} W_hh^T is added into G[t] and a fused pass adds the biases and
+// applies the activations in place, so G ends up holding the activated gates: exactly what
+// backward needs and what return_gates returns. C keeps every cell state. The step is either
+// tiled (float32 on AVX2: each thread computes the product of its hidden units in registers
+// and runs their cells on it, see forward_loop_tiled) or a BLAS GEMM followed by a row-split
+// gate pass (forward_loop: float64, LayerNorm, other CPUs). The inference entry (lstm_infer)
+// runs the same loops without recording, on one reused chunk of G, and keeps no C.
 //
 // Backward: in reverse, a fused pass turns dh_t, dc_t into the pre-activation gradients
 // dG[t] (T, B, 4H), and one GEMM per step gives dh_{t-1} = dG[t] W_hh. The weight, bias and
@@ -523,13 +525,13 @@ inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// How many column parts a step's work splits into (opt-in, off by default): in one parallel
-// region per step each thread runs the recurrent GEMM of its own hidden units (single-threaded
-// BLAS) and then their gate pass — one fork/join instead of two, each thread's gate pass on the
-// GEMM output it just wrote. Measured on this 2-core machine it LOSES to one multi-threaded BLAS
-// GEMM followed by a row-split gate pass (2 threads, interleaved, best of 9: S1 forward and
-// training 0.86x, S3 training 0.80x), so the default never splits; set_split turns it on to
-// measure elsewhere (more cores, other BLAS), and tests force it to keep the path exact.
+// How many column parts a backward step splits into (opt-in, off by default): in one parallel
+// region per step each thread runs the dh GEMM of its own hidden units (single-threaded BLAS)
+// and then their cell backward — one fork/join instead of two. Measured on this 2-core machine
+// (2 threads, interleaved repeats) it is no faster than one multi-threaded BLAS GEMM followed by
+// a row-split pass (training S1 61.3 vs 60.6 ms, S3 15.9 vs 15.0, S5 3.65 vs 3.47), so the
+// default never splits; set_split turns it on to measure elsewhere (more cores, other BLAS), and
+// tests force it to keep the path exact. The forward's counterpart is the tiled step.
 constexpr int64_t kSplitNever = INT64_MAX;
 std::atomic<int64_t> g_split_min{kSplitNever};  // per-step multiply-adds from which to split
 std::atomic<int64_t> g_split_parts{0};          // 0: one part per thread; > 0: exactly this many (tests)
@@ -567,79 +569,164 @@ void project_step(int64_t B, int64_t H, int64_t P, int64_t t, const int64_t* len
   }
 }
 
-// forward_loop without LayerNorm (whose row statistics need whole rows): each step splits the
-// hidden units into column parts, and each part runs the recurrent GEMM of its units' columns of
-// all gates, then their gate pass (see column_parts). h_{t-1} is read from one buffer while the
-// parts write h_t into another (they swap every step), so no part overwrites an h another part
-// still reads; c is per unit, so each part owns its slice of cs. Arguments as forward_loop.
-template <typename scalar_t, bool REC>
-void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                          scalar_t* G, const scalar_t* bias, scalar_t* C, scalar_t* out, scalar_t* hs,
-                          scalar_t* cs, const scalar_t* whh_t, const scalar_t* whr_t, scalar_t* hpre,
-                          scalar_t* hmask, scalar_t* hs2, const Variants<scalar_t>& var) {
+// ---------------------------------------------------------------------------------------------
+// The tiled step (forward without LayerNorm, whose row statistics need whole rows). One parallel
+// region per step; each thread owns a contiguous range of unit blocks (L = vector width hidden
+// units, all NG gates) and computes, for MR batch rows at a time, the recurrent product of those
+// rows and units in MR × NG vector registers, adds it into G[t] and runs the cell on it while
+// the row is still in L1. That is one fork/join per step instead of a BLAS region plus a gate
+// pass, no round trip of G[t] through memory between them, and W_hh^T packed once per call into
+// panels (see pack_whh) that each thread keeps in its own L2 across steps, the blocking oneDNN's
+// brgemm RNN uses. Measured against MKL sgemm + the row-split gate pass on S1–S4's recurrences
+// (2 threads, this machine): 1.2–1.7x faster.
+
+// W_hh^T (P, GH) as unit-block panels: panel u is (P, NG·L) with row k = [gate 0 units uL..uL+L,
+// gate 1 ..., ...], so one k step of a tile loads NG vectors. The last block is zero-padded.
+template <typename scalar_t>
+Tensor pack_whh(const Tensor& whh_t, int64_t NG) {
+  constexpr int64_t L = Vec<scalar_t>::size();
+  const int64_t P = whh_t.size(0), GH = whh_t.size(1), H = GH / NG, NU = (H + L - 1) / L;
+  Tensor packed = at::zeros({NU, P, NG * L}, whh_t.options());
+  const scalar_t* w = whh_t.data_ptr<scalar_t>();
+  scalar_t* pk = packed.data_ptr<scalar_t>();
+  at::parallel_for(0, NU, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = std::min(L, H - u * L);
+      for (int64_t kk = 0; kk < P; ++kk)
+        for (int64_t gi = 0; gi < NG; ++gi)
+          std::memcpy(pk + (u * P + kk) * NG * L + gi * L, w + kk * GH + gi * H + u * L, sizeof(scalar_t) * n);
+    }
+  });
+  return packed;
+}
+
+// acc[r][gi] = Σ_k h[r][k] · panel[k][gi] for MR rows of h (ldh apart): MR·NG accumulators and NG
+// panel vectors live in registers (MR = 3, NG = 4: 12 + 4 of AVX2's 16), one broadcast per row.
+template <int MR, int NG, typename scalar_t>
+inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&acc)[MR][NG]) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size();
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int gi = 0; gi < NG; ++gi) acc[r][gi] = V(scalar_t(0));
+  for (int64_t kk = 0; kk < K; ++kk) {
+    const scalar_t* pr = panel + kk * NG * L;
+    V w[NG];
+#pragma GCC unroll 4
+    for (int gi = 0; gi < NG; ++gi) w[gi] = V::loadu(pr + gi * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const V a(h[r * ldh + kk]);
+#pragma GCC unroll 4
+      for (int gi = 0; gi < NG; ++gi) acc[r][gi] = at::vec::fmadd(a, w[gi], acc[r][gi]);
+    }
+  }
+}
+
+// Test knob (set_tiled below): 0 auto, 1 always, -1 never.
+std::atomic<int> g_tiled{0};
+
+// Auto: float32 with AVX2 (measured there) and at least one full tile of rows. With B < 3 a tile
+// has too few independent accumulators to hide the FMA latency, and per-block overhead shows:
+// S5 (B = 1) runs 1.26 ms on the row-split step against 1.47 ms tiled.
+template <typename scalar_t>
+inline bool use_tiled(bool has_ln, int64_t B) {
+  const int mode = g_tiled.load(std::memory_order_relaxed);
+  if (has_ln || mode < 0) return false;
+  if (mode > 0) return true;
+#if defined(CPU_CAPABILITY_AVX2)
+  return std::is_same_v<scalar_t, float> && B >= 3;
+#else
+  return false;
+#endif
+}
+
+// The forward loop on tiled steps; arguments as forward_loop, with wpk = pack_whh(W_hh^T) in
+// place of whh_t and hs2 a second (B, P) h buffer: h_{t-1} is read by every thread's tiles
+// while h_t is written, so the two swap every step (with a projection h_t is written after the
+// join, by project_step, and hs alone serves).
+template <typename scalar_t, bool REC, int NG>
+void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B, int64_t H, int64_t P, bool reverse,
+                        const int64_t* len, scalar_t* G, const scalar_t* bias, scalar_t* C, scalar_t* out, scalar_t* hs,
+                        scalar_t* cs, const scalar_t* wpk, const scalar_t* whr_t, scalar_t* hpre,
+                        scalar_t* hmask, scalar_t* hs2, const Variants<scalar_t>& var) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size();
+  constexpr int MR = 3;
   const Layout<scalar_t> k(H, var);
-  const int64_t GH = k.GH, NG = var.coupled ? 3 : 4;
+  const int64_t GH = k.GH, NU = (H + L - 1) / L;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
-  constexpr int64_t V = Vec<scalar_t>::size();
-  const int64_t parts = column_parts(B, GH, P, H, V);
+  // Unit blocks per thread chunk: below ~32k multiply-adds a step runs on one thread (S5: the
+  // fork/join would cost more than the step).
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, B * NG * L * P));
   scalar_t* const no_ctl = nullptr;  // c̃ scratch: LayerNorm only
-  scalar_t* hcur = hs;                  // h_{t-1}
-  scalar_t* hnxt = proj ? hs : hs2;     // h_t (with a projection, written after the parts join)
-  for (int64_t s = 0; s < T; ++s) {
+  scalar_t* hcur = hs;               // h_{t-1}
+  scalar_t* hnxt = proj ? hs : hs2;  // h_t
+  for (int64_t s = s0; s < s1; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    scalar_t* Gt = G + t * B * GH;
+    scalar_t* Gt = G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
     const scalar_t* hrec = hcur;
     if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
       for (int64_t q = 0; q < B * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
       hrec = hmask;
     }
-    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;    // (B, H)
     const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
     const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
-    // The gate pass of rows [b0, b1), hidden units [j0, j1).
-    auto cells = [&](int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        scalar_t* g = Gt + b * GH;
-        scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
-        scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
-        if (!row_active(len, b, t)) {
-          std::fill(h_dst + j0, h_dst + j1, scalar_t(0));
-          if (!proj) std::memcpy(hnxt + b * P + j0, hcur + b * P + j0, sizeof(scalar_t) * (j1 - j0));
-          if (REC) {
-            for (int64_t gi = 0; gi < NG; ++gi) std::fill(g + gi * H + j0, g + gi * H + j1, scalar_t(0));
-            std::fill(c_row + j0, c_row + j1, scalar_t(0));
-          }
-          continue;
+    // Row b, units [j, j + n): add the tile's product into G[t], then the cell.
+    auto finish = [&](int64_t b, int64_t j, int64_t n, const V (&acc)[NG]) {
+      scalar_t* g = Gt + b * GH;
+      scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
+      scalar_t* h_dst = proj ? hpre + b * H : Ot + b * P;
+      if (!row_active(len, b, t)) {
+        std::fill(h_dst + j, h_dst + j + n, scalar_t(0));
+        if (!proj) std::memcpy(hnxt + b * P + j, hcur + b * P + j, sizeof(scalar_t) * n);
+        if (REC) {
+          for (int64_t gi = 0; gi < NG; ++gi) std::fill(g + gi * H + j, g + gi * H + j + n, scalar_t(0));
+          std::fill(c_row + j, c_row + j + n, scalar_t(0));
         }
-        scalar_t* c = cs + b * H;
-        const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
-        const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
-        const scalar_t* hprev = hcur + b * P;
-        for_units<scalar_t>(plain, j0, j1, [&](auto tag, auto variants, int64_t j) {
-          cell_forward<decltype(tag), decltype(variants)::value, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
-        });
-        if (!proj) std::memcpy(hnxt + b * P + j0, h_dst + j0, sizeof(scalar_t) * (j1 - j0));
+        return;
       }
-    };
-    if (parts > 1) {
-      at::parallel_for(0, parts, 1, [&](int64_t q0, int64_t q1) {
-        for (int64_t q = q0; q < q1; ++q) {
-          int64_t j0, j1;
-          part_range(q, parts, H, V, j0, j1);
-          if (j1 <= j0) continue;
-          for (int64_t gi = 0; gi < NG; ++gi)  // G[t][:, gate gi, units j0:j1] += h W_hh^T[:, same columns]
-            step_gemm<scalar_t>(B, j1 - j0, P, hrec, P, whh_t + gi * H + j0, Gt + gi * H + j0, /*accumulate=*/true,
-                                GH, GH);
-          cells(0, B, j0, j1);
+      for (int gi = 0; gi < NG; ++gi) {
+        scalar_t* gp = g + gi * H + j;
+        if (n == L) {
+          (V::loadu(gp) + acc[gi]).store(gp);
+        } else {
+          scalar_t buf[L];
+          acc[gi].store(buf);
+          for (int64_t l = 0; l < n; ++l) gp[l] += buf[l];
         }
+      }
+      scalar_t* c = cs + b * H;
+      const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+      const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
+      const scalar_t* hprev = hcur + b * P;
+      for_units<scalar_t>(plain, j, j + n, [&](auto tag, auto variants, int64_t jj) {
+        cell_forward<decltype(tag), decltype(variants)::value, REC>(k, jj, g, bias, c, c_row, h_dst, zc, zh, hprev, no_ctl);
       });
-    } else {  // one GEMM (BLAS threads it as it sees fit), then the gate pass split by rows
-      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
-      at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) { cells(b0, b1, 0, H); });
-    }
-    if (proj) project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs); else {
+      if (!proj) std::memcpy(hnxt + b * P + j, h_dst + j, sizeof(scalar_t) * n);
+    };
+    auto rows = [&](auto mr, int64_t b, int64_t u) {
+      constexpr int R = decltype(mr)::value;
+      V acc[R][NG];
+      gate_tile<R, NG>(hrec + b * P, P, wpk + u * P * NG * L, P, acc);
+      const int64_t j = u * L, n = std::min(L, H - j);
+      for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
+    };
+    at::parallel_for(0, NU, grain, [&](int64_t u0, int64_t u1) {
+      for (int64_t u = u0; u < u1; ++u) {
+        int64_t b = 0;
+        for (; b + MR <= B; b += MR) rows(std::integral_constant<int, MR>{}, b, u);
+        if (B - b == 2) rows(std::integral_constant<int, 2>{}, b, u);
+        if (B - b == 1) rows(std::integral_constant<int, 1>{}, b, u);
+      }
+    });
+    if (proj) {
+      project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs);
+    } else {
       std::swap(hcur, hnxt);
     }
   }
@@ -650,8 +737,11 @@ void forward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t P, bool rever
 // LayerNorm Nh, rh, Nc, rc every step's normalized values); else inference: G is read only, C
 // is null, and the LayerNorm buffers are per-row scratch of one step ((B, GH), (B), (B, H), (B)).
 template <typename scalar_t, bool REC>
-void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                  scalar_t* G,            // (T, B, GH) in: input projection (bias excluded); REC out: activated gates
+void forward_loop(int64_t T,              // steps of the sequence; this call runs steps [s0, s1) in
+                  int64_t s0, int64_t s1, //   processing order (t = T - 1 - s in reverse)
+                  int64_t g0,             // the step G[0] holds (inference projects a chunk of steps at a time)
+                  int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
+                  scalar_t* G,            // (steps, B, GH) in: input projection (bias excluded); REC out: activated gates
                   const scalar_t* bias,   // (GH,) b_ih + b_hh, or null (none, or already in G)
                   scalar_t* C,            // (T, B, H) out when REC, else null
                   scalar_t* out,          // (T, B, P) out
@@ -672,9 +762,9 @@ void forward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, cons
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
-  for (int64_t s = 0; s < T; ++s) {
+  for (int64_t s = s0; s < s1; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    scalar_t* Gt = G + t * B * GH;
+    scalar_t* Gt = G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
     const scalar_t* hrec = hs;
     if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
@@ -841,40 +931,51 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
 
   auto opts = x.options();
-  Tensor G = at::empty({T, B, GH}, opts);  // (T, B, GH)
-  if (w_ih.defined()) {
-    Tensor G2 = G.view({T * B, GH});
-    at::mm_out(G2, x.contiguous().view({T * B, I}), w_ih.t());  // all steps' X W_ih^T in one GEMM
-  } else {
-    G.copy_(x);
-  }
+  const Tensor xc = x.contiguous();
+  // The input projection, G = X W_ih^T, by chunks of steps (~512 rows each: still one efficient
+  // GEMM, and a chunk is still in cache when its steps run). Recording keeps every step's gates
+  // for backward, so G holds all T steps; inference reuses one chunk-sized G: a (T, B, GH)
+  // buffer would be freshly mapped memory (page faults: 10 ms of S2's 170). Both project the
+  // same chunks, so inference is bit for bit the training forward.
+  const int64_t chunk = std::min(T, std::max<int64_t>(1, (512 + B - 1) / B));
+  Tensor G = at::empty({rec ? T : chunk, B, GH}, opts);
   // The input projection's LayerNorm, G = LN(x W_ih^T)·w_ih' + b_ih' (b_ih + b_hh come in the
-  // gate pass), as one pass over all T·B rows split across threads (inside the step loop it
+  // gate pass), as one pass over the chunk's rows split across threads (inside the step loop it
   // would run on B rows at a time: serial at small B). Recording keeps LN(x W_ih^T) and 1/σ.
   const bool ln_in = ln.size() == 6;
   Tensor Ni = ln_in && rec ? at::empty({T, B, GH}, opts) : Tensor();
   Tensor ri = ln_in && rec ? at::empty({T, B}, opts) : Tensor();
-  if (ln_in) {
+  auto g_step0 = [&](int64_t t_lo) -> int64_t { return rec ? 0 : t_lo; };  // the step G[0] holds
+  auto project = [&](int64_t t_lo, int64_t n) {  // steps [t_lo, t_lo + n) into G
+    const int64_t at_step = t_lo - g_step0(t_lo);
+    Tensor Gn = G.narrow(0, at_step, n);
+    if (w_ih.defined()) {
+      Tensor G2 = Gn.view({n * B, GH});
+      at::mm_out(G2, xc.narrow(0, t_lo, n).view({n * B, I}), w_ih.t());
+    } else {
+      Gn.copy_(xc.narrow(0, t_lo, n));
+    }
+    if (!ln_in) return;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input", [&] {
-      scalar_t* g0 = G.data_ptr<scalar_t>();
-      scalar_t* n0 = rec ? Ni.data_ptr<scalar_t>() : g0;  // inference: in place, each entry read before written
-      scalar_t* r0 = rec ? ri.data_ptr<scalar_t>() : nullptr;
+      scalar_t* g0 = Gn.data_ptr<scalar_t>();
+      scalar_t* n0 = rec ? Ni.data_ptr<scalar_t>() + t_lo * B * GH : g0;  // inference: in place, each entry read before written
+      scalar_t* r0 = rec ? ri.data_ptr<scalar_t>() + t_lo * B : nullptr;
       const scalar_t* w = ln[4].data_ptr<scalar_t>();
       const scalar_t* bb = ln[5].data_ptr<scalar_t>();
-      at::parallel_for(0, T * B, row_grain(GH), [&](int64_t q0, int64_t q1) {
+      at::parallel_for(0, n * B, row_grain(GH), [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
           scalar_t* g = g0 + q * GH;
-          scalar_t* n = n0 + q * GH;
-          const scalar_t r = ln_row(g, GH, eps, n);
+          scalar_t* nr = n0 + q * GH;
+          const scalar_t r = ln_row(g, GH, eps, nr);
           if (r0) r0[q] = r;
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
             using VV = decltype(tag);
-            st(ld<VV>(n + j) * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
+            st(ld<VV>(nr + j) * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
           });
         }
       });
     });
-  }
+  };
   Tensor C = rec ? at::empty({T, B, H}, opts) : Tensor();
   Tensor out = at::empty({T, B, P}, opts);
   Tensor hs = h0.contiguous().clone();
@@ -882,7 +983,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
   Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
   const bool has_ln = !ln.empty();
-  Tensor hs2 = has_ln || proj ? Tensor() : at::empty({B, P}, opts);  // the other h buffer of forward_loop_columns
+  Tensor hs2 = has_ln || proj ? Tensor() : at::empty({B, P}, opts);  // the other h buffer of forward_loop_tiled
   const int64_t R = rec ? T * B : B;  // rows of the LayerNorm records: every step's, or one step's
   Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({R, GH}, opts) : Tensor();
   Tensor rh = has_ln ? at::empty({R}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
@@ -890,20 +991,36 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
-    auto run = [&](auto loop) {
-      loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t), ptr(whr_t),
-           ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
+    // Steps [s0, s1) in processing order are times [t_lo, t_lo + n): project them, then run them
+    // (the loops' g0 is the step G[0] holds).
+    auto each_chunk = [&](auto&& steps) {
+      for (int64_t s0 = 0; s0 < T; s0 += chunk) {
+        const int64_t s1 = std::min(T, s0 + chunk), t_lo = reverse ? T - s1 : s0;
+        project(t_lo, s1 - s0);
+        steps(s0, s1, g_step0(t_lo));
+      }
     };
-    if (!has_ln) {
-      auto cols = [&](auto loop) {
-        loop(T, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs), ptr(whh_t),
-             ptr(whr_t), ptr(hpre), ptr(hmask), ptr(hs2), var);
+    if (use_tiled<scalar_t>(has_ln, B)) {
+      const Tensor wpk = pack_whh<scalar_t>(whh_t, NG);
+      auto tiled = [&](auto loop) {
+        each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
+          loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
+               ptr(wpk), ptr(whr_t), ptr(hpre), ptr(hmask), ptr(hs2), var);
+        });
       };
-      if (rec) cols(forward_loop_columns<scalar_t, true>); else cols(forward_loop_columns<scalar_t, false>);
-    } else if (rec) {
-      run(forward_loop<scalar_t, true>);
+      if (coupled) {
+        if (rec) tiled(forward_loop_tiled<scalar_t, true, 3>); else tiled(forward_loop_tiled<scalar_t, false, 3>);
+      } else {
+        if (rec) tiled(forward_loop_tiled<scalar_t, true, 4>); else tiled(forward_loop_tiled<scalar_t, false, 4>);
+      }
     } else {
-      run(forward_loop<scalar_t, false>);
+      auto rows = [&](auto loop) {
+        each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
+          loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
+               ptr(whh_t), ptr(whr_t), ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
+        });
+      };
+      if (rec) rows(forward_loop<scalar_t, true>); else rows(forward_loop<scalar_t, false>);
     }
   });
   if (!rec) return {out, hs, cs};
@@ -1359,12 +1476,26 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         g_small_gemm = mode == "auto" ? kSmallGemmDefault : mode == "loop" ? INT64_MAX : -1;
         g_use_blas = mode != "aten";
       }, "for tests: choose the per-step GEMM path");
+  m.def("set_tiled", [](const std::string& mode) {
+        TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "tiled mode must be auto, on or off, got ", mode);
+        g_tiled = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
+      }, "for tests: the forward's tiled steps (auto: float32 with AVX2, never with LayerNorm)");
   m.def("set_split", [](int64_t min_macs, int64_t parts) {
         g_split_min = min_macs;
         g_split_parts = parts;
       }, py::arg("min_macs") = kSplitNever, py::arg("parts") = 0,
       "split each step's recurrent GEMM and gate pass into column parts from min_macs multiply-adds per step on "
       "(default: never, see column_parts); parts > 0 forces that many parts (tests), 0 is one per thread");
+  m.def("threads_used", [](int64_t n) {
+        // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own
+        // loops would: 1 when the extension was built without OpenMP, whatever set_num_threads says.
+        std::vector<int> seen(static_cast<size_t>(std::max<int64_t>(n, 1)), -1);
+        at::parallel_for(0, n, 1, [&](int64_t q0, int64_t q1) {
+          for (int64_t q = q0; q < q1; ++q) seen[q] = at::get_thread_num();
+        });
+        std::sort(seen.begin(), seen.end());
+        return static_cast<int64_t>(std::unique(seen.begin(), seen.end()) - seen.begin());
+      }, "for tests: the number of threads the kernel's parallel loops really use");
   m.def("vector_width", [] { return static_cast<int64_t>(at::vec::Vectorized<float>::size()); },
         "floats per vector register in the elementwise passes");
 }
