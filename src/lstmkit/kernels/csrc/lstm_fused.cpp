@@ -206,8 +206,10 @@ inline scalar_t ssigmoid(scalar_t x) {
   return scalar_t(1) / (scalar_t(1) + std::exp(-x));
 }
 
-// Rows per parallel chunk: enough work per thread to pay for waking it.
-inline int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)); }
+// Rows per parallel chunk of a row pass: ~2k elements, a few µs of gate maths, which pays for
+// waking a thread (at 16k, S3's 16 rows of 512 gates ran on one thread: LayerNorm training 2.1x
+// plain instead of 1.6x).
+inline int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 2048 / std::max<int64_t>(1, width)); }
 
 inline bool row_active(const int64_t* len, int64_t b, int64_t t) { return len == nullptr || t < len[b]; }
 
@@ -600,12 +602,16 @@ Tensor pack_whh(const Tensor& whh_t, int64_t NG) {
   return packed;
 }
 
-// acc[r][gi] = Σ_k h[r][k] · panel[k][gi] for MR rows of h (ldh apart): MR·NG accumulators and NG
+// out[r][gi] = Σ_k h[r][k] · panel[k][gi] for MR rows of h (ldh apart): MR·NG accumulators and NG
 // panel vectors live in registers (MR = 3, NG = 4: 12 + 4 of AVX2's 16), one broadcast per row.
+// The sums build in a local array copied to out at the end: accumulating into out itself (an
+// array the caller reads afterwards) made GCC store every accumulator on each k step (NG = 3:
+// the coupled step ran 1.8x slower than the row-split one).
 template <int MR, int NG, typename scalar_t>
-inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&acc)[MR][NG]) {
+inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&out)[MR][NG]) {
   using V = Vec<scalar_t>;
   constexpr int64_t L = V::size();
+  V acc[MR][NG];
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -622,24 +628,61 @@ inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int
       for (int gi = 0; gi < NG; ++gi) acc[r][gi] = at::vec::fmadd(a, w[gi], acc[r][gi]);
     }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int gi = 0; gi < NG; ++gi) out[r][gi] = acc[r][gi];
 }
 
 // Test knob (set_tiled below): 0 auto, 1 always, -1 never.
 std::atomic<int> g_tiled{0};
 
-// Auto: float32 with AVX2 (measured there) and at least one full tile of rows. With B < 3 a tile
-// has too few independent accumulators to hide the FMA latency, and per-block overhead shows:
-// S5 (B = 1) runs 1.26 ms on the row-split step against 1.47 ms tiled.
+// Whether steps use the tiled product. Auto: float32 with AVX2 (measured there) and at least one
+// full tile of rows. With B < 3 a tile has too few independent accumulators to hide the FMA
+// latency, and per-block overhead shows: S5 (B = 1) runs 1.26 ms on the row-split step against
+// 1.47 ms tiled. LayerNorm uses the tiled product for h W_hh^T only (tiled_product), since its
+// row statistics need whole rows before any cell can run.
 template <typename scalar_t>
-inline bool use_tiled(bool has_ln, int64_t B) {
+inline bool use_tiled(int64_t B) {
   const int mode = g_tiled.load(std::memory_order_relaxed);
-  if (has_ln || mode < 0) return false;
-  if (mode > 0) return true;
+  if (mode != 0) return mode > 0;
 #if defined(CPU_CAPABILITY_AVX2)
   return std::is_same_v<scalar_t, float> && B >= 3;
 #else
   return false;
 #endif
+}
+
+// Unit blocks per thread chunk of a tiled step: below ~32k multiply-adds a step runs on one
+// thread (S5: the fork/join would cost more than the step).
+inline int64_t tile_grain(int64_t B, int64_t panel_width, int64_t P) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, B * panel_width * P));
+}
+
+// R (B, NG·H) = h (B, P) W^T, from W^T packed by pack_whh: the tiled product without a cell
+// (LayerNorm's recurrent projection, normalized per row afterwards).
+template <typename scalar_t, int NG>
+void tiled_product(int64_t B, int64_t H, int64_t P, const scalar_t* h, const scalar_t* wpk, scalar_t* R) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size();
+  constexpr int MR = 3;
+  const int64_t NU = (H + L - 1) / L, GH = NG * H;
+  auto rows = [&](auto mr, int64_t b, int64_t u) {
+    constexpr int RR = decltype(mr)::value;
+    V acc[RR][NG];
+    gate_tile<RR, NG>(h + b * P, P, wpk + u * P * NG * L, P, acc);
+    const int64_t j = u * L, n = std::min(L, H - j);
+    for (int r = 0; r < RR; ++r)
+      for (int gi = 0; gi < NG; ++gi) acc[r][gi].store(R + (b + r) * GH + gi * H + j, n);
+  };
+  at::parallel_for(0, NU, tile_grain(B, NG * L, P), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      int64_t b = 0;
+      for (; b + MR <= B; b += MR) rows(std::integral_constant<int, MR>{}, b, u);
+      if (B - b == 2) rows(std::integral_constant<int, 2>{}, b, u);
+      if (B - b == 1) rows(std::integral_constant<int, 1>{}, b, u);
+    }
+  });
 }
 
 // The forward loop on tiled steps; arguments as forward_loop, with wpk = pack_whh(W_hh^T) in
@@ -658,9 +701,7 @@ void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B
   const int64_t GH = k.GH, NU = (H + L - 1) / L;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
-  // Unit blocks per thread chunk: below ~32k multiply-adds a step runs on one thread (S5: the
-  // fork/join would cost more than the step).
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, B * NG * L * P));
+  const int64_t grain = tile_grain(B, NG * L, P);
   scalar_t* const no_ctl = nullptr;  // c̃ scratch: LayerNorm only
   scalar_t* hcur = hs;               // h_{t-1}
   scalar_t* hnxt = proj ? hs : hs2;  // h_t
@@ -748,6 +789,7 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
                   scalar_t* hs,           // (B, P) in: h0, out: h_n
                   scalar_t* cs,           // (B, H) in: c0, out: c_n
                   const scalar_t* whh_t,  // (P, GH) = W_hh^T
+                  const scalar_t* wpk,    // pack_whh(W_hh^T) for LayerNorm's tiled h W_hh^T, or null (BLAS)
                   const scalar_t* whr_t,  // (H, P) = W_hr^T or null
                   scalar_t* hpre,         // (B, H) scratch when projecting
                   scalar_t* hmask,        // (B, P) scratch with recurrent dropout
@@ -771,8 +813,10 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
       for (int64_t q = 0; q < B * P; ++q) hmask[q] = hs[q] * var.h_keep[q];
       hrec = hmask;
     }
-    if (k.ln) {
-      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Rs, /*accumulate=*/false);  // h W_hh^T, normalized per row below
+    if (k.ln && wpk) {  // h W_hh^T, normalized per row below
+      if (var.coupled) tiled_product<scalar_t, 3>(B, H, P, hrec, wpk, Rs); else tiled_product<scalar_t, 4>(B, H, P, hrec, wpk, Rs);
+    } else if (k.ln) {
+      step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Rs, /*accumulate=*/false);
     } else {
       step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Gt, /*accumulate=*/true);  // G[t] += h W_hh^T
     }
@@ -1000,8 +1044,9 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
         steps(s0, s1, g_step0(t_lo));
       }
     };
-    if (use_tiled<scalar_t>(has_ln, B)) {
-      const Tensor wpk = pack_whh<scalar_t>(whh_t, NG);
+    const bool tiled = use_tiled<scalar_t>(B);
+    const Tensor wpk = tiled ? pack_whh<scalar_t>(whh_t, NG) : Tensor();
+    if (tiled && !has_ln) {
       auto tiled = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
@@ -1017,7 +1062,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       auto rows = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
-               ptr(whh_t), ptr(whr_t), ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc));
+               ptr(whh_t), ptr(wpk), ptr(whr_t), ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl),
+               ptr(Nc), ptr(rc));
         });
       };
       if (rec) rows(forward_loop<scalar_t, true>); else rows(forward_loop<scalar_t, false>);
@@ -1185,7 +1231,9 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
                    const scalar_t* Nc,     //   (T, B, H)
                    const scalar_t* rc,     //   (T, B)
                    scalar_t* DR,           //   (T, B, GH) out: dL/d(h W_hh^T)
-                   scalar_t* DCO,          //   (T, B, H) out: dL/d(LN(c̃)·w_c + b_c)
+                   scalar_t* LNacc,        //   (threads, 2·GH + 2·H) out: per-thread sums of the LayerNorm
+                                           //   gradients d w_hh', d b_hh', d w_c, d b_c (zeroed by the caller)
+                   int64_t acc_rows,       //   its rows
                    scalar_t* TCO,          //   (B, H) scratch: tanh(LN(c̃)·w_c + b_c)
                    scalar_t* DCL) {        //   (B, H) scratch: the h path's dL/dc̃
   const Layout<scalar_t> k(H, var);
@@ -1241,7 +1289,6 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
           if (cpo) std::fill(cpo, cpo + H, scalar_t(0)), std::fill(cto, cto + H, scalar_t(0));
           if (k.ln) {
             std::fill(DR + (t * B + b) * GH, DR + (t * B + b + 1) * GH, scalar_t(0));
-            std::fill(DCO + (t * B + b) * H, DCO + (t * B + b + 1) * H, scalar_t(0));
           }
           continue;
         }
@@ -1257,18 +1304,24 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
         const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
         scalar_t* tco = nullptr;
         scalar_t* dcl = nullptr;
+        // This thread's sums of the LayerNorm parameter gradients, added while the rows are in
+        // cache (summing (T, B, ·) records after the loop cost S3 training ~10 %).
+        scalar_t* acc = k.ln ? LNacc + std::min<int64_t>(at::get_thread_num(), acc_rows - 1) * (2 * GH + 2 * H) : nullptr;
         if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃
           tco = TCO + b * H, dcl = DCL + b * H;
           const scalar_t* nc = Nc + (t * B + b) * H;
-          scalar_t* dco = DCO + (t * B + b) * H;
+          scalar_t* acw = acc + 2 * GH;
+          scalar_t* acb = acw + H;
           const scalar_t* o = g + k.oo;
           for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
             const VV cw = ld<VV>(var.ln_cw + q);
-            const VV tc = tnh(ld<VV>(nc + q) * cw + ld<VV>(var.ln_cb + q));
+            const VV ncv = ld<VV>(nc + q);
+            const VV tc = tnh(ncv * cw + ld<VV>(var.ln_cb + q));
             const VV d = ld<VV>(dhr + q) * ld<VV>(o + q) * (VV(scalar_t(1)) - tc * tc);
             st(tc, tco + q);
-            st(d, dco + q);
+            st(ld<VV>(acw + q) + d * ncv, acw + q);  // d w_c += d ⊙ LN(c̃)
+            st(ld<VV>(acb + q) + d, acb + q);        // d b_c += d
             st(d * cw, dcl + q);
           });
           ln_row_backward(dcl, nc, rc[t * B + b], H, dcl);
@@ -1278,9 +1331,14 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
         });
         if (k.ln) {  // through G[t] += LN(h W_hh^T)·w + b back to h W_hh^T
           scalar_t* dr = DR + (t * B + b) * GH;
+          const scalar_t* nh = Nh + (t * B + b) * GH;
+          scalar_t* ahb = acc + GH;
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
-            st(ld<VV>(dg + q) * ld<VV>(var.ln_hw + q), dr + q);
+            const VV dgv = ld<VV>(dg + q);
+            st(ld<VV>(acc + q) + dgv * ld<VV>(nh + q), acc + q);  // d w_hh' += dG ⊙ LN(h W_hh^T)
+            st(ld<VV>(ahb + q) + dgv, ahb + q);                   // d b_hh' += dG
+            st(dgv * ld<VV>(var.ln_hw + q), dr + q);
           });
           ln_row_backward(dr, Nh + (t * B + b) * GH, rh[t * B + b], GH, dr);
         }
@@ -1329,7 +1387,8 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   TORCH_CHECK(!has_ln || (Nh.defined() && rh.defined() && Nc.defined() && rc.defined()),
               "fused lstm: LayerNorm backward needs the forward's normalized values");
   Tensor DR = has_ln ? at::empty({T, B, GH}, x.options()) : Tensor();
-  Tensor DCO = has_ln ? at::empty({T, B, H}, x.options()) : Tensor();
+  const int64_t acc_rows = std::max<int64_t>(1, at::get_num_threads());
+  Tensor LNacc = has_ln ? at::zeros({acc_rows, 2 * GH + 2 * H}, x.options()) : Tensor();
   Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
@@ -1365,9 +1424,14 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
       backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
                               ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
                               ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
-                              ptr(rc), ptr(DR), ptr(DCO), ptr(TCO), ptr(DCL));
+                              ptr(rc), ptr(DR), ptr(LNacc), acc_rows, ptr(TCO), ptr(DCL));
     }
   });
+
+  // The step loop's per-thread sums: d w_hh' = Σ dG ⊙ LN(h W_hh^T), Σ dG (which is also d b_hh', d b_ih'
+  // and the bias gradient), d w_c, d b_c.
+  const Tensor ln_sums = has_ln ? LNacc.sum(0) : Tensor();
+  const Tensor sum_dG = has_ln ? ln_sums.narrow(0, GH, GH) : Tensor();
 
   // With the input projection's LayerNorm in the kernel (G[t] = LN(Z)·w_i + b_i + …, Z = x W_ih^T):
   // dw_i = Σ dG ⊙ LN(Z), db_i = Σ dG, and dZ = LN's backward of dG ⊙ w_i, row by row.
@@ -1376,7 +1440,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   if (ln_in) {
     Tensor Ni = opt(Ni_), ri = opt(ri_);
     TORCH_CHECK(Ni.defined() && ri.defined(), "fused lstm: the input LayerNorm's backward needs its forward values");
-    dib = dG.sum({0, 1});
+    dib = sum_dG;
     dZ = at::empty_like(dG);
     // dw_i is summed in the same pass that reads dG and LN(Z) for dZ: one partial sum per part.
     const int64_t rows = T * B, parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
@@ -1417,7 +1481,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   if (w_ih.defined()) {
     dx = need_dx ? at::mm(dZ2, w_ih).view({T, B, I}) : Tensor();
     dw_ih = at::mm(dZ2.t(), x2);
-    db = has_bias ? (ln_in ? dib : dG2.sum(0)) : Tensor();  // with LN_ih in the kernel: the same Σ dG
+    db = has_bias ? (has_ln ? sum_dG : dG2.sum(0)) : Tensor();
   } else {
     dx = dG;  // x was the input projection
   }
@@ -1454,8 +1518,8 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   }
   Tensor dhw, dhb, dcw, dcb;
   if (has_ln) {
-    dhw = (dG * Nh).sum({0, 1}), dhb = dG.sum({0, 1});
-    dcw = (DCO * Nc).sum({0, 1}), dcb = DCO.sum({0, 1});
+    dhw = ln_sums.narrow(0, 0, GH), dhb = sum_dG;
+    dcw = ln_sums.narrow(0, 2 * GH, H), dcb = ln_sums.narrow(0, 2 * GH + H, H);
   }
   return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb, diw, dib};
 }
@@ -1479,7 +1543,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_tiled", [](const std::string& mode) {
         TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "tiled mode must be auto, on or off, got ", mode);
         g_tiled = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
-      }, "for tests: the forward's tiled steps (auto: float32 with AVX2, never with LayerNorm)");
+      }, "for tests: the forward's tiled steps (auto: float32 with AVX2, B >= 3; LayerNorm: its h W_hh^T only)");
   m.def("set_split", [](int64_t min_macs, int64_t parts) {
         g_split_min = min_macs;
         g_split_parts = parts;
