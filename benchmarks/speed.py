@@ -9,8 +9,8 @@ step (forward + backward of out.sum()) — it times, interleaved A B C … A B C
 
     fused            lk.LSTM(backend="fused"): the C++ kernel with hand-written BPTT
     fused+gates      the same with return_gates=True (every step's i, f, g, o, c, h)
-    fused-split      fused with its opt-in per-step column split on (set_split(0)): each thread
-                     runs the GEMM and gate pass of its own hidden units — the A/B of that choice
+    fused-untiled    fused with its tiled steps off (set_tiled("off")): a BLAS GEMM per step, then a
+                     row-split gate pass — the A/B of the register-tiled steps fused runs by default
     reference        lk.LSTM(backend="reference"): a Python loop of torch ops with autograd
     nn.LSTM          torch.nn.LSTM, which runs oneDNN on CPU (the baseline of every ratio)
     nn.LSTM-nomkldnn torch.nn.LSTM inside torch.backends.mkldnn.flags(enabled=False)
@@ -63,7 +63,7 @@ VARIANTS = {
     "layer_norm": dict(layer_norm=True),
     "combined": dict(peephole=True, zoneout=0.1, recurrent_dropout=0.25),
 }
-APPROACHES = ("fused", "fused+gates", "fused-split", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
+APPROACHES = ("fused", "fused+gates", "fused-untiled", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
 BASELINE = "nn.LSTM"
 
 
@@ -122,18 +122,18 @@ def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0):
     gates = approach == "fused+gates"
     model = lk.LSTM(I, H, backend=backend)
     model.load_state_dict(base.state_dict())
-    ext = lk.kernels.fused.load_extension() if approach == "fused-split" else None
+    ext = lk.kernels.fused.load_extension() if approach == "fused-untiled" else None
 
     def run(train: bool):
         if ext is not None:
-            ext.set_split(0)  # split every step, one part per thread
+            ext.set_tiled("off")
         try:
             res = model(x, return_gates=gates)
             if train:
                 res[0].sum().backward()
         finally:
             if ext is not None:
-                ext.set_split()  # the default
+                ext.set_tiled("auto")
     return run
 
 

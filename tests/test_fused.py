@@ -43,31 +43,13 @@ def gemm_mode():
 
 @pytest.fixture
 def tiled_mode():
-    """Force the forward's tiled steps on or off (tiled_mode("on" | "off" | "auto")); restore auto afterwards.
+    """Force the tiled step products on or off (tiled_mode("on" | "off" | "auto")); restore auto afterwards.
 
     Auto runs them for float32 with AVX2 only; forcing them on lets the float64 gradchecks pin them.
     """
     ext = _require_kernel()
     yield ext.set_tiled
     ext.set_tiled("auto")
-
-
-@pytest.fixture
-def split_mode():
-    """Set how the kernel splits a step's work into column parts; restore the default afterwards.
-
-    split_mode(n) forces n parts at every size (n = 1: the one-GEMM, row-split path, through the
-    split code); 0 keeps the default (never split: the opt-in measured slower, see column_parts).
-    """
-    ext = _require_kernel()
-
-    def set_split(parts: int):
-        if parts == 0:
-            ext.set_split()
-        else:
-            ext.set_split(0, parts)
-    yield set_split
-    ext.set_split()
 
 
 @pytest.fixture
@@ -186,7 +168,6 @@ def configs(draw):
         lengths=lengths, dtype=draw(st.sampled_from([torch.float32, torch.float64])),
         record=draw(st.booleans()), with_hx=draw(st.booleans()), batch_first=draw(st.booleans()),
         gemm=draw(st.sampled_from(["auto", "loop", "blas", "aten"])),
-        split=draw(st.sampled_from([0, 1, 2, 3])),
         tiled=draw(st.sampled_from(["auto", "on", "off"])),
         seed=draw(st.integers(0, 2**16)),
     )
@@ -194,9 +175,8 @@ def configs(draw):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs())
-def test_fused_matches_reference(cfg, gemm_mode, split_mode, tiled_mode):
+def test_fused_matches_reference(cfg, gemm_mode, tiled_mode):
     gemm_mode(cfg["gemm"])
-    split_mode(cfg["split"])
     tiled_mode(cfg["tiled"])
     torch.manual_seed(cfg["seed"])
     dtype, T, B, H = cfg["dtype"], cfg["T"], cfg["B"], cfg["H"]
@@ -280,11 +260,9 @@ def test_medium_sizes_with_parallel_rows_match_reference(gemm, gemm_mode):
 @pytest.mark.parametrize("lengths", [None, [3, 1, 4]])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("gemm", ["loop", "blas"])
-@pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
 @pytest.mark.parametrize("tiled", ["on", "off"], ids=["tiled", "row-split"])
-def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, split, tiled, gemm_mode, split_mode, tiled_mode):
+def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, tiled, gemm_mode, tiled_mode):
     gemm_mode(gemm)
-    split_mode(split)
     tiled_mode(tiled)
     torch.manual_seed(0)
     T, B, I, H = 4, 3, 2, 5
@@ -373,6 +351,16 @@ def test_kernel_loops_really_use_the_threads():
         assert ext.threads_used(2) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_float32_forward_runs_tiled_steps_on_avx2():
+    """The tiled step is the fast path: a build without AVX2 code (or a changed rule) would lose it silently."""
+    ext = _require_kernel()
+    if "avx2" not in fused._cpu_flags() or "fma" not in fused._cpu_flags():
+        pytest.skip("this CPU has no AVX2/FMA")
+    assert ext.vector_width() == 8
+    assert ext.uses_tiled(False, 32) and not ext.uses_tiled(True, 32)
+    assert not ext.uses_tiled(False, 1)  # B = 1 runs the row-split step (measured faster, see use_tiled)
 
 
 def test_saturated_gates_match_reference():

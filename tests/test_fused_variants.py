@@ -16,7 +16,7 @@ import lstmkit as lk
 from conftest import assert_close
 from lstmkit.kernels import RunSpec, fused, reference, select_backend
 from lstmkit.kernels.types import LayerNormParams, LSTMLayerParams, LSTMStepOptions
-from test_fused import _require_kernel, gemm_mode, kernel_calls, split_mode, tiled_mode  # noqa: F401 (fixtures)
+from test_fused import _require_kernel, gemm_mode, kernel_calls, tiled_mode  # noqa: F401 (fixtures)
 
 
 def _spec(**kw) -> RunSpec:
@@ -63,7 +63,7 @@ def layer_configs(draw):
         coupled=draw(st.booleans()), peephole=draw(st.booleans()), h_keep=draw(st.booleans()),
         zone_h=draw(st.booleans()), zone_c=draw(st.booleans()), eval_zone=draw(st.booleans()), bool_zone=draw(st.booleans()),
         record=draw(st.booleans()), gemm=draw(st.sampled_from(["auto", "loop", "blas"])),
-        split=draw(st.sampled_from([0, 1, 2, 3])), seed=draw(st.integers(0, 2**16)),
+        seed=draw(st.integers(0, 2**16)),
         tiled=draw(st.sampled_from(["auto", "on", "off"])),
     )
 
@@ -121,9 +121,8 @@ def _layer_run(layer_fn, tensors, opts, cfg):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=layer_configs())
-def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, split_mode, tiled_mode):
+def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, tiled_mode):
     gemm_mode(cfg["gemm"])
-    split_mode(cfg["split"])
     tiled_mode(cfg["tiled"])
     tensors, opts = _layer_inputs(cfg)
     got = _layer_run(fused.fused_lstm_layer, tensors, opts, cfg)
@@ -157,12 +156,10 @@ VARIANT_SETS = {
 }
 
 
-@pytest.mark.parametrize("split", [0, 2], ids=["whole-steps", "column-split"])
 @pytest.mark.parametrize("tiled", ["on", "off"], ids=["tiled", "row-split"])
 @pytest.mark.parametrize("proj", [0, 2])
 @pytest.mark.parametrize("variant", list(VARIANT_SETS))
-def test_gradcheck_fused_layer_with_variant(variant, proj, split, tiled, split_mode, tiled_mode):
-    split_mode(split)
+def test_gradcheck_fused_layer_with_variant(variant, proj, tiled, tiled_mode):
     tiled_mode(tiled)
     cfg = dict(T=4, B=3, I=2, H=5, proj=proj, lengths=torch.tensor([3, 1, 4]), reverse=proj == 2, bias=True,
                dtype=torch.float64, coupled=False, peephole=False, layer_norm=False, h_keep=False, zone_h=False, zone_c=False,

@@ -17,8 +17,7 @@ Threads (the kernel is compiled with -fopenmp, so its at::parallel_for loops sha
 OpenMP pool): forward steps in float32 on AVX2 are tiled, one parallel region per step in which
 each thread multiplies h_{t-1} by its hidden units' packed W_hh^T panels in registers and runs
 their cells (forward_loop_tiled in the C++); otherwise BLAS threads the recurrent GEMM and the
-gate pass is split by rows. Backward steps: a BLAS GEMM, then a row-split pass (the column
-split, set_split, is opt-in: no faster here).
+gate pass is split by rows. Backward steps: a row-split pass for dG[t], then a BLAS GEMM.
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),

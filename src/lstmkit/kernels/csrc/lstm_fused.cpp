@@ -21,9 +21,12 @@
 // gate pass (forward_loop: float64, LayerNorm, other CPUs). The inference entry (lstm_infer)
 // runs the same loops without recording, on one reused chunk of G, and keeps no C.
 //
-// Backward: in reverse, a fused pass turns dh_t, dc_t into the pre-activation gradients
-// dG[t] (T, B, 4H), and one GEMM per step gives dh_{t-1} = dG[t] W_hh. The weight, bias and
-// input gradients are then single GEMMs over all T·B rows.
+// Backward: in reverse, a fused pass (split by rows) turns dh_t, dc_t into the pre-activation
+// gradients dG[t] (T, B, 4H), and one product per step gives dh_{t-1} = dG[t] W_hh (register
+// tiles over packed W_hh panels where the forward tiles, else BLAS). The weight, bias and input
+// gradients are then single GEMMs over all T·B rows. (Fusing the cell backward into that
+// product's tiles, as the forward does, measured slower: S1 training 78.6 vs 70.3 ms, S3 17.4
+// vs 15.6; so did a column split with one BLAS call per thread, since removed.)
 //
 // Lengths (right-padded batches): a row is active at step t when t < length. Inactive rows
 // keep their state, and their outputs, gates and cell states are zero; in reverse a row starts
@@ -121,13 +124,11 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, scalar_t alpha, con
 constexpr int64_t kSmallGemmDefault = 1 << 15;
 std::atomic<int64_t> g_small_gemm{kSmallGemmDefault};
 
-// Per-step product C (m×n, ldc) = [C +] A (m×k, lda) · M (k×n, row-major, ldm). ldm and ldc
-// default to n; wider ones select a column block (the column-split step of forward_loop).
+// Per-step product C (m×n) = [C +] A (m×k, lda) · M (k×n), C and M row-major and dense.
 template <typename scalar_t>
 void step_gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, int64_t lda, const scalar_t* M,
-               scalar_t* C, bool accumulate, int64_t ldm = -1, int64_t ldc = -1) {
-  if (ldm < 0) ldm = n;
-  if (ldc < 0) ldc = n;
+               scalar_t* C, bool accumulate) {
+  const int64_t ldm = n, ldc = n;
   if (m * n * k <= g_small_gemm.load(std::memory_order_relaxed)) {
     // Register-blocked: a block of 4 vectors of C stays in registers over all k, so the loop is
     // bound by the loads of M, not by a store of C per multiply-add (measured: S5's step 1.8 ->
@@ -527,31 +528,6 @@ inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// How many column parts a backward step splits into (opt-in, off by default): in one parallel
-// region per step each thread runs the dh GEMM of its own hidden units (single-threaded BLAS)
-// and then their cell backward — one fork/join instead of two. Measured on this 2-core machine
-// (2 threads, interleaved repeats) it is no faster than one multi-threaded BLAS GEMM followed by
-// a row-split pass (training S1 61.3 vs 60.6 ms, S3 15.9 vs 15.0, S5 3.65 vs 3.47), so the
-// default never splits; set_split turns it on to measure elsewhere (more cores, other BLAS), and
-// tests force it to keep the path exact. The forward's counterpart is the tiled step.
-constexpr int64_t kSplitNever = INT64_MAX;
-std::atomic<int64_t> g_split_min{kSplitNever};  // per-step multiply-adds from which to split
-std::atomic<int64_t> g_split_parts{0};          // 0: one part per thread; > 0: exactly this many (tests)
-
-inline int64_t column_parts(int64_t B, int64_t GH, int64_t P, int64_t H, int64_t lanes) {
-  if (B * GH * P < g_split_min.load(std::memory_order_relaxed)) return 1;
-  const int64_t forced = g_split_parts.load(std::memory_order_relaxed);
-  if (forced > 0) return forced;
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (H + lanes - 1) / lanes));
-}
-
-// Hidden units [j0, j1) of part q of n: vector-width aligned, so only the last part has a tail.
-inline void part_range(int64_t q, int64_t n, int64_t H, int64_t lanes, int64_t& j0, int64_t& j1) {
-  const int64_t blocks = (H + lanes - 1) / lanes;
-  j0 = std::min(H, (blocks * q / n) * lanes);
-  j1 = std::min(H, (blocks * (q + 1) / n) * lanes);
-}
-
 // The projection after a step's gate pass: h_t = hpre W_hr^T into the output row, then zoneout
 // of the projected h (z_h lerps back to h_{t-1}), then h_t becomes the carried state hs. Inactive
 // rows of hpre are zero, so their outputs are zero too, and their carried h is left as it was.
@@ -641,7 +617,8 @@ std::atomic<int> g_tiled{0};
 // full tile of rows. With B < 3 a tile has too few independent accumulators to hide the FMA
 // latency, and per-block overhead shows: S5 (B = 1) runs 1.26 ms on the row-split step against
 // 1.47 ms tiled. LayerNorm uses the tiled product for h W_hh^T only (tiled_product), since its
-// row statistics need whole rows before any cell can run.
+// row statistics need whole rows before any cell can run; backward uses it for dG[t] W_hh
+// (cols_product).
 template <typename scalar_t>
 inline bool use_tiled(int64_t B) {
   const int mode = g_tiled.load(std::memory_order_relaxed);
@@ -659,13 +636,23 @@ inline int64_t tile_grain(int64_t B, int64_t panel_width, int64_t P) {
   return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, B * panel_width * P));
 }
 
+// Calls f(std::integral_constant<int, R>{}, b) for the row tiles [b, b + R) of B rows: R = 3
+// (kTileRows) while they last, then one tile of the 1 or 2 rows left.
+constexpr int kTileRows = 3;
+template <typename F>
+inline void for_row_tiles(int64_t B, F&& f) {
+  int64_t b = 0;
+  for (; b + kTileRows <= B; b += kTileRows) f(std::integral_constant<int, kTileRows>{}, b);
+  if (B - b == 2) f(std::integral_constant<int, 2>{}, b);
+  if (B - b == 1) f(std::integral_constant<int, 1>{}, b);
+}
+
 // R (B, NG·H) = h (B, P) W^T, from W^T packed by pack_whh: the tiled product without a cell
 // (LayerNorm's recurrent projection, normalized per row afterwards).
 template <typename scalar_t, int NG>
 void tiled_product(int64_t B, int64_t H, int64_t P, const scalar_t* h, const scalar_t* wpk, scalar_t* R) {
   using V = Vec<scalar_t>;
   constexpr int64_t L = V::size();
-  constexpr int MR = 3;
   const int64_t NU = (H + L - 1) / L, GH = NG * H;
   auto rows = [&](auto mr, int64_t b, int64_t u) {
     constexpr int RR = decltype(mr)::value;
@@ -676,12 +663,48 @@ void tiled_product(int64_t B, int64_t H, int64_t P, const scalar_t* h, const sca
       for (int gi = 0; gi < NG; ++gi) acc[r][gi].store(R + (b + r) * GH + gi * H + j, n);
   };
   at::parallel_for(0, NU, tile_grain(B, NG * L, P), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) for_row_tiles(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
+  });
+}
+
+// M (K, N) row-major as panels of NG·L columns (the layout gate_tile reads): panel u is (K, NG·L),
+// zero-padded past N.
+template <typename scalar_t, int NG>
+Tensor pack_cols(const Tensor& m) {
+  constexpr int64_t W = NG * Vec<scalar_t>::size();
+  const int64_t K = m.size(0), N = m.size(1), NU = (N + W - 1) / W;
+  Tensor packed = at::zeros({NU, K, W}, m.options());
+  const scalar_t* src = m.data_ptr<scalar_t>();
+  scalar_t* pk = packed.data_ptr<scalar_t>();
+  at::parallel_for(0, NU, 1, [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
-      int64_t b = 0;
-      for (; b + MR <= B; b += MR) rows(std::integral_constant<int, MR>{}, b, u);
-      if (B - b == 2) rows(std::integral_constant<int, 2>{}, b, u);
-      if (B - b == 1) rows(std::integral_constant<int, 1>{}, b, u);
+      const int64_t n = std::min(W, N - u * W);
+      for (int64_t kk = 0; kk < K; ++kk) std::memcpy(pk + (u * K + kk) * W, src + kk * N + u * W, sizeof(scalar_t) * n);
     }
+  });
+  return packed;
+}
+
+// C (B, N) = A (B, K; rows lda apart) M, with M packed by pack_cols: each thread a range of
+// column panels, MR × NG register tiles. Backward's per-step dG[t] W_hh (K = 4H) measured
+// 1.2–1.7x faster than MKL's sgemm at S1–S3 (2 threads), as the forward's product was.
+template <typename scalar_t, int NG>
+void cols_product(int64_t B, int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* pk, scalar_t* C) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size(), W = NG * L;
+  const int64_t NU = (N + W - 1) / W;
+  auto rows = [&](auto mr, int64_t b, int64_t u) {
+    constexpr int RR = decltype(mr)::value;
+    V acc[RR][NG];
+    gate_tile<RR, NG>(A + b * lda, lda, pk + u * K * W, K, acc);
+    for (int r = 0; r < RR; ++r)
+      for (int q = 0; q < NG; ++q) {
+        const int64_t c0 = u * W + q * L, n = std::min(L, N - c0);
+        if (n > 0) acc[r][q].store(C + (b + r) * N + c0, n);
+      }
+  };
+  at::parallel_for(0, NU, tile_grain(B, W, K), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) for_row_tiles(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
   });
 }
 
@@ -696,7 +719,6 @@ void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B
                         scalar_t* hmask, scalar_t* hs2, const Variants<scalar_t>& var) {
   using V = Vec<scalar_t>;
   constexpr int64_t L = V::size();
-  constexpr int MR = 3;
   const Layout<scalar_t> k(H, var);
   const int64_t GH = k.GH, NU = (H + L - 1) / L;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
@@ -758,12 +780,7 @@ void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B
       for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
     };
     at::parallel_for(0, NU, grain, [&](int64_t u0, int64_t u1) {
-      for (int64_t u = u0; u < u1; ++u) {
-        int64_t b = 0;
-        for (; b + MR <= B; b += MR) rows(std::integral_constant<int, MR>{}, b, u);
-        if (B - b == 2) rows(std::integral_constant<int, 2>{}, b, u);
-        if (B - b == 1) rows(std::integral_constant<int, 1>{}, b, u);
-      }
+      for (int64_t u = u0; u < u1; ++u) for_row_tiles(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
     });
     if (proj) {
       project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs);
@@ -1117,94 +1134,6 @@ std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& 
 // ---------------------------------------------------------------------------------------------
 // Backward
 
-// backward_loop without projection or LayerNorm, its step split into column parts (see
-// column_parts) with one fork/join per step. Since P = H, a part owns hidden units [j0, j1) and
-// the same columns of dh: it first finishes the previous step's carry, dL/dh_{t} for its
-// columns = dG[t'] W_hh[:, j0:j1] (t' the step processed before; every column of dG[t'] is
-// complete once the previous region joined), then runs the cell backward of its units, writing
-// their columns of dG[t]. The last step's carry (dL/dh0) is one GEMM after the loop. Arguments
-// as backward_loop.
-template <typename scalar_t>
-void backward_loop_columns(int64_t T, int64_t B, int64_t H, int64_t parts, bool reverse, const int64_t* len,
-                           const scalar_t* G, const scalar_t* C, const scalar_t* c0, const scalar_t* gout,
-                           const scalar_t* gG, const scalar_t* gC, scalar_t* dh, scalar_t* dc, scalar_t* dG,
-                           scalar_t* dH, const scalar_t* whh, scalar_t* dh_new, scalar_t* dh_zone,
-                           scalar_t* Cprev, scalar_t* Ctil, const Variants<scalar_t>& var) {
-  const Layout<scalar_t> k(H, var);
-  const int64_t GH = k.GH, P = H;
-  const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;
-  constexpr int64_t V = Vec<scalar_t>::size();
-  scalar_t* const no_hp = nullptr;  // o ⊙ tanh(c̃): projection only
-  const scalar_t* const no_ln = nullptr;
-  // dL/dh_{t'-1} for columns [j0, j1) from dG[t'] (t' = the step processed before), for rows that ran at t'.
-  auto carry = [&](int64_t tp, const scalar_t* zh_prev, int64_t j0, int64_t j1) {
-    step_gemm<scalar_t>(B, j1 - j0, GH, dG + tp * B * GH, GH, whh + j0, dh_new + j0, /*accumulate=*/false, P, P);
-    for (int64_t b = 0; b < B; ++b) {
-      if (!row_active(len, b, tp)) continue;
-      scalar_t* d = dh + b * P;
-      const scalar_t* n = dh_new + b * P;
-      const scalar_t* m = var.h_keep ? var.h_keep + b * P : nullptr;
-      const scalar_t* dz = zh_prev ? dh_zone + b * P : nullptr;
-      for (int64_t j = j0; j < j1; ++j) d[j] = (m ? n[j] * m[j] : n[j]) + (dz ? dz[j] : scalar_t(0));
-    }
-  };
-  int64_t t_prev = -1;
-  const scalar_t* zh_prev = nullptr;
-  for (int64_t s = T - 1; s >= 0; --s) {
-    const int64_t t = reverse ? T - 1 - s : s;
-    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
-    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;     // (B, H)
-    const scalar_t* Gt = G + t * B * GH;
-    const scalar_t* Ct = C + t * B * H;
-    scalar_t* dGt = dG + t * B * GH;
-    at::parallel_for(0, parts, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        int64_t j0, j1;
-        part_range(q, parts, H, V, j0, j1);
-        if (j1 <= j0) continue;
-        if (t_prev >= 0) carry(t_prev, zh_prev, j0, j1);
-        for (int64_t b = 0; b < B; ++b) {
-          scalar_t* dg = dGt + b * GH;
-          scalar_t* d = dH + b * P;
-          scalar_t* cpo = Cprev ? Cprev + (t * B + b) * H : nullptr;
-          scalar_t* cto = Ctil ? Ctil + (t * B + b) * H : nullptr;
-          if (!row_active(len, b, t)) {
-            for (int64_t gi = 0; gi < (var.coupled ? 3 : 4); ++gi) std::fill(dg + gi * H + j0, dg + gi * H + j1, scalar_t(0));
-            if (cpo) std::fill(cpo + j0, cpo + j1, scalar_t(0)), std::fill(cto + j0, cto + j1, scalar_t(0));
-            continue;
-          }
-          // dL/dh_t = carry + the output's own gradient; with zoneout z_h of it goes to h_{t-1}.
-          const scalar_t* cr = dh + b * P;
-          const scalar_t* go = gout ? gout + (t * B + b) * P : nullptr;
-          for (int64_t j = j0; j < j1; ++j) d[j] = go ? cr[j] + go[j] : cr[j];
-          if (zh_step) {
-            const scalar_t* z = zh_step + b * P;
-            scalar_t* dz = dh_zone + b * P;
-            for (int64_t j = j0; j < j1; ++j) {
-              dz[j] = z[j] * d[j];
-              d[j] = (scalar_t(1) - z[j]) * d[j];
-            }
-          }
-          const scalar_t* g = Gt + b * GH;
-          const scalar_t* c = Ct + b * H;
-          const scalar_t* cp = t == row_start(len, b, T, reverse) ? c0 + b * H
-                                                                  : C + ((reverse ? t + 1 : t - 1) * B + b) * H;
-          scalar_t* dcr = dc + b * H;
-          const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
-          const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
-          const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
-          for_units<scalar_t>(plain, j0, j1, [&](auto tag, auto variants, int64_t j) {
-            cell_backward<decltype(tag), decltype(variants)::value>(k, j, g, c, cp, d, dcr, gg_, gc_, zc, dg, no_hp, cpo, cto, no_ln, no_ln);
-          });
-        }
-      }
-    });
-    t_prev = t;
-    zh_prev = zh_step;
-  }
-  if (t_prev >= 0) carry(t_prev, zh_prev, 0, H);  // dL/dh0
-}
-
 template <typename scalar_t>
 void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
                    const scalar_t* G,      // (T, B, GH) activated gates
@@ -1219,6 +1148,7 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
                    scalar_t* dH,           // (T, B, P) out when projecting (dL/dh̃_t), else (B, H) scratch
                    scalar_t* Hpre,         // (T, B, H) out when projecting: o ⊙ tanh(c̃), else null
                    const scalar_t* whh,    // (GH, P)
+                   const scalar_t* whh_pk, // pack_cols<4>(W_hh) for the tiled dG[t] W_hh, or null (BLAS)
                    const scalar_t* whr,    // (P, H) or null
                    scalar_t* dhpre,        // (B, H) scratch when projecting
                    scalar_t* dh_new,       // (B, P) scratch
@@ -1344,7 +1274,12 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
         }
       }
     });
-    step_gemm<scalar_t>(B, P, GH, k.ln ? DR + t * B * GH : dGt, GH, whh, dh_new, /*accumulate=*/false);  // dG[t] W_hh
+    const scalar_t* dR = k.ln ? DR + t * B * GH : dGt;  // the gradient reaching h W_hh^T
+    if (whh_pk) {  // dG[t] W_hh
+      cols_product<scalar_t, 4>(B, P, GH, dR, GH, whh_pk, dh_new);
+    } else {
+      step_gemm<scalar_t>(B, P, GH, dR, GH, whh, dh_new, /*accumulate=*/false);
+    }
     // dL/dh_{t-1} = dG[t] W_hh (⊙ h_keep) (+ z_h ⊙ dL/dh_t). Rows that did not run at step t
     // pass their carried gradient through unchanged.
     for (int64_t b = 0; b < B; ++b) {
@@ -1415,17 +1350,11 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_backward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
-    const int64_t parts = proj || has_ln ? 1 : column_parts(B, GH, P, H, Vec<scalar_t>::size());
-    if (parts > 1) {
-      backward_loop_columns<scalar_t>(T, B, H, parts, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG),
-                                      ptr(gC), ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(whh), ptr(dh_new),
-                                      ptr(dh_zone), ptr(Cprev), ptr(Ctil), var);
-    } else {
-      backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
-                              ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whr), ptr(dhpre),
-                              ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
-                              ptr(rc), ptr(DR), ptr(LNacc), acc_rows, ptr(TCO), ptr(DCL));
-    }
+    const Tensor whh_pk = use_tiled<scalar_t>(B) ? pack_cols<scalar_t, 4>(whh) : Tensor();
+    backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
+                            ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whh_pk), ptr(whr), ptr(dhpre),
+                            ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
+                            ptr(rc), ptr(DR), ptr(LNacc), acc_rows, ptr(TCO), ptr(DCL));
   });
 
   // The step loop's per-thread sums: d w_hh' = Σ dG ⊙ LN(h W_hh^T), Σ dG (which is also d b_hh', d b_ih'
@@ -1543,13 +1472,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_tiled", [](const std::string& mode) {
         TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "tiled mode must be auto, on or off, got ", mode);
         g_tiled = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
-      }, "for tests: the forward's tiled steps (auto: float32 with AVX2, B >= 3; LayerNorm: its h W_hh^T only)");
-  m.def("set_split", [](int64_t min_macs, int64_t parts) {
-        g_split_min = min_macs;
-        g_split_parts = parts;
-      }, py::arg("min_macs") = kSplitNever, py::arg("parts") = 0,
-      "split each step's recurrent GEMM and gate pass into column parts from min_macs multiply-adds per step on "
-      "(default: never, see column_parts); parts > 0 forces that many parts (tests), 0 is one per thread");
+      }, "for tests: the tiled step products (auto: float32 with AVX2, B >= 3; see use_tiled)");
+  m.def("uses_tiled", [](bool float64, int64_t B) { return float64 ? use_tiled<double>(B) : use_tiled<float>(B); },
+        "whether a forward of this dtype and batch size runs tiled steps (set_tiled and the build decide)");
   m.def("threads_used", [](int64_t n) {
         // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own
         // loops would: 1 when the extension was built without OpenMP, whatever set_num_threads says.
