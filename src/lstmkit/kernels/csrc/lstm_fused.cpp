@@ -616,9 +616,8 @@ std::atomic<int> g_tiled{0};
 // Whether steps use the tiled product. Auto: float32 with AVX2 (measured there) and at least one
 // full tile of rows. With B < 3 a tile has too few independent accumulators to hide the FMA
 // latency, and per-block overhead shows: S5 (B = 1) runs 1.26 ms on the row-split step against
-// 1.47 ms tiled. LayerNorm uses the tiled product for h W_hh^T only (tiled_product), since its
-// row statistics need whole rows before any cell can run; backward uses it for dG[t] W_hh
-// (cols_product).
+// 1.47 ms tiled. LayerNorm uses register tiles for the product h W_hh^T only (cols_product), since
+// its row statistics need whole rows before any cell can run; backward uses them for dG[t] W_hh.
 template <typename scalar_t>
 inline bool use_tiled(int64_t B) {
   const int mode = g_tiled.load(std::memory_order_relaxed);
@@ -647,26 +646,6 @@ inline void for_row_tiles(int64_t B, F&& f) {
   if (B - b == 1) f(std::integral_constant<int, 1>{}, b);
 }
 
-// R (B, NG·H) = h (B, P) W^T, from W^T packed by pack_whh: the tiled product without a cell
-// (LayerNorm's recurrent projection, normalized per row afterwards).
-template <typename scalar_t, int NG>
-void tiled_product(int64_t B, int64_t H, int64_t P, const scalar_t* h, const scalar_t* wpk, scalar_t* R) {
-  using V = Vec<scalar_t>;
-  constexpr int64_t L = V::size();
-  const int64_t NU = (H + L - 1) / L, GH = NG * H;
-  auto rows = [&](auto mr, int64_t b, int64_t u) {
-    constexpr int RR = decltype(mr)::value;
-    V acc[RR][NG];
-    gate_tile<RR, NG>(h + b * P, P, wpk + u * P * NG * L, P, acc);
-    const int64_t j = u * L, n = std::min(L, H - j);
-    for (int r = 0; r < RR; ++r)
-      for (int gi = 0; gi < NG; ++gi) acc[r][gi].store(R + (b + r) * GH + gi * H + j, n);
-  };
-  at::parallel_for(0, NU, tile_grain(B, NG * L, P), [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; ++u) for_row_tiles(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
-  });
-}
-
 // M (K, N) row-major as panels of NG·L columns (the layout gate_tile reads): panel u is (K, NG·L),
 // zero-padded past N.
 template <typename scalar_t, int NG>
@@ -687,7 +666,8 @@ Tensor pack_cols(const Tensor& m) {
 
 // C (B, N) = A (B, K; rows lda apart) M, with M packed by pack_cols: each thread a range of
 // column panels, MR × NG register tiles. Backward's per-step dG[t] W_hh (K = 4H) measured
-// 1.2–1.7x faster than MKL's sgemm at S1–S3 (2 threads), as the forward's product was.
+// 1.2–1.7x faster than MKL's sgemm at S1–S3 (2 threads), as the forward's product was. Also
+// LayerNorm's h W_hh^T (M = W_hh^T, N = GH), normalized per row afterwards.
 template <typename scalar_t, int NG>
 void cols_product(int64_t B, int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* pk, scalar_t* C) {
   using V = Vec<scalar_t>;
@@ -806,7 +786,7 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
                   scalar_t* hs,           // (B, P) in: h0, out: h_n
                   scalar_t* cs,           // (B, H) in: c0, out: c_n
                   const scalar_t* whh_t,  // (P, GH) = W_hh^T
-                  const scalar_t* wpk,    // pack_whh(W_hh^T) for LayerNorm's tiled h W_hh^T, or null (BLAS)
+                  const scalar_t* wpk,    // pack_cols<4>(W_hh^T) for LayerNorm's tiled h W_hh^T, or null (BLAS)
                   const scalar_t* whr_t,  // (H, P) = W_hr^T or null
                   scalar_t* hpre,         // (B, H) scratch when projecting
                   scalar_t* hmask,        // (B, P) scratch with recurrent dropout
@@ -831,7 +811,7 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
       hrec = hmask;
     }
     if (k.ln && wpk) {  // h W_hh^T, normalized per row below
-      if (var.coupled) tiled_product<scalar_t, 3>(B, H, P, hrec, wpk, Rs); else tiled_product<scalar_t, 4>(B, H, P, hrec, wpk, Rs);
+      cols_product<scalar_t, 4>(B, GH, P, hrec, P, wpk, Rs);
     } else if (k.ln) {
       step_gemm<scalar_t>(B, GH, P, hrec, P, whh_t, Rs, /*accumulate=*/false);
     } else {
@@ -1062,8 +1042,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       }
     };
     const bool tiled = use_tiled<scalar_t>(B);
-    const Tensor wpk = tiled ? pack_whh<scalar_t>(whh_t, NG) : Tensor();
     if (tiled && !has_ln) {
+      const Tensor wpk = pack_whh<scalar_t>(whh_t, NG);
       auto tiled = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
@@ -1076,6 +1056,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
         if (rec) tiled(forward_loop_tiled<scalar_t, true, 4>); else tiled(forward_loop_tiled<scalar_t, false, 4>);
       }
     } else {
+      const Tensor wpk = tiled ? pack_cols<scalar_t, 4>(whh_t) : Tensor();  // LayerNorm's h W_hh^T
       auto rows = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
@@ -1161,9 +1142,14 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
                    const scalar_t* Nc,     //   (T, B, H)
                    const scalar_t* rc,     //   (T, B)
                    scalar_t* DR,           //   (T, B, GH) out: dL/d(h W_hh^T)
-                   scalar_t* LNacc,        //   (threads, 2·GH + 2·H) out: per-thread sums of the LayerNorm
-                                           //   gradients d w_hh', d b_hh', d w_c, d b_c (zeroed by the caller)
+                   scalar_t* LNacc,        //   (threads, 3·GH + 2·H) out: per-thread sums of the LayerNorm
+                                           //   gradients d w_hh', d b_hh', d w_c, d b_c, d w_ih' (zeroed by
+                                           //   the caller)
                    int64_t acc_rows,       //   its rows
+                   const scalar_t* ln_iw,  //   input projection's LayerNorm only: its gain w_ih' (GH,)
+                   const scalar_t* Ni,     //     (T, B, GH) LN(x W_ih^T) from forward
+                   const scalar_t* ri,     //     (T, B) its 1/σ
+                   scalar_t* dZ,           //     (T, B, GH) out: dL/d(x W_ih^T)
                    scalar_t* TCO,          //   (B, H) scratch: tanh(LN(c̃)·w_c + b_c)
                    scalar_t* DCL) {        //   (B, H) scratch: the h path's dL/dc̃
   const Layout<scalar_t> k(H, var);
@@ -1217,9 +1203,8 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
           std::fill(dg, dg + GH, scalar_t(0));
           if (hp) std::fill(hp, hp + H, scalar_t(0));
           if (cpo) std::fill(cpo, cpo + H, scalar_t(0)), std::fill(cto, cto + H, scalar_t(0));
-          if (k.ln) {
-            std::fill(DR + (t * B + b) * GH, DR + (t * B + b + 1) * GH, scalar_t(0));
-          }
+          if (k.ln) std::fill(DR + (t * B + b) * GH, DR + (t * B + b + 1) * GH, scalar_t(0));
+          if (dZ) std::fill(dZ + (t * B + b) * GH, dZ + (t * B + b + 1) * GH, scalar_t(0));
           continue;
         }
         const scalar_t* g = Gt + b * GH;
@@ -1236,7 +1221,7 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
         scalar_t* dcl = nullptr;
         // This thread's sums of the LayerNorm parameter gradients, added while the rows are in
         // cache (summing (T, B, ·) records after the loop cost S3 training ~10 %).
-        scalar_t* acc = k.ln ? LNacc + std::min<int64_t>(at::get_thread_num(), acc_rows - 1) * (2 * GH + 2 * H) : nullptr;
+        scalar_t* acc = k.ln ? LNacc + std::min<int64_t>(at::get_thread_num(), acc_rows - 1) * (3 * GH + 2 * H) : nullptr;
         if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃
           tco = TCO + b * H, dcl = DCL + b * H;
           const scalar_t* nc = Nc + (t * B + b) * H;
@@ -1271,6 +1256,18 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
             st(dgv * ld<VV>(var.ln_hw + q), dr + q);
           });
           ln_row_backward(dr, Nh + (t * B + b) * GH, rh[t * B + b], GH, dr);
+        }
+        if (dZ) {  // through G[t] = LN(x W_ih^T)·w_i + b_i + … back to x W_ih^T (b_i's gradient is Σ dG)
+          scalar_t* dz = dZ + (t * B + b) * GH;
+          const scalar_t* ni = Ni + (t * B + b) * GH;
+          scalar_t* aiw = acc + 2 * GH + 2 * H;
+          for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
+            using VV = decltype(tag);
+            const VV dgv = ld<VV>(dg + q);
+            st(ld<VV>(aiw + q) + dgv * ld<VV>(ni + q), aiw + q);  // d w_ih' += dG ⊙ LN(x W_ih^T)
+            st(dgv * ld<VV>(ln_iw + q), dz + q);
+          });
+          ln_row_backward(dz, ni, ri[t * B + b], GH, dz);
         }
       }
     });
@@ -1323,7 +1320,13 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
               "fused lstm: LayerNorm backward needs the forward's normalized values");
   Tensor DR = has_ln ? at::empty({T, B, GH}, x.options()) : Tensor();
   const int64_t acc_rows = std::max<int64_t>(1, at::get_num_threads());
-  Tensor LNacc = has_ln ? at::zeros({acc_rows, 2 * GH + 2 * H}, x.options()) : Tensor();
+  Tensor LNacc = has_ln ? at::zeros({acc_rows, 3 * GH + 2 * H}, x.options()) : Tensor();
+  // With the input projection's LayerNorm in the kernel (G[t] = LN(Z)·w_i + b_i + …, Z = x W_ih^T),
+  // the step loop also turns each row's dG into dZ while it is in cache.
+  const bool ln_in = ln.size() == 6;
+  Tensor Ni = opt(Ni_), ri = opt(ri_);
+  TORCH_CHECK(!ln_in || (Ni.defined() && ri.defined()), "fused lstm: the input LayerNorm's backward needs its forward values");
+  Tensor dZ = ln_in ? at::empty({T, B, GH}, x.options()) : Tensor();
   Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
@@ -1354,7 +1357,8 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
                             ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whh_pk), ptr(whr), ptr(dhpre),
                             ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
-                            ptr(rc), ptr(DR), ptr(LNacc), acc_rows, ptr(TCO), ptr(DCL));
+                            ptr(rc), ptr(DR), ptr(LNacc), acc_rows, ln_in ? ptr(ln[4]) : nullptr, ptr(Ni), ptr(ri),
+                            ptr(dZ), ptr(TCO), ptr(DCL));
   });
 
   // The step loop's per-thread sums: d w_hh' = Σ dG ⊙ LN(h W_hh^T), Σ dG (which is also d b_hh', d b_ih'
@@ -1362,46 +1366,10 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   const Tensor ln_sums = has_ln ? LNacc.sum(0) : Tensor();
   const Tensor sum_dG = has_ln ? ln_sums.narrow(0, GH, GH) : Tensor();
 
-  // With the input projection's LayerNorm in the kernel (G[t] = LN(Z)·w_i + b_i + …, Z = x W_ih^T):
-  // dw_i = Σ dG ⊙ LN(Z), db_i = Σ dG, and dZ = LN's backward of dG ⊙ w_i, row by row.
-  const bool ln_in = ln.size() == 6;
-  Tensor dZ = dG, diw, dib;
-  if (ln_in) {
-    Tensor Ni = opt(Ni_), ri = opt(ri_);
-    TORCH_CHECK(Ni.defined() && ri.defined(), "fused lstm: the input LayerNorm's backward needs its forward values");
-    dib = sum_dG;
-    dZ = at::empty_like(dG);
-    // dw_i is summed in the same pass that reads dG and LN(Z) for dZ: one partial sum per part.
-    const int64_t rows = T * B, parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
-    Tensor partial = at::zeros({parts, GH}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input_backward", [&] {
-      const scalar_t* dg = dG.data_ptr<scalar_t>();
-      const scalar_t* ni = Ni.data_ptr<scalar_t>();
-      const scalar_t* r = ri.data_ptr<scalar_t>();
-      const scalar_t* w = ln[4].data_ptr<scalar_t>();
-      scalar_t* dz = dZ.data_ptr<scalar_t>();
-      scalar_t* acc0 = partial.data_ptr<scalar_t>();
-      at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-        for (int64_t part = p0; part < p1; ++part) {
-          scalar_t* acc = acc0 + part * GH;
-          for (int64_t q = rows * part / parts; q < rows * (part + 1) / parts; ++q) {
-            // rows past a length have dG = 0, hence dZ = 0 and nothing added
-            scalar_t* d = dz + q * GH;
-            const scalar_t* g = dg + q * GH;
-            const scalar_t* n = ni + q * GH;
-            for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
-              using VV = decltype(tag);
-              const VV gv = ld<VV>(g + j);
-              st(ld<VV>(acc + j) + gv * ld<VV>(n + j), acc + j);
-              st(gv * ld<VV>(w + j), d + j);
-            });
-            ln_row_backward(d, n, r[q], GH, d);
-          }
-        }
-      });
-    });
-    diw = partial.sum(0);
-  }
+  // The input projection's LayerNorm: dw_i = Σ dG ⊙ LN(Z) and db_i = Σ dG, summed in the loop.
+  Tensor diw = ln_in ? ln_sums.narrow(0, 2 * GH + 2 * H, GH) : Tensor();
+  Tensor dib = ln_in ? sum_dG : Tensor();
+  if (!ln_in) dZ = dG;
 
   // Gradients of the weights, biases and input: single GEMMs over all T·B rows.
   Tensor dG2 = dG.view({T * B, GH}), dZ2 = dZ.view({T * B, GH});
