@@ -263,10 +263,17 @@ def test_cell_variants_step_like_the_layer(kw):
 
 
 @pytest.mark.parametrize("z", [0.1, 0.5, 0.9])
-def test_zoneout_training_masks_are_bool_bernoulli_z(z):
+@pytest.mark.parametrize("engine", ["kernel", "torch-ops"])
+def test_zoneout_training_masks_are_bool_bernoulli_z(z, engine, monkeypatch):
     """The module's zoneout samples: bool, P(keep) = z (to 1/65536), fresh per call, fixed by the seed."""
-    from lstmkit.lstm import _zone_mask
+    from lstmkit.kernels import fused
+    from lstmkit.kernels.masks import zoneout_mask as _zone_mask
 
+    if engine == "kernel":
+        if fused.load_extension() is None:
+            pytest.skip("the fused kernel is not built here")
+    else:
+        monkeypatch.setattr(fused, "loaded_extension", lambda: None)
     torch.manual_seed(5)
     a = _zone_mask((50, 40, 30), z, torch.empty(0))  # 60 000 draws: 5 sigma < 0.011
     assert a.dtype == torch.bool and a.shape == (50, 40, 30)
@@ -279,3 +286,40 @@ def test_zoneout_training_masks_are_bool_bernoulli_z(z):
     torch.manual_seed(5)
     assert torch.equal(_zone_mask((50, 40, 30), z, torch.empty(0)), a)
     assert _zone_mask((3, 2, 5), 1.0, torch.empty(0)).all()
+
+
+def test_zoneout_masks_are_the_same_from_the_kernel_and_from_torch_ops(monkeypatch):
+    """The kernel's parallel sampler and the torch-op fallback compute the same splitmix64 masks,
+    whatever the thread count (entries not a multiple of 4 included)."""
+    from lstmkit.kernels import fused, masks
+
+    if fused.load_extension() is None:
+        pytest.skip("the fused kernel is not built here")
+    before = torch.get_num_threads()
+    got = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(11)
+            got.append(masks.zoneout_mask((37, 5, 7), 0.3, torch.empty(0)))  # 1295 entries
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(fused, "loaded_extension", lambda: None)
+    torch.manual_seed(11)
+    want = masks.zoneout_mask((37, 5, 7), 0.3, torch.empty(0))
+    assert torch.equal(got[0], want) and torch.equal(got[1], want)
+    # splitmix64 itself, against its definition in Python integers
+    seed, mask64 = 2**62 + 12345, 2**64 - 1
+    for i, value in enumerate(masks.splitmix64(3, seed).tolist()):
+        x = ((seed + i) * 0x9E3779B97F4A7C15) & mask64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask64
+        x ^= x >> 31
+        assert value & mask64 == x
+
+
+def test_zoneout_probability_outside_0_1_is_refused():
+    from lstmkit.kernels.masks import zoneout_mask
+
+    with pytest.raises(ValueError, match=r"zoneout probability must be in \[0, 1\], got 1.5"):
+        zoneout_mask((2, 2), 1.5, torch.empty(0))

@@ -1,7 +1,6 @@
 """lk.LSTM: a drop-in for torch.nn.LSTM that can also show every gate of every step."""
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple, Optional, Union
 
 import torch
@@ -11,6 +10,7 @@ from torch.nn.utils.rnn import PackedSequence
 from . import _checks as check
 from ._recurrent import RecurrentBase
 from .kernels import LSTMGates, LSTMLayerParams
+from .kernels.masks import zoneout_mask
 from .kernels.types import LayerNormParams, LSTMStepOptions
 
 DEFAULT_FORGET_BIAS = 1.0
@@ -211,7 +211,7 @@ class LSTM(RecurrentBase):
             if z == 0:
                 return None
             if train:  # True keeps the previous value, with probability z
-                return _zone_mask((T, B, size), z, like)
+                return zoneout_mask((T, B, size), z, like)
             return torch.full((1, 1, 1), z, dtype=like.dtype, device=like.device).expand(T, B, size)
 
         layer_opts = []
@@ -259,16 +259,3 @@ def _keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     return (torch.rand(shape, dtype=like.dtype, device=like.device) >= p).to(like.dtype) / (1.0 - p)
 
 
-def _zone_mask(shape: tuple[int, ...], z: float, like: Tensor) -> Tensor:
-    """Bernoulli(z) bool mask (True: keep the previous value), from 16 random bits per entry.
-
-    z is resolved to 1/65536 (|error| < 8e-6). Four entries per 64-bit draw make it ~3x cheaper
-    than ``torch.rand(shape) < z``, which was most of zoneout's cost (S3: 3.9 of ~14 ms per
-    forward, for its two (T, B, H) masks). bool, not float: the kernels read a quarter of the bytes.
-    """
-    n = math.prod(shape)
-    level = round(z * 65536)
-    if level >= 65536:
-        return torch.ones(shape, dtype=torch.bool, device=like.device)
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-(2**63), None)  # all 64 bits
-    return (bits.view(torch.int16)[:n] < level - 32768).view(shape)  # each int16 uniform on [-32768, 32767]

@@ -128,6 +128,11 @@ def load_extension(verbose: bool = False) -> Any:
     return _ext
 
 
+def loaded_extension() -> Any:
+    """The compiled kernel module if it is already loaded, else None (never builds it)."""
+    return _ext
+
+
 def build_error() -> Optional[str]:
     """Why the extension failed to build, or None (built, or not tried yet)."""
     return _error

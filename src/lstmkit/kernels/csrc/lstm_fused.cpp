@@ -1420,6 +1420,27 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   }
   return {dx, dh, dc, dw_ih, dw_hh, db, dw_hr, dpeep, dhw, dhb, dcw, dcb, diw, dib};
 }
+// A zoneout mask (see lstmkit/kernels/masks.py, which computes the same numbers with torch ops):
+// entry i is True when lane i % 4 (16 bits) of splitmix64((seed + i / 4) · φ), as int16, is below
+// level - 32768. Counter-based, so every chunk of the parallel loop computes its own entries and
+// the result does not depend on the thread count.
+Tensor sample_zone_mask(const std::vector<int64_t>& shape, int64_t level, int64_t seed) {
+  TORCH_CHECK(level >= 0 && level < 65536, "sample_zone_mask: level must be in [0, 65536), got ", level);
+  Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kBool));
+  const int64_t n = out.numel();
+  bool* o = out.data_ptr<bool>();
+  const int thr = static_cast<int>(level) - 32768;
+  at::parallel_for(0, (n + 3) / 4, 16384, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      uint64_t z = (static_cast<uint64_t>(seed) + static_cast<uint64_t>(q)) * 0x9E3779B97F4A7C15ULL;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      z ^= z >> 31;
+      for (int64_t l = 0; l < 4 && 4 * q + l < n; ++l) o[4 * q + l] = static_cast<int16_t>(z >> (16 * l)) < thr;
+    }
+  });
+  return out;
+}
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -1443,6 +1464,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       }, "for tests: the tiled step products (auto: float32 with AVX2, B >= 3; see use_tiled)");
   m.def("uses_tiled", [](bool float64, int64_t B) { return float64 ? use_tiled<double>(B) : use_tiled<float>(B); },
         "whether a forward of this dtype and batch size runs tiled steps (set_tiled and the build decide)");
+  m.def("zone_mask", &sample_zone_mask, "a Bernoulli zoneout mask from a counter-based generator (see masks.py)");
   m.def("threads_used", [](int64_t n) {
         // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own
         // loops would: 1 when the extension was built without OpenMP, whatever set_num_threads says.
