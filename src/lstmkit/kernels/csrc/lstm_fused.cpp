@@ -1257,7 +1257,8 @@ void backward_loop(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse, con
           });
           ln_row_backward(dr, Nh + (t * B + b) * GH, rh[t * B + b], GH, dr);
         }
-        if (dZ) {  // through G[t] = LN(x W_ih^T)·w_i + b_i + … back to x W_ih^T (b_i's gradient is Σ dG)
+        if (dZ) {  // through G[t] = LN(x W_ih^T)·w_i + b_i + … back to x W_ih^T (b_i's gradient is Σ dG);
+                   // dz may be dg itself: each entry is read before it is written
           scalar_t* dz = dZ + (t * B + b) * GH;
           const scalar_t* ni = Ni + (t * B + b) * GH;
           scalar_t* aiw = acc + 2 * GH + 2 * H;
@@ -1326,7 +1327,6 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   const bool ln_in = ln.size() == 6;
   Tensor Ni = opt(Ni_), ri = opt(ri_);
   TORCH_CHECK(!ln_in || (Ni.defined() && ri.defined()), "fused lstm: the input LayerNorm's backward needs its forward values");
-  Tensor dZ = ln_in ? at::empty({T, B, GH}, x.options()) : Tensor();
   Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
@@ -1340,6 +1340,9 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor dh = grad_hn.has_value() && grad_hn->defined() ? grad_hn->contiguous().clone() : at::zeros({B, P}, opts);
   Tensor dc = grad_cn.has_value() && grad_cn->defined() ? grad_cn->contiguous().clone() : at::zeros({B, H}, opts);
   Tensor dG = at::empty({T, B, GH}, opts);
+  // dZ overwrites dG row by row: after the loop only the peephole gradients read dG (every other
+  // use of Σ dG is summed in the loop), so without peepholes no second (T, B, GH) buffer is needed.
+  Tensor dZ = !ln_in ? Tensor() : peep.defined() ? at::empty({T, B, GH}, opts) : dG;
   Tensor dH = proj ? at::empty({T, B, P}, opts) : at::empty({B, H}, opts);
   Tensor Hpre = proj ? at::empty({T, B, H}, opts) : Tensor();
   Tensor dhpre = proj ? at::empty({B, H}, opts) : Tensor();
