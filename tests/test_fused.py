@@ -359,8 +359,13 @@ def test_float32_forward_runs_tiled_steps_on_avx2():
     if "avx2" not in fused._cpu_flags() or "fma" not in fused._cpu_flags():
         pytest.skip("this CPU has no AVX2/FMA")
     assert ext.vector_width() == 8
-    assert ext.uses_tiled(False, 32) and not ext.uses_tiled(True, 32)
-    assert not ext.uses_tiled(False, 1)  # B = 1 runs the row-split step (measured faster, see use_tiled)
+    assert ext.uses_tiled(False, 32, 100) and not ext.uses_tiled(True, 32, 100)
+    assert not ext.uses_tiled(False, 1, 100)  # B = 1 runs the row-split step (measured faster, see use_tiled)
+    assert not ext.uses_tiled(False, 32, 1)  # one step at a time: packing would cost more than it saves
+    lstm = lk.LSTM(8, 16, backend="fused")  # inference keeps the packed weights with the others
+    with torch.no_grad():
+        lstm(torch.randn(6, 4, 8))
+    assert fused._prepared(lstm._layer_params()[0][0], 4)[3] is not None
 
 
 def test_saturated_gates_match_reference():
@@ -409,19 +414,23 @@ def _fused_vs_reference_no_grad(lstm, x, what):
         lstm.backend = "reference"
         want = lstm(x)
     for a, b, name in ((got[0], want[0], "out"), (got[1][0], want[1][0], "h_n"), (got[1][1], want[1][1], "c_n")):
-        assert_close(a, b, torch.float64, f"{name} after {what}")
+        assert_close(a, b, x.dtype, f"{name} after {what}")
     return got[0]
 
 
-def test_weight_cache_sees_every_in_place_change():
-    """W_hh^T, W_hr^T and b_ih + b_hh are cached per weight version: every kind of update must show."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_weight_cache_sees_every_in_place_change(dtype):
+    """W_hh^T (and, in float32, its packed copy for the tiled steps), W_hr^T and b_ih + b_hh are
+    cached per weight version: every kind of update must show."""
     _require_kernel()
     torch.manual_seed(8)
-    lstm = lk.LSTM(3, 6, proj_size=4, num_layers=2, backend="fused").double()
-    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    lstm = lk.LSTM(3, 6, proj_size=4, num_layers=2, backend="fused").to(dtype)
+    x = torch.randn(5, 4, 3, dtype=dtype)
     before = _fused_vs_reference_no_grad(lstm, x, "the first call")
     p = lstm._layer_params()[0][0]
-    assert fused._prepared(p)[0] is fused._prepared(p)[0], "an unchanged weight is prepared once"
+    first, again = fused._prepared(p, 4), fused._prepared(p, 4)
+    assert first[0] is again[0] and first[3] is again[3], "an unchanged weight is prepared once"
+    assert (first[3] is not None) == (dtype == torch.float32)
 
     opt = torch.optim.SGD(lstm.parameters(), lr=0.1)
     lstm.backend = "reference"
@@ -430,7 +439,7 @@ def test_weight_cache_sees_every_in_place_change():
     after_step = _fused_vs_reference_no_grad(lstm, x, "an optimizer step")
     assert not torch.allclose(before, after_step)
 
-    other = lk.LSTM(3, 6, proj_size=4, num_layers=2).double()
+    other = lk.LSTM(3, 6, proj_size=4, num_layers=2).to(dtype)
     lstm.load_state_dict(other.state_dict())
     _fused_vs_reference_no_grad(lstm, x, "load_state_dict")
 
@@ -439,7 +448,7 @@ def test_weight_cache_sees_every_in_place_change():
             getattr(lstm, name).add_(0.25)
         _fused_vs_reference_no_grad(lstm, x, f"an in-place add_ to {name}")
 
-    lstm.weight_hh_l0.data = torch.randn(24, 4, dtype=torch.float64)  # new storage, version 0
+    lstm.weight_hh_l0.data = torch.randn(24, 4, dtype=dtype)  # new storage, version 0
     _fused_vs_reference_no_grad(lstm, x, "replacing .data")
 
 

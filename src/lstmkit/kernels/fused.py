@@ -289,10 +289,15 @@ def _fingerprint(t: Optional[Tensor]):
     return None if t is None else (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
 
 
-def _prepared(p: LSTMLayerParams) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    """(W_hh^T, b_ih + b_hh or None, W_hr^T or None) of p, from the cache when still valid."""
+def _prepared(p: LSTMLayerParams, gates: int) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """(W_hh^T, b_ih + b_hh or None, W_hr^T or None, W_hh^T packed for the tiled steps or None) of p,
+    from the cache when still valid.
+
+    The packed copy (float32 only: the kernel tiles float32) saves repeated inference calls the
+    packing, which costs about one step's product.
+    """
     sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr)
-    fp = tuple(_fingerprint(t) for t in sources)
+    fp = (tuple(_fingerprint(t) for t in sources), gates)
     hit = _PREPARED.get(p.w_hh)
     if hit is not None and hit[0] == fp:
         return hit[2]
@@ -301,8 +306,9 @@ def _prepared(p: LSTMLayerParams) -> tuple[Tensor, Optional[Tensor], Optional[Te
         if p.b_ih is not None:
             bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
             bias = bias.detach().contiguous()
-        prepared = (p.w_hh.detach().t().contiguous(), bias,
-                    None if p.w_hr is None else p.w_hr.detach().t().contiguous())
+        whh_t = p.w_hh.detach().t().contiguous()
+        packed = _ext.pack_whh(whh_t, gates) if whh_t.dtype == torch.float32 else None
+        prepared = (whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), packed)
     _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
     return prepared
 
@@ -310,14 +316,14 @@ def _prepared(p: LSTMLayerParams) -> tuple[Tensor, Optional[Tensor], Optional[Te
 def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
            opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
-    whh_t, bias, whr_t = _prepared(p)
+    whh_t, bias, whr_t, packed = _prepared(p, 3 if opts.coupled else 4)
     w_ih, ln = p.w_ih, p.ln
     with torch.no_grad():
         ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
         out, h_n, c_n = _ext.infer(
             x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, whh_t, bias, whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
-            ln_args, float(opts.ln_eps),
+            ln_args, float(opts.ln_eps), packed,
         )
     return out, (h_n, c_n), None
 

@@ -618,12 +618,18 @@ std::atomic<int> g_tiled{0};
 // latency, and per-block overhead shows: S5 (B = 1) runs 1.26 ms on the row-split step against
 // 1.47 ms tiled. LayerNorm uses register tiles for the product h W_hh^T only (cols_product), since
 // its row statistics need whole rows before any cell can run; backward uses them for dG[t] W_hh.
+//
+// T: the call's steps. Packing the weights costs about one step's product, so a call of fewer
+// than kTileMinSteps steps (decoding one step at a time) does not tile. The rule is the same
+// for inference (which may get the packed weights from fused.py's cache) and for recording, so
+// no-grad outputs stay bit for bit the training forward's.
+constexpr int64_t kTileMinSteps = 4;
 template <typename scalar_t>
-inline bool use_tiled(int64_t B) {
+inline bool use_tiled(int64_t B, int64_t T) {
   const int mode = g_tiled.load(std::memory_order_relaxed);
   if (mode != 0) return mode > 0;
 #if defined(CPU_CAPABILITY_AVX2)
-  return std::is_same_v<scalar_t, float> && B >= 3;
+  return std::is_same_v<scalar_t, float> && B >= 3 && T >= kTileMinSteps;
 #else
   return false;
 #endif
@@ -944,7 +950,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
                                  const optional<Tensor>& lengths, bool reverse, bool coupled,
                                  const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
                                  const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
-                                 const optional<std::vector<Tensor>>& layer_norm, double eps) {
+                                 const optional<std::vector<Tensor>>& layer_norm, double eps,
+                                 const Tensor& whh_packed) {
   TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t NG = coupled ? 3 : 4;
@@ -1041,9 +1048,14 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
         steps(s0, s1, g_step0(t_lo));
       }
     };
-    const bool tiled = use_tiled<scalar_t>(B);
+    const bool tiled = use_tiled<scalar_t>(B, T);
     if (tiled && !has_ln) {
-      const Tensor wpk = pack_whh<scalar_t>(whh_t, NG);
+      const Tensor wpk = whh_packed.defined() ? whh_packed : pack_whh<scalar_t>(whh_t, NG);
+      TORCH_CHECK(wpk.sizes() == at::IntArrayRef({(H + Vec<scalar_t>::size() - 1) / Vec<scalar_t>::size(), P,
+                                                  NG * Vec<scalar_t>::size()}) && wpk.is_contiguous() &&
+                  wpk.scalar_type() == x.scalar_type(),
+                  "fused lstm: the packed W_hh^T is ", wpk.sizes(), " ", wpk.scalar_type(), ", not pack_whh's layout for "
+                  "hidden size ", H, ", ", NG, " gates, ", x.scalar_type());
       auto tiled = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
@@ -1094,7 +1106,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
   const bool proj = w_hr.has_value() && w_hr->defined();
   return forward_impl(true, x, h0, c0, opt(w_ih_), w_hh.t().contiguous(), summed_bias(b_ih, b_hh),
                       proj ? w_hr->t().contiguous() : Tensor(), lengths, reverse, coupled, peephole, h_keep, zone_h,
-                      zone_c, layer_norm, eps);
+                      zone_c, layer_norm, eps, Tensor());
 }
 
 // Inference (no autograd, nothing recorded): {out (T,B,P), h_n (B,P), c_n (B,H)}. Takes the
@@ -1105,11 +1117,12 @@ std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& 
                                const optional<Tensor>& lengths, bool reverse, bool coupled,
                                const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
                                const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
-                               const optional<std::vector<Tensor>>& layer_norm, double eps) {
+                               const optional<std::vector<Tensor>>& layer_norm, double eps,
+                               const optional<Tensor>& whh_packed) {
   at::AutoDispatchBelowADInplaceOrView guard;
   auto given = [](const optional<Tensor>& t) { return t.has_value() && t->defined() ? *t : Tensor(); };
   return forward_impl(false, x, h0, c0, opt(w_ih), whh_t, given(bias), given(whr_t), lengths, reverse, coupled,
-                      peephole, h_keep, zone_h, zone_c, layer_norm, eps);
+                      peephole, h_keep, zone_h, zone_c, layer_norm, eps, given(whh_packed));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1356,7 +1369,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_backward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
-    const Tensor whh_pk = use_tiled<scalar_t>(B) ? pack_cols<scalar_t, 4>(whh) : Tensor();
+    const Tensor whh_pk = use_tiled<scalar_t>(B, T) ? pack_cols<scalar_t, 4>(whh) : Tensor();
     backward_loop<scalar_t>(T, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG), ptr(gC),
                             ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whh_pk), ptr(whr), ptr(dhpre),
                             ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh), ptr(Nc),
@@ -1450,7 +1463,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit fused CPU LSTM layer: forward and hand-written backward through time";
   m.def("forward", &lstm_forward, "one LSTM layer, one direction (see lstm_fused.cpp)");
   m.def("backward", &lstm_backward, "its backward through time");
-  m.def("infer", &lstm_infer, "forward only, nothing recorded, on prepared weights (no autograd)");
+  m.def("infer", &lstm_infer, "forward only, nothing recorded, on prepared weights (no autograd)",
+        py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("whh_t"), py::arg("bias"),
+        py::arg("whr_t"), py::arg("lengths"), py::arg("reverse"), py::arg("coupled"), py::arg("peephole"),
+        py::arg("h_keep"), py::arg("zone_h"), py::arg("zone_c"), py::arg("layer_norm"), py::arg("eps"),
+        py::arg("whh_packed") = py::none());
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
         "whether per-step GEMMs call BLAS directly (else through ATen)");
   m.def("set_gemm_mode", [](const std::string& mode) {
@@ -1465,8 +1482,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "tiled mode must be auto, on or off, got ", mode);
         g_tiled = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
       }, "for tests: the tiled step products (auto: float32 with AVX2, B >= 3; see use_tiled)");
-  m.def("uses_tiled", [](bool float64, int64_t B) { return float64 ? use_tiled<double>(B) : use_tiled<float>(B); },
-        "whether a forward of this dtype and batch size runs tiled steps (set_tiled and the build decide)");
+  m.def("uses_tiled", [](bool float64, int64_t B, int64_t T) {
+        return float64 ? use_tiled<double>(B, T) : use_tiled<float>(B, T);
+      }, "whether a call of this dtype, batch size and steps runs tiled steps (set_tiled and the build decide)");
+  m.def("pack_whh", [](const Tensor& whh_t, int64_t gates) {
+        TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous() && (gates == 3 || gates == 4) && whh_t.size(1) % gates == 0,
+                    "pack_whh: expected a contiguous (P, gates·H) W_hh^T and 3 or 4 gates, got ", whh_t.sizes(), ", ", gates);
+        Tensor out;
+        AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
+        return out;
+      }, "W_hh^T packed for the tiled steps (infer's whh_packed)");
   m.def("zone_mask", &sample_zone_mask, "a Bernoulli zoneout mask from a counter-based generator (see masks.py)");
   m.def("threads_used", [](int64_t n) {
         // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own
