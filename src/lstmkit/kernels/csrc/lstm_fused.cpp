@@ -528,6 +528,15 @@ inline void cell_backward(const Layout<S>& k, int64_t j, const S* g, const S* c,
 // ---------------------------------------------------------------------------------------------
 // Forward
 
+// h_{t-1} as the step's recurrent product reads it: with recurrent dropout only that product sees
+// the masked h (written to hmask, n = B·P entries); otherwise h itself.
+template <typename scalar_t>
+inline const scalar_t* recurrent_input(const Variants<scalar_t>& var, const scalar_t* h, scalar_t* hmask, int64_t n) {
+  if (!var.h_keep) return h;
+  for (int64_t q = 0; q < n; ++q) hmask[q] = h[q] * var.h_keep[q];
+  return hmask;
+}
+
 // The projection after a step's gate pass: h_t = hpre W_hr^T into the output row, then zoneout
 // of the projected h (z_h lerps back to h_{t-1}), then h_t becomes the carried state hs. Inactive
 // rows of hpre are zero, so their outputs are zero too, and their carried h is left as it was.
@@ -718,11 +727,7 @@ void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
-    const scalar_t* hrec = hcur;
-    if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
-      for (int64_t q = 0; q < B * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
-      hrec = hmask;
-    }
+    const scalar_t* hrec = recurrent_input(var, hcur, hmask, B * P);
     const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;    // (B, H)
     const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
     const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
@@ -812,11 +817,7 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
-    const scalar_t* hrec = hs;
-    if (var.h_keep) {  // recurrent dropout: only the recurrent GEMM sees the masked h_{t-1}
-      for (int64_t q = 0; q < B * P; ++q) hmask[q] = hs[q] * var.h_keep[q];
-      hrec = hmask;
-    }
+    const scalar_t* hrec = recurrent_input(var, hs, hmask, B * P);
     if (k.ln && wpk) {  // h W_hh^T, normalized per row below
       cols_product<scalar_t, 4>(B, GH, P, hrec, P, wpk, Rs);
     } else if (k.ln) {
