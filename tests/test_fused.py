@@ -53,6 +53,18 @@ def tiled_mode():
 
 
 @pytest.fixture
+def backward_chunk():
+    """Set the rows per chunk of backward's step gradients (0: the default); restore it afterwards.
+
+    The default chunk holds every step of these small tests; a few rows make backward flush its
+    GEMMs chunk by chunk, across the boundaries where h_{t-1} and each row's first step fall.
+    """
+    ext = _require_kernel()
+    yield ext.set_backward_chunk
+    ext.set_backward_chunk(0)
+
+
+@pytest.fixture
 def kernel_calls(monkeypatch):
     """Counts calls into the compiled module's training forward, backward and inference entry."""
     ext = _require_kernel()
@@ -169,15 +181,17 @@ def configs(draw):
         record=draw(st.booleans()), with_hx=draw(st.booleans()), batch_first=draw(st.booleans()),
         gemm=draw(st.sampled_from(["auto", "loop", "blas", "aten"])),
         tiled=draw(st.sampled_from(["auto", "on", "off"])),
+        chunk=draw(st.sampled_from([0, 0, 1, 5])),
         seed=draw(st.integers(0, 2**16)),
     )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs())
-def test_fused_matches_reference(cfg, gemm_mode, tiled_mode):
+def test_fused_matches_reference(cfg, gemm_mode, tiled_mode, backward_chunk):
     gemm_mode(cfg["gemm"])
     tiled_mode(cfg["tiled"])
+    backward_chunk(cfg["chunk"])
     torch.manual_seed(cfg["seed"])
     dtype, T, B, H = cfg["dtype"], cfg["T"], cfg["B"], cfg["H"]
     lstm = lk.LSTM(cfg["I"], H, num_layers=cfg["layers"], bias=cfg["bias"], bidirectional=cfg["bidir"],
@@ -261,9 +275,11 @@ def test_medium_sizes_with_parallel_rows_match_reference(gemm, gemm_mode):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("gemm", ["loop", "blas"])
 @pytest.mark.parametrize("tiled", ["on", "off"], ids=["tiled", "row-split"])
-def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, tiled, gemm_mode, tiled_mode):
+@pytest.mark.parametrize("chunk", [0, 4], ids=["one-chunk", "chunks-of-2-steps"])
+def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, tiled, chunk, gemm_mode, tiled_mode, backward_chunk):
     gemm_mode(gemm)
     tiled_mode(tiled)
+    backward_chunk(chunk)
     torch.manual_seed(0)
     T, B, I, H = 4, 3, 2, 5
     P = proj or H

@@ -16,7 +16,7 @@ import lstmkit as lk
 from conftest import assert_close
 from lstmkit.kernels import RunSpec, fused, reference, select_backend
 from lstmkit.kernels.types import LayerNormParams, LSTMLayerParams, LSTMStepOptions
-from test_fused import _require_kernel, gemm_mode, kernel_calls, tiled_mode  # noqa: F401 (fixtures)
+from test_fused import _require_kernel, backward_chunk, gemm_mode, kernel_calls, tiled_mode  # noqa: F401 (fixtures)
 
 
 def _spec(**kw) -> RunSpec:
@@ -65,6 +65,7 @@ def layer_configs(draw):
         record=draw(st.booleans()), gemm=draw(st.sampled_from(["auto", "loop", "blas"])),
         seed=draw(st.integers(0, 2**16)),
         tiled=draw(st.sampled_from(["auto", "on", "off"])),
+        chunk=draw(st.sampled_from([0, 0, 1, 5])),
     )
 
 
@@ -121,9 +122,10 @@ def _layer_run(layer_fn, tensors, opts, cfg):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=layer_configs())
-def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, tiled_mode):
+def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, tiled_mode, backward_chunk):
     gemm_mode(cfg["gemm"])
     tiled_mode(cfg["tiled"])
+    backward_chunk(cfg["chunk"])
     tensors, opts = _layer_inputs(cfg)
     got = _layer_run(fused.fused_lstm_layer, tensors, opts, cfg)
     want = _layer_run(reference.lstm_layer, tensors, opts, cfg)
@@ -159,8 +161,9 @@ VARIANT_SETS = {
 @pytest.mark.parametrize("tiled", ["on", "off"], ids=["tiled", "row-split"])
 @pytest.mark.parametrize("proj", [0, 2])
 @pytest.mark.parametrize("variant", list(VARIANT_SETS))
-def test_gradcheck_fused_layer_with_variant(variant, proj, tiled, tiled_mode):
+def test_gradcheck_fused_layer_with_variant(variant, proj, tiled, tiled_mode, backward_chunk):
     tiled_mode(tiled)
+    backward_chunk(4)  # two chunks of two steps: the peephole sums and weight GEMMs flush per chunk
     cfg = dict(T=4, B=3, I=2, H=5, proj=proj, lengths=torch.tensor([3, 1, 4]), reverse=proj == 2, bias=True,
                dtype=torch.float64, coupled=False, peephole=False, layer_norm=False, h_keep=False, zone_h=False, zone_c=False,
                eval_zone=False, record=True, seed=3)
