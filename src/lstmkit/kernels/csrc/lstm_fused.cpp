@@ -369,29 +369,6 @@ inline S row_sum(const S* a, const S* b, int64_t n) {
   return s;
 }
 
-// LayerNorm of one row: n = (z - mean) / sqrt(var + eps) (biased variance, as F.layer_norm);
-// returns 1 / sqrt(var + eps). Two passes (mean, then squared deviations) for accuracy.
-template <typename S>
-inline S ln_row(const S* z, int64_t n, double eps, S* out) {
-  const S mean = row_sum<S>(z, nullptr, n) / S(n);
-  constexpr int64_t V = Vec<S>::size();
-  Vec<S> acc(S(0));
-  const Vec<S> vm(mean);
-  int64_t j = 0;
-  for (; j + V <= n; j += V) {
-    const auto d = Vec<S>::loadu(z + j) - vm;
-    acc = acc + d * d;
-  }
-  S sq = hsum(acc);
-  for (; j < n; ++j) sq += (z[j] - mean) * (z[j] - mean);
-  const S r = static_cast<S>(1.0 / std::sqrt(static_cast<double>(sq) / n + eps));
-  for_lanes<S>(n, [&](auto tag, int64_t q) {
-    using VV = decltype(tag);
-    st((ld<VV>(z + q) - VV(mean)) * VV(r), out + q);
-  });
-  return r;
-}
-
 // A running sum fed by for_lanes: vector lanes and the scalar tail each add to their own part.
 template <typename S>
 struct LaneSum {
@@ -401,6 +378,26 @@ struct LaneSum {
   void add(S x) { s += x; }
   S total() const { return hsum(v) + s; }
 };
+
+// The statistics of LayerNorm over one row, n = (z - mean) · r with r = 1 / sqrt(var + eps)
+// (biased variance, as F.layer_norm). Two passes (mean, then squared deviations) for accuracy;
+// the caller writes n in the same pass that uses it.
+template <typename S>
+struct LnMoments {
+  S mean, r;
+};
+
+template <typename S>
+inline LnMoments<S> ln_moments(const S* z, int64_t n, double eps) {
+  const S mean = row_sum<S>(z, nullptr, n) / S(n);
+  LaneSum<S> sq;
+  for_lanes<S>(n, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    const VV d = ld<VV>(z + q) - VV(mean);
+    sq.add(d * d);
+  });
+  return {mean, static_cast<S>(1.0 / std::sqrt(static_cast<double>(sq.total()) / n + eps))};
+}
 
 // The last pass of LN's backward (n = LN(z) given dn): dz = r · (dn - s1/N - n · s2/N), where
 // s1 = Σ dn and s2 = Σ dn ⊙ n were summed by the pass that produced dn. dz may be dn.
@@ -842,10 +839,10 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
                   scalar_t* hmask,        // (B, P) scratch with recurrent dropout
                   const Variants<scalar_t>& var,
                   scalar_t* Rs,           // LayerNorm only: (B, GH) scratch for h W_hh^T
-                  scalar_t* Nh,           //   (T, B, GH) out: the normalized recurrent projection
+                  scalar_t* Nh,           //   (T, B, GH) out when REC: the normalized recurrent projection
                   scalar_t* rh,           //   (T, B) out: its 1/σ
                   scalar_t* Ctl,          //   (B, H) scratch: c̃_t
-                  scalar_t* Nc,           //   (T, B, H) out: LN(c̃_t) before gain and bias
+                  scalar_t* Nc,           //   (T, B, H) out when REC: LN(c̃_t) before gain and bias
                   scalar_t* rc) {         //   (T, B) out: its 1/σ
   const Layout<scalar_t> k(H, var);
   const int64_t GH = k.GH;
@@ -885,12 +882,16 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
           }
           continue;
         }
-        if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b
-          scalar_t* nh = Nh + r * GH;
-          rh[r] = ln_row(Rs + b * GH, GH, var.eps, nh);
+        if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b; recording keeps LN(h W_hh^T) and its 1/σ
+          const scalar_t* z = Rs + b * GH;
+          scalar_t* nh = REC ? Nh + r * GH : nullptr;
+          const auto m = ln_moments(z, GH, var.eps);
+          rh[r] = m.r;
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
-            st(ld<VV>(g + q) + (ld<VV>(nh + q) * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
+            const VV nv = (ld<VV>(z + q) - VV(m.mean)) * VV(m.r);
+            if (REC) st(nv, nh + q);
+            st(ld<VV>(g + q) + (nv * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
           });
         }
         scalar_t* c = cs + b * H;
@@ -902,12 +903,15 @@ void forward_loop(int64_t T,              // steps of the sequence; this call ru
           cell_forward<decltype(tag), decltype(variants)::value, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
         });
         if (k.ln) {  // h̃ = o ⊙ tanh(LN(c̃) · w_c + b_c), then zoneout of h when not projecting
-          scalar_t* nc = Nc + r * H;
-          rc[r] = ln_row(ctl, H, var.eps, nc);
+          scalar_t* nc = REC ? Nc + r * H : nullptr;
+          const auto m = ln_moments(ctl, H, var.eps);
+          rc[r] = m.r;
           const scalar_t* o = g + k.oo;
           for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
             using VV = decltype(tag);
-            VV h = ld<VV>(o + q) * tnh(ld<VV>(nc + q) * ld<VV>(var.ln_cw + q) + ld<VV>(var.ln_cb + q));
+            const VV nv = (ld<VV>(ctl + q) - VV(m.mean)) * VV(m.r);
+            if (REC) st(nv, nc + q);
+            VV h = ld<VV>(o + q) * tnh(nv * ld<VV>(var.ln_cw + q) + ld<VV>(var.ln_cb + q));
             if (zh) h = h + ld<VV>(zh + q) * (ld<VV>(hprev + q) - h);
             st(h, h_dst + q);
           });
@@ -1046,19 +1050,21 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
     if (!ln_in) return;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_ln_input", [&] {
       scalar_t* g0 = Gn.data_ptr<scalar_t>();
-      scalar_t* n0 = rec ? Ni.data_ptr<scalar_t>() + t_lo * B * GH : g0;  // inference: in place, each entry read before written
+      scalar_t* n0 = rec ? Ni.data_ptr<scalar_t>() + t_lo * B * GH : nullptr;
       scalar_t* r0 = rec ? ri.data_ptr<scalar_t>() + t_lo * B : nullptr;
       const scalar_t* w = ln[4].data_ptr<scalar_t>();
       const scalar_t* bb = ln[5].data_ptr<scalar_t>();
       at::parallel_for(0, n * B, row_grain(GH), [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
-          scalar_t* g = g0 + q * GH;
-          scalar_t* nr = n0 + q * GH;
-          const scalar_t r = ln_row(g, GH, eps, nr);
-          if (r0) r0[q] = r;
+          scalar_t* g = g0 + q * GH;  // in place: each entry is read before it is written
+          scalar_t* nr = n0 ? n0 + q * GH : nullptr;
+          const auto m = ln_moments(g, GH, eps);
+          if (r0) r0[q] = m.r;
           for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
             using VV = decltype(tag);
-            st(ld<VV>(nr + j) * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
+            const VV nv = (ld<VV>(g + j) - VV(m.mean)) * VV(m.r);
+            if (nr) st(nv, nr + j);
+            st(nv * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
           });
         }
       });
@@ -1072,10 +1078,10 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
   const bool has_ln = !ln.empty();
   Tensor hs2 = has_ln || proj ? Tensor() : at::empty({B, P}, opts);  // the other h buffer of forward_loop_tiled
-  const int64_t R = rec ? T * B : B;  // rows of the LayerNorm records: every step's, or one step's
-  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln ? at::empty({R, GH}, opts) : Tensor();
+  const int64_t R = rec ? T * B : B;  // rows of the 1/σ records: every step's, or one step's
+  Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln && rec ? at::empty({R, GH}, opts) : Tensor();
   Tensor rh = has_ln ? at::empty({R}, opts) : Tensor(), Ctl = has_ln ? at::empty({B, H}, opts) : Tensor();
-  Tensor Nc = has_ln ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
+  Tensor Nc = has_ln && rec ? at::empty({R, H}, opts) : Tensor(), rc = has_ln ? at::empty({R}, opts) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
