@@ -380,7 +380,8 @@ def test_float32_forward_runs_tiled_steps_on_avx2():
     lstm = lk.LSTM(8, 16, backend="fused")  # inference keeps the packed weights with the others
     with torch.no_grad():
         lstm(torch.randn(1, 4, 8))
-    assert fused._prepared(lstm._layer_params()[0][0], 4)[3] is not None
+    prepared = fused._prepared(lstm._layer_params()[0][0], 4, tiled=True)
+    assert prepared.whh_packed is not None and prepared.wih_packed is not None
 
 
 def test_saturated_gates_match_reference():
@@ -435,17 +436,21 @@ def _fused_vs_reference_no_grad(lstm, x, what):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_weight_cache_sees_every_in_place_change(dtype):
-    """W_hh^T (and, in float32, its packed copy for the tiled steps), W_hr^T and b_ih + b_hh are
-    cached per weight version: every kind of update must show."""
+    """W_hh^T, W_hr^T, b_ih + b_hh and, when the steps tile (float32, B >= 3), the packed W_hh^T
+    and W_ih^T are cached per weight version: every kind of update must show."""
     _require_kernel()
     torch.manual_seed(8)
     lstm = lk.LSTM(3, 6, proj_size=4, num_layers=2, backend="fused").to(dtype)
     x = torch.randn(5, 4, 3, dtype=dtype)
     before = _fused_vs_reference_no_grad(lstm, x, "the first call")
     p = lstm._layer_params()[0][0]
-    first, again = fused._prepared(p, 4), fused._prepared(p, 4)
-    assert first[0] is again[0] and first[3] is again[3], "an unchanged weight is prepared once"
-    assert (first[3] is not None) == (dtype == torch.float32)
+    tiled = dtype == torch.float32
+    first, again = fused._prepared(p, 4, tiled), fused._prepared(p, 4, tiled)
+    assert first.whh_t is again.whh_t and first.wih_packed is again.wih_packed, "an unchanged weight is prepared once"
+    assert (first.whh_packed is not None) == tiled and (first.wih_packed is not None) == tiled
+    with torch.no_grad():
+        lstm(x[:, :1])  # B = 1 never tiles: it reuses the entry, packed or not
+    assert fused._prepared(p, 4, False).whh_t is first.whh_t
 
     opt = torch.optim.SGD(lstm.parameters(), lr=0.1)
     lstm.backend = "reference"
@@ -458,7 +463,7 @@ def test_weight_cache_sees_every_in_place_change(dtype):
     lstm.load_state_dict(other.state_dict())
     _fused_vs_reference_no_grad(lstm, x, "load_state_dict")
 
-    for name in ("weight_hh_l0", "bias_hh_l0", "bias_ih_l1", "weight_hr_l1"):
+    for name in ("weight_hh_l0", "weight_ih_l0", "bias_hh_l0", "bias_ih_l1", "weight_ih_l1", "weight_hr_l1"):
         with torch.no_grad():
             getattr(lstm, name).add_(0.25)
         _fused_vs_reference_no_grad(lstm, x, f"an in-place add_ to {name}")

@@ -117,3 +117,17 @@ def test_state_dict_loads_both_ways():
     x = torch.randn(4, 2, 5)
     torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-5)
     assert [tuple(w.shape) for ws in ours.all_weights for w in ws] == [tuple(w.shape) for ws in theirs.all_weights for w in ws]
+
+
+@pytest.mark.parametrize("backend", ["reference", "native", "fused"])
+def test_returned_states_detach_in_place_like_torch(backend):
+    """Truncated-BPTT code written for torch.nn.LSTM calls h.detach_() on the returned states; that
+    fails on a view ("Can't detach views in-place"), so batched states must be tensors of their own, as
+    torch's are (unbatched ones are views in torch too)."""
+    if backend == "fused" and lk.kernels.fused.load_extension() is None:
+        pytest.skip("the fused kernel did not build here")
+    for kw in (dict(), dict(num_layers=2, bidirectional=True)):
+        lstm = lk.LSTM(3, 4, backend=backend, **kw)
+        _, (h, c) = lstm(torch.randn(5, 2, 3))
+        h.detach_(), c.detach_()
+        assert not h.requires_grad and not c.requires_grad

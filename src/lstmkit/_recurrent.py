@@ -10,6 +10,7 @@ L num_layers, D = 2 if bidirectional else 1.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import warnings
@@ -209,8 +210,9 @@ class RecurrentBase(nn.Module):
         return s
 
 
+@functools.lru_cache(maxsize=None)
 def _base_name(name: str) -> str:
-    """'weight_ih_l2_reverse' -> 'weight_ih'."""
+    """'weight_ih_l2_reverse' -> 'weight_ih' (cached: every forward maps its parameters' names)."""
     return re.sub(r"_l\d+(_reverse)?$", "", name)
 
 

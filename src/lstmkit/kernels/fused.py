@@ -44,7 +44,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -275,13 +275,14 @@ def _needs_grad(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams) -> bool:
 
 
 # The weights as the kernel's loop reads them, derived once per weight version: W_hh^T (P, GH),
-# W_hr^T (H, P) and b_ih + b_hh (GH,). Keyed by the w_hh tensor object (by identity; the entry
-# goes when the tensor does) and checked against a fingerprint of every source: data_ptr,
-# _version (bumped by every in-place change made through the tensor or its detached aliases —
-# optimizer steps, load_state_dict's copy_, `with torch.no_grad(): w.add_(1)`), shape, strides,
-# dtype. The entry holds detached aliases of the sources, so their storage cannot be freed and
-# its address reused by another tensor at the same version. Not seen: writes through `w.data`,
-# which has its own version counter (torch's own warning about .data).
+# W_hr^T (H, P), b_ih + b_hh (GH,), and in float32 the packed copies the register tiles read.
+# Keyed by the w_hh tensor object (by identity; the entry goes when the tensor does) and checked
+# against a fingerprint of every source: data_ptr, _version (bumped by every in-place change made
+# through the tensor or its detached aliases — optimizer steps, load_state_dict's copy_,
+# `with torch.no_grad(): w.add_(1)`), shape, strides, dtype. The entry holds detached aliases of
+# the sources, so their storage cannot be freed and its address reused by another tensor at the
+# same version. Not seen: writes through `w.data`, which has its own version counter (torch's own
+# warning about .data).
 _PREPARED = WeakIdKeyDictionary()
 
 
@@ -289,41 +290,64 @@ def _fingerprint(t: Optional[Tensor]):
     return None if t is None else (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
 
 
-def _prepared(p: LSTMLayerParams, gates: int) -> tuple[Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """(W_hh^T, b_ih + b_hh or None, W_hr^T or None, W_hh^T packed for the tiled steps or None) of p,
-    from the cache when still valid.
+class _Prepared(NamedTuple):
+    whh_t: Tensor                  # W_hh^T (P, GH)
+    bias: Optional[Tensor]         # b_ih + b_hh (GH,)
+    whr_t: Optional[Tensor]        # W_hr^T (H, P)
+    whh_packed: Optional[Tensor]   # W_hh^T in the tiled steps' gate-interleaved panels
+    wih_packed: Optional[Tensor]   # W_ih^T in column panels, for the tiled input projection
 
-    The packed copy (float32 only: the kernel tiles float32) saves repeated inference calls the
-    packing, which costs about one step's product: one-step decoding tiles for free.
+
+def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
+    """The weights of p as the kernel reads them, from the cache when still valid.
+
+    With tiled (the kernel's rule for this dtype and batch, ext.uses_tiled) the entry also holds
+    W_hh^T and W_ih^T packed for the register tiles, which every inference call would otherwise
+    pack again: W_hh^T's packing costs about one step's product, and at one-step decoding W_ih^T's
+    more than the whole projection. They are made the first time a call tiles, so a model only
+    ever run untiled (B < 3, float64) holds no packed copies.
     """
-    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr)
+    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr, p.w_ih)
     fp = (tuple(_fingerprint(t) for t in sources), gates)
     hit = _PREPARED.get(p.w_hh)
     if hit is not None and hit[0] == fp:
-        return hit[2]
+        prepared = hit[2]
+        if tiled and prepared.whh_packed is None:
+            prepared = _packed(prepared, p, gates)
+            _PREPARED[p.w_hh] = (fp, hit[1], prepared)
+        return prepared
     with torch.no_grad():
         bias = None
         if p.b_ih is not None:
             bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
             bias = bias.detach().contiguous()
         whh_t = p.w_hh.detach().t().contiguous()
-        packed = _ext.pack_whh(whh_t, gates) if whh_t.dtype == torch.float32 else None
-        prepared = (whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), packed)
+        prepared = _Prepared(whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), None, None)
+    if tiled:
+        prepared = _packed(prepared, p, gates)
     _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
     return prepared
+
+
+def _packed(prepared: _Prepared, p: LSTMLayerParams, gates: int) -> _Prepared:
+    with torch.no_grad():
+        return prepared._replace(
+            whh_packed=_ext.pack_whh(prepared.whh_t, gates),
+            wih_packed=None if p.w_ih is None else _ext.pack_cols(p.w_ih.detach().t().contiguous()),
+        )
 
 
 def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
            opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
-    whh_t, bias, whr_t, packed = _prepared(p, 3 if opts.coupled else 4)
+    prep = _prepared(p, 3 if opts.coupled else 4, _ext.uses_tiled(x.dtype == torch.float64, x.shape[1]))
     w_ih, ln = p.w_ih, p.ln
     with torch.no_grad():
         ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
         out, h_n, c_n = _ext.infer(
-            x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, whh_t, bias, whr_t, lengths, reverse,
+            x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, prep.whh_t, prep.bias, prep.whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
-            ln_args, float(opts.ln_eps), packed,
+            ln_args, float(opts.ln_eps), prep.whh_packed, prep.wih_packed,
         )
     return out, (h_n, c_n), None
 

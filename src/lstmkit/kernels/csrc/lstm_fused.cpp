@@ -995,7 +995,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
                                  const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
                                  const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                  const optional<std::vector<Tensor>>& layer_norm, double eps,
-                                 const Tensor& whh_packed) {
+                                 const Tensor& whh_packed, const Tensor& wih_packed) {
   TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t NG = coupled ? 3 : 4;
@@ -1037,11 +1037,33 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   const bool ln_in = ln.size() == 6;
   Tensor Ni = ln_in && rec ? at::empty({T, B, GH}, opts) : Tensor();
   Tensor ri = ln_in && rec ? at::empty({T, B}, opts) : Tensor();
+  // With tiled steps the input projection runs on the same register tiles (cols_product) over
+  // W_ih^T packed once per call, or in inference once per weight version (fused.py's cache).
+  // MKL's sgemm packs W_ih^T again for every chunk: 13 times a 16 MB copy per S4 forward, and at
+  // one-step decoding (T = 1, B = 5, 256 → 512) more than the product costs. Measured: inference
+  // S4 651 → 613 ms, S2 169 → 163 ms, T = 1 B = 5 394 → 262 µs; training S2 422 → 413 ms.
+  Tensor wih_pk;
+  if (w_ih.defined()) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_pack_wih", [&] {
+      if (!use_tiled<scalar_t>(B)) return;
+      wih_pk = wih_packed.defined() ? wih_packed : pack_cols<scalar_t, 4>(w_ih.t().contiguous());
+      constexpr int64_t W = 4 * Vec<scalar_t>::size();
+      TORCH_CHECK(wih_pk.sizes() == at::IntArrayRef({(GH + W - 1) / W, I, W}) && wih_pk.is_contiguous() &&
+                  wih_pk.scalar_type() == x.scalar_type(),
+                  "fused lstm: the packed W_ih^T is ", wih_pk.sizes(), " ", wih_pk.scalar_type(), ", not pack_cols's layout "
+                  "for input size ", I, " and ", GH, " gate rows, ", x.scalar_type());
+    });
+  }
   auto g_step0 = [&](int64_t t_lo) -> int64_t { return rec ? 0 : t_lo; };  // the step G[0] holds
   auto project = [&](int64_t t_lo, int64_t n) {  // steps [t_lo, t_lo + n) into G
     const int64_t at_step = t_lo - g_step0(t_lo);
     Tensor Gn = G.narrow(0, at_step, n);
-    if (w_ih.defined()) {
+    if (wih_pk.defined()) {
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_tiled_projection", [&] {
+        cols_product<scalar_t, 4>(n * B, GH, I, xc.narrow(0, t_lo, n).data_ptr<scalar_t>(), I,
+                                  wih_pk.data_ptr<scalar_t>(), Gn.data_ptr<scalar_t>());
+      });
+    } else if (w_ih.defined()) {
       Tensor G2 = Gn.view({n * B, GH});
       at::mm_out(G2, xc.narrow(0, t_lo, n).view({n * B, I}), w_ih.t());
     } else {
@@ -1152,7 +1174,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
   const bool proj = w_hr.has_value() && w_hr->defined();
   return forward_impl(true, x, h0, c0, opt(w_ih_), w_hh.t().contiguous(), summed_bias(b_ih, b_hh),
                       proj ? w_hr->t().contiguous() : Tensor(), lengths, reverse, coupled, peephole, h_keep, zone_h,
-                      zone_c, layer_norm, eps, Tensor());
+                      zone_c, layer_norm, eps, Tensor(), Tensor());
 }
 
 // Inference (no autograd, nothing recorded): {out (T,B,P), h_n (B,P), c_n (B,H)}. Takes the
@@ -1164,11 +1186,11 @@ std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& 
                                const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
                                const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                const optional<std::vector<Tensor>>& layer_norm, double eps,
-                               const optional<Tensor>& whh_packed) {
+                               const optional<Tensor>& whh_packed, const optional<Tensor>& wih_packed) {
   at::AutoDispatchBelowADInplaceOrView guard;
   auto given = [](const optional<Tensor>& t) { return t.has_value() && t->defined() ? *t : Tensor(); };
   return forward_impl(false, x, h0, c0, opt(w_ih), whh_t, given(bias), given(whr_t), lengths, reverse, coupled,
-                      peephole, h_keep, zone_h, zone_c, layer_norm, eps, given(whh_packed));
+                      peephole, h_keep, zone_h, zone_c, layer_norm, eps, given(whh_packed), given(wih_packed));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1529,7 +1551,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("whh_t"), py::arg("bias"),
         py::arg("whr_t"), py::arg("lengths"), py::arg("reverse"), py::arg("coupled"), py::arg("peephole"),
         py::arg("h_keep"), py::arg("zone_h"), py::arg("zone_c"), py::arg("layer_norm"), py::arg("eps"),
-        py::arg("whh_packed") = py::none());
+        py::arg("whh_packed") = py::none(), py::arg("wih_packed") = py::none());
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
         "whether per-step GEMMs call BLAS directly (else through ATen)");
   m.def("set_gemm_mode", [](const std::string& mode) {
@@ -1557,6 +1579,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
         return out;
       }, "W_hh^T packed for the tiled steps (infer's whh_packed)");
+  m.def("pack_cols", [](const Tensor& m) {
+        TORCH_CHECK(m.dim() == 2 && m.is_contiguous(), "pack_cols: expected a contiguous 2-d matrix, got ", m.sizes());
+        Tensor out;
+        AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstmkit_pack_cols", [&] { out = pack_cols<scalar_t, 4>(m); });
+        return out;
+      }, "a (K, N) matrix packed in column panels for the tiled products (infer's wih_packed: W_ih^T)");
   m.def("zone_mask", &sample_zone_mask, "a Bernoulli zoneout mask from a counter-based generator (see masks.py)");
   m.def("threads_used", [](int64_t n) {
         // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own
