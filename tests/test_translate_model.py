@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import assert_close
-from lstmkit.apps.translate.decode import beam_search, greedy, length_penalty, translate
+from lstmkit.apps.translate.decode import beam_search, beam_search_batch, greedy, length_penalty, translate
 from lstmkit.apps.translate.model import Seq2Seq
 from lstmkit.apps.translate.vocab import BOS, EOS, PAD, Vocab
 
@@ -116,6 +116,37 @@ def test_beam_of_one_is_greedy():
             assert b.log_likelihood == pytest.approx(g.log_likelihood, abs=1e-9)
 
 
+def _batch(srcs):
+    lengths = torch.tensor([len(s) for s in srcs])
+    batch = torch.zeros(len(srcs), int(lengths.max()), dtype=torch.long)
+    for i, s in enumerate(srcs):
+        batch[i, : len(s)] = s
+    return batch, lengths
+
+
+@pytest.mark.parametrize("beam,alpha,max_len", [(1, 0.0, None), (3, 0.0, 9), (4, 0.6, None), (6, 1.0, 5)])
+def test_a_sentence_decodes_the_same_alone_and_in_a_batch(beam, alpha, max_len):
+    """Batched beam search runs every sentence's search on its own terms (limits, stopping), and
+    greedy's default limit is each sentence's own: a translation never depends on its batch mates."""
+    for input_feed, eos_bias in ((False, 1.0), (True, 2.0)):
+        m = model(seed=9, input_feed=input_feed, bidirectional=True)
+        with torch.no_grad():  # </s> likely enough that some outputs end early and others reach their limit
+            m.out.bias[EOS] += eos_bias
+        srcs = sources(12, seed=10, lo=1, hi=9)  # lengths 1..9: default limits 12..28 differ per sentence
+        batch, lengths = _batch(srcs)
+        together = beam_search_batch(m, batch, lengths, beam=beam, max_len=max_len, alpha=alpha)
+        greedy_together = greedy(m, batch, lengths, max_len=max_len, alpha=alpha)
+        for src, b, g in zip(srcs, together, greedy_together):
+            alone = beam_search(m, src, beam=beam, max_len=max_len, alpha=alpha)
+            assert b.tokens == alone.tokens and b.attended == alone.attended
+            assert b.score == pytest.approx(alone.score, abs=1e-9)
+            g_alone = greedy(m, src[None], torch.tensor([len(src)]), max_len=max_len, alpha=alpha)[0]
+            assert g.tokens == g_alone.tokens
+            assert g.log_likelihood == pytest.approx(g_alone.log_likelihood, abs=1e-9)
+            assert len(g.tokens) <= (max_len or 2 * len(src) + 10)
+            assert b.log_likelihood == pytest.approx(log_likelihood(m, src, b.tokens), abs=1e-9)
+
+
 def test_a_wide_beam_finds_the_exact_best_output():
     # Tiny target vocabulary and max_len 3: every output can be enumerated and scored.
     torch.manual_seed(7)
@@ -162,3 +193,5 @@ def test_model_argument_errors():
         m.encode(torch.tensor([4, 5, 6]), torch.tensor([3]))
     with pytest.raises(ValueError, match="one non-empty source sentence"):
         beam_search(m, torch.tensor([], dtype=torch.long))
+    with pytest.raises(ValueError, match=r"non-empty sentences, got \(2, 3\) and \[3, 0\]"):
+        beam_search_batch(m, torch.tensor([[4, 5, 6], [0, 0, 0]]), torch.tensor([3, 0]))

@@ -7,12 +7,12 @@ decoder), decode (greedy, beam search with a length penalty, <unk> replacement),
 (exact match, sacrebleu BLEU), task (the Trainer task "translate").
 """
 from .data import TranslateDataError, gettext_pairs, read_tsv, split_of, split_pairs
-from .decode import Hypothesis, beam_search, greedy, translate
+from .decode import Hypothesis, beam_search, beam_search_batch, greedy, translate
 from .metrics import corpus_bleu, exact_match
 from .model import Attention, Memory, Seq2Seq
 from .task import TranslateConfig, TranslateTask
 from .vocab import Vocab, tokenize
 
 __all__ = ["Attention", "Hypothesis", "Memory", "Seq2Seq", "TranslateConfig", "TranslateDataError", "TranslateTask",
-           "Vocab", "beam_search", "corpus_bleu", "exact_match", "gettext_pairs", "greedy", "read_tsv", "split_of",
+           "Vocab", "beam_search", "beam_search_batch", "corpus_bleu", "exact_match", "gettext_pairs", "greedy", "read_tsv", "split_of",
            "split_pairs", "tokenize", "translate"]
