@@ -381,7 +381,12 @@ def test_float32_forward_runs_tiled_steps_on_avx2():
     with torch.no_grad():
         lstm(torch.randn(1, 4, 8))
     prepared = fused._prepared(lstm._layer_params()[0][0], 4, tiled=True)
-    assert prepared.whh_packed is not None and prepared.wih_packed is not None
+    assert prepared.whh_packed is not None and prepared.wih_packed is not None and prepared.whh_cols is None
+    ln = lk.LSTM(8, 16, layer_norm=True, backend="fused")  # LayerNorm reads W_hh^T in column panels instead
+    with torch.no_grad():
+        ln(torch.randn(1, 4, 8))
+    prepared = fused._prepared(ln._layer_params()[0][0], 4, tiled=True)
+    assert prepared.whh_cols is not None and prepared.wih_packed is not None and prepared.whh_packed is None
 
 
 def test_saturated_gates_match_reference():

@@ -295,6 +295,7 @@ class _Prepared(NamedTuple):
     bias: Optional[Tensor]         # b_ih + b_hh (GH,)
     whr_t: Optional[Tensor]        # W_hr^T (H, P)
     whh_packed: Optional[Tensor]   # W_hh^T in the tiled steps' gate-interleaved panels
+    whh_cols: Optional[Tensor]     # with LayerNorm instead: W_hh^T in column panels (h W_hh^T is normalized first)
     wih_packed: Optional[Tensor]   # W_ih^T in column panels, for the tiled input projection
 
 
@@ -302,8 +303,8 @@ def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
     """The weights of p as the kernel reads them, from the cache when still valid.
 
     With tiled (the kernel's rule for this dtype and batch, ext.uses_tiled) the entry also holds
-    W_hh^T and W_ih^T packed for the register tiles, which every inference call would otherwise
-    pack again: W_hh^T's packing costs about one step's product, and at one-step decoding W_ih^T's
+    W_hh^T (gate-interleaved, or with LayerNorm in column panels) and W_ih^T packed for the register
+    tiles, which every inference call would otherwise pack again: W_hh^T's packing costs about one step's product, and at one-step decoding W_ih^T's
     more than the whole projection. They are made the first time a call tiles, so a model only
     ever run untiled (B < 3, float64) holds no packed copies.
     """
@@ -312,7 +313,7 @@ def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
     hit = _PREPARED.get(p.w_hh)
     if hit is not None and hit[0] == fp:
         prepared = hit[2]
-        if tiled and prepared.whh_packed is None:
+        if tiled and prepared.whh_packed is None and prepared.whh_cols is None:
             prepared = _packed(prepared, p, gates)
             _PREPARED[p.w_hh] = (fp, hit[1], prepared)
         return prepared
@@ -322,7 +323,7 @@ def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
             bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
             bias = bias.detach().contiguous()
         whh_t = p.w_hh.detach().t().contiguous()
-        prepared = _Prepared(whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), None, None)
+        prepared = _Prepared(whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), None, None, None)
     if tiled:
         prepared = _packed(prepared, p, gates)
     _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
@@ -332,7 +333,8 @@ def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
 def _packed(prepared: _Prepared, p: LSTMLayerParams, gates: int) -> _Prepared:
     with torch.no_grad():
         return prepared._replace(
-            whh_packed=_ext.pack_whh(prepared.whh_t, gates),
+            whh_packed=None if p.ln is not None else _ext.pack_whh(prepared.whh_t, gates),
+            whh_cols=None if p.ln is None else _ext.pack_cols(prepared.whh_t),
             wih_packed=None if p.w_ih is None else _ext.pack_cols(p.w_ih.detach().t().contiguous()),
         )
 
@@ -347,7 +349,7 @@ def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optio
         out, h_n, c_n = _ext.infer(
             x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, prep.whh_t, prep.bias, prep.whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
-            ln_args, float(opts.ln_eps), prep.whh_packed, prep.wih_packed,
+            ln_args, float(opts.ln_eps), prep.whh_packed, prep.whh_cols, prep.wih_packed,
         )
     return out, (h_n, c_n), None
 

@@ -995,7 +995,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
                                  const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
                                  const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                  const optional<std::vector<Tensor>>& layer_norm, double eps,
-                                 const Tensor& whh_packed, const Tensor& wih_packed) {
+                                 const Tensor& whh_packed, const Tensor& whh_cols, const Tensor& wih_packed) {
   TORCH_CHECK(x.dim() == 3, "fused lstm: expected x of shape (T, B, I), got ", x.sizes());
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   const int64_t NG = coupled ? 3 : 4;
@@ -1136,7 +1136,13 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
         if (rec) tiled(forward_loop_tiled<scalar_t, true, 4>); else tiled(forward_loop_tiled<scalar_t, false, 4>);
       }
     } else {
-      const Tensor wpk = tiled ? pack_cols<scalar_t, 4>(whh_t) : Tensor();  // LayerNorm's h W_hh^T
+      // LayerNorm's h W_hh^T on the register tiles, over W_hh^T in column panels (inference: cached)
+      const Tensor wpk = !tiled ? Tensor() : whh_cols.defined() ? whh_cols : pack_cols<scalar_t, 4>(whh_t);
+      constexpr int64_t W = 4 * Vec<scalar_t>::size();
+      TORCH_CHECK(!wpk.defined() || (wpk.sizes() == at::IntArrayRef({(GH + W - 1) / W, P, W}) && wpk.is_contiguous() &&
+                                     wpk.scalar_type() == x.scalar_type()),
+                  "fused lstm: the column-packed W_hh^T is ", wpk.sizes(), " ", wpk.scalar_type(), ", not pack_cols's "
+                  "layout for ", P, " inputs and ", GH, " gate rows, ", x.scalar_type());
       auto rows = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
@@ -1174,7 +1180,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& h0, const Tensor
   const bool proj = w_hr.has_value() && w_hr->defined();
   return forward_impl(true, x, h0, c0, opt(w_ih_), w_hh.t().contiguous(), summed_bias(b_ih, b_hh),
                       proj ? w_hr->t().contiguous() : Tensor(), lengths, reverse, coupled, peephole, h_keep, zone_h,
-                      zone_c, layer_norm, eps, Tensor(), Tensor());
+                      zone_c, layer_norm, eps, Tensor(), Tensor(), Tensor());
 }
 
 // Inference (no autograd, nothing recorded): {out (T,B,P), h_n (B,P), c_n (B,H)}. Takes the
@@ -1186,11 +1192,13 @@ std::vector<Tensor> lstm_infer(const Tensor& x, const Tensor& h0, const Tensor& 
                                const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
                                const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
                                const optional<std::vector<Tensor>>& layer_norm, double eps,
-                               const optional<Tensor>& whh_packed, const optional<Tensor>& wih_packed) {
+                               const optional<Tensor>& whh_packed, const optional<Tensor>& whh_cols,
+                               const optional<Tensor>& wih_packed) {
   at::AutoDispatchBelowADInplaceOrView guard;
   auto given = [](const optional<Tensor>& t) { return t.has_value() && t->defined() ? *t : Tensor(); };
   return forward_impl(false, x, h0, c0, opt(w_ih), whh_t, given(bias), given(whr_t), lengths, reverse, coupled,
-                      peephole, h_keep, zone_h, zone_c, layer_norm, eps, given(whh_packed), given(wih_packed));
+                      peephole, h_keep, zone_h, zone_c, layer_norm, eps, given(whh_packed), given(whh_cols),
+                      given(wih_packed));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1551,7 +1559,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("whh_t"), py::arg("bias"),
         py::arg("whr_t"), py::arg("lengths"), py::arg("reverse"), py::arg("coupled"), py::arg("peephole"),
         py::arg("h_keep"), py::arg("zone_h"), py::arg("zone_c"), py::arg("layer_norm"), py::arg("eps"),
-        py::arg("whh_packed") = py::none(), py::arg("wih_packed") = py::none());
+        py::arg("whh_packed") = py::none(), py::arg("whh_cols") = py::none(), py::arg("wih_packed") = py::none());
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
         "whether per-step GEMMs call BLAS directly (else through ATen)");
   m.def("set_gemm_mode", [](const std::string& mode) {
