@@ -381,12 +381,13 @@ def test_float32_forward_runs_tiled_steps_on_avx2():
     with torch.no_grad():
         lstm(torch.randn(1, 4, 8))
     prepared = fused._prepared(lstm._layer_params()[0][0], 4, tiled=True)
-    assert prepared.whh_packed is not None and prepared.wih_packed is not None and prepared.whh_cols is None
+    assert prepared.whh_packed is not None and prepared.whh_cols is None
+    assert lstm.weight_ih_l0 in fused._PACKED_WIH
     ln = lk.LSTM(8, 16, layer_norm=True, backend="fused")  # LayerNorm reads W_hh^T in column panels instead
     with torch.no_grad():
         ln(torch.randn(1, 4, 8))
     prepared = fused._prepared(ln._layer_params()[0][0], 4, tiled=True)
-    assert prepared.whh_cols is not None and prepared.wih_packed is not None and prepared.whh_packed is None
+    assert prepared.whh_cols is not None and prepared.whh_packed is None
 
 
 def test_saturated_gates_match_reference():
@@ -442,7 +443,7 @@ def _fused_vs_reference_no_grad(lstm, x, what):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_weight_cache_sees_every_in_place_change(dtype):
     """W_hh^T, W_hr^T, b_ih + b_hh and, when the steps tile (float32, B >= 3), the packed W_hh^T
-    and W_ih^T are cached per weight version: every kind of update must show."""
+    and (cached on its own) W_ih^T are kept per weight version: every kind of update must show."""
     _require_kernel()
     torch.manual_seed(8)
     lstm = lk.LSTM(3, 6, proj_size=4, num_layers=2, backend="fused").to(dtype)
@@ -451,8 +452,10 @@ def test_weight_cache_sees_every_in_place_change(dtype):
     p = lstm._layer_params()[0][0]
     tiled = dtype == torch.float32
     first, again = fused._prepared(p, 4, tiled), fused._prepared(p, 4, tiled)
-    assert first.whh_t is again.whh_t and first.wih_packed is again.wih_packed, "an unchanged weight is prepared once"
-    assert (first.whh_packed is not None) == tiled and (first.wih_packed is not None) == tiled
+    assert first.whh_t is again.whh_t and first.whh_packed is again.whh_packed, "an unchanged weight is prepared once"
+    assert (first.whh_packed is not None) == tiled and (lstm.weight_ih_l0 in fused._PACKED_WIH) == tiled
+    if tiled:
+        assert fused._wih_packed(lstm.weight_ih_l0) is fused._wih_packed(lstm.weight_ih_l0)
     with torch.no_grad():
         lstm(x[:, :1])  # B = 1 never tiles: it reuses the entry, packed or not
     assert fused._prepared(p, 4, False).whh_t is first.whh_t
@@ -478,12 +481,17 @@ def test_weight_cache_sees_every_in_place_change(dtype):
 
 
 def test_weight_cache_does_not_keep_dropped_weights():
-    """weight_drop makes a fresh W_hh every call: its cache entry must go with it."""
-    _require_kernel()
+    """weight_drop makes a fresh W_hh every call: its cache entry must go with it, while W_ih,
+    unchanged, keeps its one packed copy (cached on its own)."""
+    ext = _require_kernel()
     lstm = lk.LSTM(3, 4, weight_drop=0.5, backend="fused").train()
-    x = torch.randn(4, 2, 3)
+    x = torch.randn(4, 3, 3)
     n0 = len(fused._PREPARED)
+    packed = []
     with torch.no_grad():
         for _ in range(5):
             lstm(x)
+            packed.append(fused._PACKED_WIH.get(lstm.weight_ih_l0))
     assert len(fused._PREPARED) <= n0 + 1
+    if ext.uses_tiled(False, 3):
+        assert all(entry is packed[0] for entry in packed), "W_ih was packed again"

@@ -1,23 +1,26 @@
 """The fused backend: a C++ (ATen) CPU kernel with a hand-written backward through time.
 
-The kernel (csrc/lstm_fused.cpp) runs one layer in one direction: the input projection of all
-steps as one GEMM, then per step one recurrent GEMM and one fused, vectorized pass over the
+The kernel (csrc/lstm_fused.cpp) runs one layer in one direction: the input projection by
+chunks of steps, then per step the recurrent product and one fused, vectorized pass over the
 gates, keeping the activated gates and cell states (which is what backward needs, and what
 ``return_gates`` returns, so recording them is nearly free). Backward walks the steps in
-reverse computing the gate gradients with one GEMM per step for dh_{t-1}; the weight, bias
-and input gradients are then single GEMMs over all steps. Layers and directions are composed
-by kernels.stack.run_stack: Python work per layer, never per step.
+reverse computing the gate gradients with one product per step for dh_{t-1}; after each chunk
+of steps, the chunk's weight, bias and input gradients are GEMMs, so no step-gradient buffer
+spans the sequence. Layers and directions are composed by kernels.stack.run_stack: Python work
+per layer, never per step.
 
 Inference: when autograd wants nothing from a layer (grad mode off, or nothing requires grad)
 and no gates are recorded, fused_lstm_layer calls the kernel's forward-only entry (``infer``)
 instead of the autograd.Function: it stores no gates or cell states, only h (and the final
-state), and takes W_hh^T, W_hr^T and b_ih + b_hh prepared once per weight version (_prepared).
+state), and takes W_hh^T, W_hr^T, b_ih + b_hh and the tiles' packed W_hh^T (_prepared) and
+W_ih^T (_wih_packed) prepared once per weight version.
 
 Threads (the kernel is compiled with -fopenmp, so its at::parallel_for loops share torch's
 OpenMP pool): forward steps in float32 on AVX2 are tiled, one parallel region per step in which
 each thread multiplies h_{t-1} by its hidden units' packed W_hh^T panels in registers and runs
-their cells (forward_loop_tiled in the C++); otherwise BLAS threads the recurrent GEMM and the
-gate pass is split by rows. Backward steps: a row-split pass for dG[t], then a BLAS GEMM.
+their cells (forward_loop_tiled in the C++), and the input projection runs on the same tiles;
+otherwise BLAS threads the GEMMs and the gate pass is split by rows. Backward steps: a row-split
+pass for dG[t], then dG[t] W_hh on the tiles (or BLAS).
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),
@@ -275,7 +278,7 @@ def _needs_grad(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams) -> bool:
 
 
 # The weights as the kernel's loop reads them, derived once per weight version: W_hh^T (P, GH),
-# W_hr^T (H, P), b_ih + b_hh (GH,), and in float32 the packed copies the register tiles read.
+# W_hr^T (H, P), b_ih + b_hh (GH,), and when the steps tile the packed copies the tiles read.
 # Keyed by the w_hh tensor object (by identity; the entry goes when the tensor does) and checked
 # against a fingerprint of every source: data_ptr, _version (bumped by every in-place change made
 # through the tensor or its detached aliases — optimizer steps, load_state_dict's copy_,
@@ -296,19 +299,18 @@ class _Prepared(NamedTuple):
     whr_t: Optional[Tensor]        # W_hr^T (H, P)
     whh_packed: Optional[Tensor]   # W_hh^T in the tiled steps' gate-interleaved panels
     whh_cols: Optional[Tensor]     # with LayerNorm instead: W_hh^T in column panels (h W_hh^T is normalized first)
-    wih_packed: Optional[Tensor]   # W_ih^T in column panels, for the tiled input projection
 
 
 def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
     """The weights of p as the kernel reads them, from the cache when still valid.
 
     With tiled (the kernel's rule for this dtype and batch, ext.uses_tiled) the entry also holds
-    W_hh^T (gate-interleaved, or with LayerNorm in column panels) and W_ih^T packed for the register
-    tiles, which every inference call would otherwise pack again: W_hh^T's packing costs about one step's product, and at one-step decoding W_ih^T's
-    more than the whole projection. They are made the first time a call tiles, so a model only
-    ever run untiled (B < 3, float64) holds no packed copies.
+    W_hh^T packed for the register tiles (gate-interleaved, or with LayerNorm in column panels),
+    which every inference call would otherwise pack again (it costs about one step's product).
+    It is made the first time a call tiles, so a model only ever run untiled (B < 3, float64)
+    holds no packed copy.
     """
-    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr, p.w_ih)
+    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr)
     fp = (tuple(_fingerprint(t) for t in sources), gates)
     hit = _PREPARED.get(p.w_hh)
     if hit is not None and hit[0] == fp:
@@ -323,7 +325,7 @@ def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
             bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
             bias = bias.detach().contiguous()
         whh_t = p.w_hh.detach().t().contiguous()
-        prepared = _Prepared(whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), None, None, None)
+        prepared = _Prepared(whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), None, None)
     if tiled:
         prepared = _packed(prepared, p, gates)
     _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
@@ -335,21 +337,40 @@ def _packed(prepared: _Prepared, p: LSTMLayerParams, gates: int) -> _Prepared:
         return prepared._replace(
             whh_packed=None if p.ln is not None else _ext.pack_whh(prepared.whh_t, gates),
             whh_cols=None if p.ln is None else _ext.pack_cols(prepared.whh_t),
-            wih_packed=None if p.w_ih is None else _ext.pack_cols(p.w_ih.detach().t().contiguous()),
         )
+
+
+# W_ih^T in column panels for the tiled input projection (MKL's sgemm would pack it again on
+# every call: at one-step decoding that costs more than the projection), cached per weight
+# version like _PREPARED but keyed by w_ih itself: weight_drop makes a fresh W_hh every call,
+# and W_ih, unchanged, need not be packed again.
+_PACKED_WIH = WeakIdKeyDictionary()
+
+
+def _wih_packed(w_ih: Tensor) -> Tensor:
+    fp = _fingerprint(w_ih)
+    hit = _PACKED_WIH.get(w_ih)
+    if hit is not None and hit[0] == fp:
+        return hit[2]
+    with torch.no_grad():
+        packed = _ext.pack_cols(w_ih.detach().t().contiguous())
+    _PACKED_WIH[w_ih] = (fp, w_ih.detach(), packed)
+    return packed
 
 
 def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
            opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
-    prep = _prepared(p, 3 if opts.coupled else 4, _ext.uses_tiled(x.dtype == torch.float64, x.shape[1]))
+    tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1])
+    prep = _prepared(p, 3 if opts.coupled else 4, tiled)
     w_ih, ln = p.w_ih, p.ln
+    wih_packed = _wih_packed(w_ih) if tiled and w_ih is not None else None
     with torch.no_grad():
         ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
         out, h_n, c_n = _ext.infer(
             x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, prep.whh_t, prep.bias, prep.whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
-            ln_args, float(opts.ln_eps), prep.whh_packed, prep.whh_cols, prep.wih_packed,
+            ln_args, float(opts.ln_eps), prep.whh_packed, prep.whh_cols, wih_packed,
         )
     return out, (h_n, c_n), None
 

@@ -12,19 +12,21 @@
 //   c_t = f ⊙ c_{t-1} + i ⊙ g
 //   h_t = o ⊙ tanh(c_t)            (then h_t W_hr^T when projecting)
 //
-// Forward: the input projection is one GEMM per chunk of ~512 rows of steps into G; per step
+// Forward: the input projection is one product per chunk of ~512 rows of steps into G (on the
+// register tiles over a packed W_ih^T where the steps tile, else a BLAS GEMM); per step
 // the recurrent product h_{t-1} W_hh^T is added into G[t] and a fused pass adds the biases and
 // applies the activations in place, so G ends up holding the activated gates: exactly what
 // backward needs and what return_gates returns. C keeps every cell state. The step is either
 // tiled (float32 on AVX2: each thread computes the product of its hidden units in registers
 // and runs their cells on it, see forward_loop_tiled) or a BLAS GEMM followed by a row-split
-// gate pass (forward_loop: float64, LayerNorm, other CPUs). The inference entry (lstm_infer)
+// gate pass (forward_loop: float64, other CPUs; LayerNorm tiles the product, then normalizes). The inference entry (lstm_infer)
 // runs the same loops without recording, on one reused chunk of G, and keeps no C.
 //
 // Backward: in reverse, a fused pass (split by rows) turns dh_t, dc_t into the pre-activation
 // gradients dG[t] (T, B, 4H), and one product per step gives dh_{t-1} = dG[t] W_hh (register
-// tiles over packed W_hh panels where the forward tiles, else BLAS). The weight, bias and input
-// gradients are then single GEMMs over all T·B rows. (Fusing the cell backward into that
+// tiles over packed W_hh panels where the forward tiles, else BLAS). After each chunk of
+// kBackwardChunkRows rows of steps, the chunk's weight, bias and input gradients are GEMMs and
+// its buffers are reused (see lstm_backward). (Fusing the cell backward into that
 // product's tiles, as the forward does, measured slower: S1 training 78.6 vs 70.3 ms, S3 17.4
 // vs 15.6; so did a column split with one BLAS call per thread, since removed.)
 //
