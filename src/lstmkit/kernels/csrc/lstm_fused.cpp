@@ -359,18 +359,6 @@ inline S hsum(const Vec<S>& v) {
   return s;
 }
 
-// Σ a[j] (or Σ a[j]·b[j] when b is given), vectorized.
-template <typename S>
-inline S row_sum(const S* a, const S* b, int64_t n) {
-  constexpr int64_t V = Vec<S>::size();
-  Vec<S> acc(S(0));
-  int64_t j = 0;
-  for (; j + V <= n; j += V) acc = acc + (b ? Vec<S>::loadu(a + j) * Vec<S>::loadu(b + j) : Vec<S>::loadu(a + j));
-  S s = hsum(acc);
-  for (; j < n; ++j) s += b ? a[j] * b[j] : a[j];
-  return s;
-}
-
 // A running sum fed by for_lanes: vector lanes and the scalar tail each add to their own part.
 template <typename S>
 struct LaneSum {
@@ -391,8 +379,12 @@ struct LnMoments {
 
 template <typename S>
 inline LnMoments<S> ln_moments(const S* z, int64_t n, double eps) {
-  const S mean = row_sum<S>(z, nullptr, n) / S(n);
-  LaneSum<S> sq;
+  LaneSum<S> sum, sq;
+  for_lanes<S>(n, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    sum.add(ld<VV>(z + q));
+  });
+  const S mean = sum.total() / S(n);
   for_lanes<S>(n, [&](auto tag, int64_t q) {
     using VV = decltype(tag);
     const VV d = ld<VV>(z + q) - VV(mean);
