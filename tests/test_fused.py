@@ -380,14 +380,14 @@ def test_float32_forward_runs_tiled_steps_on_avx2():
     lstm = lk.LSTM(8, 16, backend="fused")  # inference keeps the packed weights with the others
     with torch.no_grad():
         lstm(torch.randn(1, 4, 8))
-    prepared = fused._prepared(lstm._layer_params()[0][0], 4, tiled=True)
-    assert prepared.whh_packed is not None and prepared.whh_cols is None
+    whh_t = fused._prepared(lstm._layer_params()[0][0]).whh_t
+    assert torch.equal(fused._PACKED_WHH[lstm.weight_hh_l0][2], ext.pack_whh(whh_t, 4))  # gate-interleaved
     assert lstm.weight_ih_l0 in fused._PACKED_WIH
     ln = lk.LSTM(8, 16, layer_norm=True, backend="fused")  # LayerNorm reads W_hh^T in column panels instead
     with torch.no_grad():
         ln(torch.randn(1, 4, 8))
-    prepared = fused._prepared(ln._layer_params()[0][0], 4, tiled=True)
-    assert prepared.whh_cols is not None and prepared.whh_packed is None
+    whh_t = fused._prepared(ln._layer_params()[0][0]).whh_t
+    assert torch.equal(fused._PACKED_WHH[ln.weight_hh_l0][2], ext.pack_cols(whh_t))
 
 
 def test_saturated_gates_match_reference():
@@ -451,14 +451,15 @@ def test_weight_cache_sees_every_in_place_change(dtype):
     before = _fused_vs_reference_no_grad(lstm, x, "the first call")
     p = lstm._layer_params()[0][0]
     tiled = dtype == torch.float32
-    first, again = fused._prepared(p, 4, tiled), fused._prepared(p, 4, tiled)
-    assert first.whh_t is again.whh_t and first.whh_packed is again.whh_packed, "an unchanged weight is prepared once"
-    assert (first.whh_packed is not None) == tiled and (lstm.weight_ih_l0 in fused._PACKED_WIH) == tiled
+    first, again = fused._prepared(p), fused._prepared(p)
+    assert first.whh_t is again.whh_t, "an unchanged weight is prepared once"
+    assert (lstm.weight_hh_l0 in fused._PACKED_WHH) == tiled and (lstm.weight_ih_l0 in fused._PACKED_WIH) == tiled
     if tiled:
+        assert fused._whh_packed(p, 4) is fused._whh_packed(p, 4)
         assert fused._wih_packed(lstm.weight_ih_l0) is fused._wih_packed(lstm.weight_ih_l0)
     with torch.no_grad():
         lstm(x[:, :1])  # B = 1 never tiles: it reuses the entry, packed or not
-    assert fused._prepared(p, 4, False).whh_t is first.whh_t
+    assert fused._prepared(p).whh_t is first.whh_t
 
     opt = torch.optim.SGD(lstm.parameters(), lr=0.1)
     lstm.backend = "reference"
@@ -486,12 +487,12 @@ def test_weight_cache_does_not_keep_dropped_weights():
     ext = _require_kernel()
     lstm = lk.LSTM(3, 4, weight_drop=0.5, backend="fused").train()
     x = torch.randn(4, 3, 3)
-    n0 = len(fused._PREPARED)
+    n0, n0_packed = len(fused._PREPARED), len(fused._PACKED_WHH)
     packed = []
     with torch.no_grad():
         for _ in range(5):
             lstm(x)
             packed.append(fused._PACKED_WIH.get(lstm.weight_ih_l0))
-    assert len(fused._PREPARED) <= n0 + 1
+    assert len(fused._PREPARED) <= n0 + 1 and len(fused._PACKED_WHH) <= n0_packed + 1
     if ext.uses_tiled(False, 3):
         assert all(entry is packed[0] for entry in packed), "W_ih was packed again"

@@ -12,8 +12,8 @@ per layer, never per step.
 Inference: when autograd wants nothing from a layer (grad mode off, or nothing requires grad)
 and no gates are recorded, fused_lstm_layer calls the kernel's forward-only entry (``infer``)
 instead of the autograd.Function: it stores no gates or cell states, only h (and the final
-state), and takes W_hh^T, W_hr^T, b_ih + b_hh and the tiles' packed W_hh^T (_prepared) and
-W_ih^T (_wih_packed) prepared once per weight version.
+state), and takes W_hh^T, W_hr^T, b_ih + b_hh (_prepared) and the tiles' packed W_hh^T
+(_whh_packed) and W_ih^T (_wih_packed) prepared once per weight version.
 
 Threads (the kernel is compiled with -fopenmp, so its at::parallel_for loops share torch's
 OpenMP pool): forward steps in float32 on AVX2 are tiled, one parallel region per step in which
@@ -47,7 +47,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -279,98 +279,83 @@ def _needs_grad(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams) -> bool:
 
 # The weights as the kernel's loop reads them, derived once per weight version: W_hh^T (P, GH),
 # W_hr^T (H, P), b_ih + b_hh (GH,), and when the steps tile the packed copies the tiles read.
-# Keyed by the w_hh tensor object (by identity; the entry goes when the tensor does) and checked
-# against a fingerprint of every source: data_ptr, _version (bumped by every in-place change made
-# through the tensor or its detached aliases — optimizer steps, load_state_dict's copy_,
-# `with torch.no_grad(): w.add_(1)`), shape, strides, dtype. The entry holds detached aliases of
-# the sources, so their storage cannot be freed and its address reused by another tensor at the
-# same version. Not seen: writes through `w.data`, which has its own version counter (torch's own
-# warning about .data).
-_PREPARED = WeakIdKeyDictionary()
+# Each cache is keyed by a weight tensor object (by identity; the entry goes when the tensor
+# does) and checked against a fingerprint of every source: data_ptr, _version (bumped by every
+# in-place change made through the tensor or its detached aliases — optimizer steps,
+# load_state_dict's copy_, `with torch.no_grad(): w.add_(1)`), shape, strides, dtype. An entry
+# holds detached aliases of its sources, so their storage cannot be freed and its address reused
+# by another tensor at the same version. Not seen: writes through `w.data`, which has its own
+# version counter (torch's own warning about .data).
+_PREPARED = WeakIdKeyDictionary()   # by w_hh: _Prepared
+_PACKED_WHH = WeakIdKeyDictionary()  # by w_hh: W_hh^T packed for the tiles
+_PACKED_WIH = WeakIdKeyDictionary()  # by w_ih: W_ih^T packed for the tiled input projection
 
 
 def _fingerprint(t: Optional[Tensor]):
     return None if t is None else (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
 
 
+def _cached(cache: WeakIdKeyDictionary, key: Tensor, sources: tuple, tag: Any, make: Callable[[], Any]) -> Any:
+    """make()'s value, from cache[key] while every source (and tag) is as it was when it was made."""
+    fp = (tuple(_fingerprint(t) for t in sources), tag)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == fp:
+        return hit[2]
+    with torch.no_grad():
+        value = make()
+    cache[key] = (fp, tuple(None if t is None else t.detach() for t in sources), value)
+    return value
+
+
 class _Prepared(NamedTuple):
     whh_t: Tensor                  # W_hh^T (P, GH)
     bias: Optional[Tensor]         # b_ih + b_hh (GH,)
     whr_t: Optional[Tensor]        # W_hr^T (H, P)
-    whh_packed: Optional[Tensor]   # W_hh^T in the tiled steps' gate-interleaved panels
-    whh_cols: Optional[Tensor]     # with LayerNorm instead: W_hh^T in column panels (h W_hh^T is normalized first)
 
 
-def _prepared(p: LSTMLayerParams, gates: int, tiled: bool) -> _Prepared:
-    """The weights of p as the kernel reads them, from the cache when still valid.
-
-    With tiled (the kernel's rule for this dtype and batch, ext.uses_tiled) the entry also holds
-    W_hh^T packed for the register tiles (gate-interleaved, or with LayerNorm in column panels),
-    which every inference call would otherwise pack again (it costs about one step's product).
-    It is made the first time a call tiles, so a model only ever run untiled (B < 3, float64)
-    holds no packed copy.
-    """
-    sources = (p.w_hh, p.b_ih, p.b_hh, p.w_hr)
-    fp = (tuple(_fingerprint(t) for t in sources), gates)
-    hit = _PREPARED.get(p.w_hh)
-    if hit is not None and hit[0] == fp:
-        prepared = hit[2]
-        if tiled and prepared.whh_packed is None and prepared.whh_cols is None:
-            prepared = _packed(prepared, p, gates)
-            _PREPARED[p.w_hh] = (fp, hit[1], prepared)
-        return prepared
-    with torch.no_grad():
+def _prepared(p: LSTMLayerParams) -> _Prepared:
+    """The weights of p as the kernel reads them, from the cache when still valid."""
+    def make() -> _Prepared:
         bias = None
         if p.b_ih is not None:
-            bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh
-            bias = bias.detach().contiguous()
-        whh_t = p.w_hh.detach().t().contiguous()
-        prepared = _Prepared(whh_t, bias, None if p.w_hr is None else p.w_hr.detach().t().contiguous(), None, None)
-    if tiled:
-        prepared = _packed(prepared, p, gates)
-    _PREPARED[p.w_hh] = (fp, tuple(None if t is None else t.detach() for t in sources), prepared)
-    return prepared
+            bias = (p.b_ih if p.b_hh is None else p.b_ih + p.b_hh).detach().contiguous()
+        return _Prepared(p.w_hh.detach().t().contiguous(), bias,
+                         None if p.w_hr is None else p.w_hr.detach().t().contiguous())
+
+    return _cached(_PREPARED, p.w_hh, (p.w_hh, p.b_ih, p.b_hh, p.w_hr), None, make)
 
 
-def _packed(prepared: _Prepared, p: LSTMLayerParams, gates: int) -> _Prepared:
-    with torch.no_grad():
-        return prepared._replace(
-            whh_packed=None if p.ln is not None else _ext.pack_whh(prepared.whh_t, gates),
-            whh_cols=None if p.ln is None else _ext.pack_cols(prepared.whh_t),
-        )
-
-
-# W_ih^T in column panels for the tiled input projection (MKL's sgemm would pack it again on
-# every call: at one-step decoding that costs more than the projection), cached per weight
-# version like _PREPARED but keyed by w_ih itself: weight_drop makes a fresh W_hh every call,
-# and W_ih, unchanged, need not be packed again.
-_PACKED_WIH = WeakIdKeyDictionary()
+def _whh_packed(p: LSTMLayerParams, gates: int) -> Tensor:
+    """W_hh^T packed for the register tiles: gate-interleaved panels for the tiled steps, or with
+    LayerNorm (which normalizes h W_hh^T before any cell runs) column panels. Every inference call
+    would otherwise pack it again (about one step's product); it is made the first time a call
+    tiles, so a model only ever run untiled (B < 3, float64) holds no packed copy."""
+    whh_t, ln = _prepared(p).whh_t, p.ln is not None
+    return _cached(_PACKED_WHH, p.w_hh, (p.w_hh,), (gates, ln),
+                   lambda: _ext.pack_cols(whh_t) if ln else _ext.pack_whh(whh_t, gates))
 
 
 def _wih_packed(w_ih: Tensor) -> Tensor:
-    fp = _fingerprint(w_ih)
-    hit = _PACKED_WIH.get(w_ih)
-    if hit is not None and hit[0] == fp:
-        return hit[2]
-    with torch.no_grad():
-        packed = _ext.pack_cols(w_ih.detach().t().contiguous())
-    _PACKED_WIH[w_ih] = (fp, w_ih.detach(), packed)
-    return packed
+    """W_ih^T in column panels for the tiled input projection (MKL's sgemm would pack it again on
+    every call: at one-step decoding that costs more than the projection). Keyed by w_ih itself:
+    weight_drop makes a fresh W_hh every call, and W_ih, unchanged, need not be packed again."""
+    return _cached(_PACKED_WIH, w_ih, (w_ih,), None, lambda: _ext.pack_cols(w_ih.detach().t().contiguous()))
 
 
 def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
            opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
     tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1])
-    prep = _prepared(p, 3 if opts.coupled else 4, tiled)
+    prep = _prepared(p)
     w_ih, ln = p.w_ih, p.ln
+    whh_packed = _whh_packed(p, 3 if opts.coupled else 4) if tiled else None
     wih_packed = _wih_packed(w_ih) if tiled and w_ih is not None else None
     with torch.no_grad():
         ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
         out, h_n, c_n = _ext.infer(
             x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, prep.whh_t, prep.bias, prep.whr_t, lengths, reverse,
             bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
-            ln_args, float(opts.ln_eps), prep.whh_packed, prep.whh_cols, wih_packed,
+            ln_args, float(opts.ln_eps), None if ln else whh_packed, whh_packed if ln else None, wih_packed,
         )
     return out, (h_n, c_n), None
 
