@@ -983,6 +983,12 @@ std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t G
 // The forward of lstm_forward (rec = true) and lstm_infer (rec = false), on prepared weights:
 // whh_t (P, GH) = W_hh^T, whr_t (H, P) = W_hr^T or undefined, bias (GH,) = b_ih + b_hh or
 // undefined. Returns {out, h_n, c_n} and, when rec, {gates, c, Nh, rh, Nc, rc} (see lstm_forward).
+// A packed weight (fused.py's caches hand them in) must have the layout this call reads.
+inline void check_packed(const Tensor& pk, at::IntArrayRef sizes, const Tensor& x, const char* what) {
+  TORCH_CHECK(pk.sizes() == sizes && pk.is_contiguous() && pk.scalar_type() == x.scalar_type(), "fused lstm: the packed ",
+              what, " is ", pk.sizes(), " ", pk.scalar_type(), ", expected contiguous ", sizes, " ", x.scalar_type());
+}
+
 std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                                  const Tensor& whh_t, const Tensor& bias, const Tensor& whr_t,
                                  const optional<Tensor>& lengths, bool reverse, bool coupled,
@@ -1042,10 +1048,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       if (!use_tiled<scalar_t>(B)) return;
       wih_pk = wih_packed.defined() ? wih_packed : pack_cols<scalar_t, 4>(w_ih.t().contiguous());
       constexpr int64_t W = 4 * Vec<scalar_t>::size();
-      TORCH_CHECK(wih_pk.sizes() == at::IntArrayRef({(GH + W - 1) / W, I, W}) && wih_pk.is_contiguous() &&
-                  wih_pk.scalar_type() == x.scalar_type(),
-                  "fused lstm: the packed W_ih^T is ", wih_pk.sizes(), " ", wih_pk.scalar_type(), ", not pack_cols's layout "
-                  "for input size ", I, " and ", GH, " gate rows, ", x.scalar_type());
+      check_packed(wih_pk, {(GH + W - 1) / W, I, W}, x, "W_ih^T (pack_cols)");
     });
   }
   auto g_step0 = [&](int64_t t_lo) -> int64_t { return rec ? 0 : t_lo; };  // the step G[0] holds
@@ -1113,11 +1116,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
     const bool tiled = use_tiled<scalar_t>(B);
     if (tiled && !has_ln) {
       const Tensor wpk = whh_packed.defined() ? whh_packed : pack_whh<scalar_t>(whh_t, NG);
-      TORCH_CHECK(wpk.sizes() == at::IntArrayRef({(H + Vec<scalar_t>::size() - 1) / Vec<scalar_t>::size(), P,
-                                                  NG * Vec<scalar_t>::size()}) && wpk.is_contiguous() &&
-                  wpk.scalar_type() == x.scalar_type(),
-                  "fused lstm: the packed W_hh^T is ", wpk.sizes(), " ", wpk.scalar_type(), ", not pack_whh's layout for "
-                  "hidden size ", H, ", ", NG, " gates, ", x.scalar_type());
+      constexpr int64_t L = Vec<scalar_t>::size();
+      check_packed(wpk, {(H + L - 1) / L, P, NG * L}, x, "W_hh^T (pack_whh)");
       auto tiled = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
@@ -1133,10 +1133,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       // LayerNorm's h W_hh^T on the register tiles, over W_hh^T in column panels (inference: cached)
       const Tensor wpk = !tiled ? Tensor() : whh_cols.defined() ? whh_cols : pack_cols<scalar_t, 4>(whh_t);
       constexpr int64_t W = 4 * Vec<scalar_t>::size();
-      TORCH_CHECK(!wpk.defined() || (wpk.sizes() == at::IntArrayRef({(GH + W - 1) / W, P, W}) && wpk.is_contiguous() &&
-                                     wpk.scalar_type() == x.scalar_type()),
-                  "fused lstm: the column-packed W_hh^T is ", wpk.sizes(), " ", wpk.scalar_type(), ", not pack_cols's "
-                  "layout for ", P, " inputs and ", GH, " gate rows, ", x.scalar_type());
+      if (wpk.defined()) check_packed(wpk, {(GH + W - 1) / W, P, W}, x, "W_hh^T (pack_cols)");
       auto rows = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
           loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
