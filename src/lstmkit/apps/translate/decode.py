@@ -153,14 +153,15 @@ def beam_search_batch(model: nn.Module, src: Tensor, lengths: Tensor, beam: int 
     feed = model.initial_feed(state)
     owner = list(range(len(searches)))  # the sentence of each decoder row
     for step in range(max(s.max_len for s in searches)):
-        prev = torch.tensor([h.tokens[-1] if h.tokens else BOS for b in dict.fromkeys(owner)
-                             for h in searches[b].live], device=dev)
+        sentences = list(dict.fromkeys(owner))  # those with live rows, in row order
+        prev = torch.tensor([h.tokens[-1] if h.tokens else BOS for b in sentences for h in searches[b].live],
+                            device=dev)
         rows = torch.tensor(owner, device=dev)
         logits, state, feed, weights = model.decode_step(prev, state, feed, memory.select(rows))
         logp = torch.log_softmax(logits.double(), -1).cpu()  # (rows, V)
         where = weights.argmax(-1).tolist()
         keep, new_owner, r0 = [], [], 0
-        for b in dict.fromkeys(owner):  # the sentences with live rows, in row order
+        for b in sentences:
             n = len(searches[b].live)
             kept = searches[b].advance(step, logp[r0 : r0 + n], where[r0 : r0 + n], beam)
             keep += [r0 + r for r in kept]
@@ -183,8 +184,6 @@ def beam_search_batch(model: nn.Module, src: Tensor, lengths: Tensor, beam: int 
 def beam_search(model: nn.Module, src: Tensor, beam: int = 5, max_len: Optional[int] = None, alpha: float = 0.6,
                 keep_greedy: bool = True) -> Hypothesis:
     """The best hypothesis for one source sentence src (S,) (no padding), by ll / lp(|y|)."""
-    if beam < 1:
-        raise ValueError(f"beam must be >= 1, got {beam}")
     if src.dim() != 1 or src.numel() == 0:
         raise ValueError(f"beam_search: expected one non-empty source sentence (S,), got shape {tuple(src.shape)}")
     return beam_search_batch(model, src[None], torch.tensor([src.numel()]), beam, max_len, alpha, keep_greedy)[0]
