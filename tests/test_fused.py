@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import lstmkit as lk
 from conftest import assert_close
@@ -64,25 +65,27 @@ def backward_chunk():
     ext.set_backward_chunk(0)
 
 
+class _CountKernelCalls(TorchDispatchMode):
+    """Counts the fused kernel's operator calls as PyTorch's dispatcher sees them."""
+
+    OPS = {"lstm_layer": "forward", "lstm_layer_backward": "backward", "lstm_layer_infer": "infer"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = {"forward": 0, "backward": 0, "infer": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name
+        if name.startswith("lstmkit::") and name[len("lstmkit::"):] in self.OPS:
+            self.calls[self.OPS[name[len("lstmkit::"):]]] += 1
+        return func(*args, **(kwargs or {}))
+
+
 @pytest.fixture
-def kernel_calls(monkeypatch):
-    """Counts calls into the compiled module's training forward, backward and inference entry."""
-    ext = _require_kernel()
-    calls = {"forward": 0, "backward": 0, "infer": 0}
-
-    class Spy:
-        def __getattr__(self, name):
-            fn = getattr(ext, name)
-            if name not in calls:
-                return fn
-
-            def counted(*args):
-                calls[name] += 1
-                return fn(*args)
-            return counted
-
-    monkeypatch.setattr(fused, "_ext", Spy())
-    return calls
+def kernel_calls():
+    _require_kernel()
+    with _CountKernelCalls() as mode:
+        yield mode.calls
 
 
 def _spec(**kw) -> RunSpec:

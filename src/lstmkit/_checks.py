@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from numbers import Integral, Real
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -100,6 +100,18 @@ def lengths_tensor(lengths: Any, B: int, T: int) -> Tensor:
     return t
 
 
+def traced_lengths(lengths: Any, B: int) -> Tensor:
+    """Lengths of a traced call (compile, export): shape and dtype are checked here; their range
+    [1, T] is checked by the kernel's operator wherever it runs (reading values here would break
+    the trace)."""
+    if not isinstance(lengths, Tensor) or lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be a 1-D integer tensor when compiling or exporting, got {type(lengths).__name__}"
+                        + (f" of dtype {lengths.dtype}" if isinstance(lengths, Tensor) else ""))
+    if lengths.dim() != 1 or lengths.shape[0] != B:
+        raise ValueError(f"lengths must have shape ({B},) — one length per sequence in the batch — got shape {tuple(lengths.shape)}")
+    return lengths.to(torch.int64)
+
+
 def state_tensor(name: str, t: Any, expected: tuple[int, ...], weight: Tensor) -> Tensor:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -108,7 +120,3 @@ def state_tensor(name: str, t: Any, expected: tuple[int, ...], weight: Tensor) -
     same_dtype_device(name, t, weight)
     return t
 
-
-def optional_finite(name: str, t: Optional[Tensor]) -> None:
-    if t is not None:
-        finite(name, t)

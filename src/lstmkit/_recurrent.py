@@ -10,7 +10,6 @@ L num_layers, D = 2 if bidirectional else 1.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import re
 import warnings
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks as check
+from ._tracing import values_hidden
 from .kernels import BACKEND_NAMES, RunSpec, select_backend
 
 
@@ -114,7 +114,7 @@ class RecurrentBase(nn.Module):
 
     def _layer_params(self) -> list[list[NamedTuple]]:
         """Parameters as [layer][direction] -> LayerParams, with None for absent ones."""
-        return [[self._make_layer_params({_base_name(n): getattr(self, n) for n in names}) for names in layer]
+        return [[self._make_layer_params({_BASE_NAME.sub("", n): getattr(self, n) for n in names}) for names in layer]
                 for layer in self._param_names]
 
     def _make_layer_params(self, named: dict[str, Tensor]) -> NamedTuple:
@@ -144,7 +144,8 @@ class RecurrentBase(nn.Module):
         state = []
         for name, t, shape in zip(self._state_names, parts, shapes):
             check.state_tensor(name, t, shape, weight)
-            check.finite(name, t)
+            if not values_hidden(t):
+                check.finite(name, t)
             state.append(t if batched else t.unsqueeze(1))
         return tuple(state)
 
@@ -172,16 +173,19 @@ class RecurrentBase(nn.Module):
                 x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
         T, B = x.shape[0], x.shape[1]
         check.sizes(T, B)
-        check.finite("input", x)
+        traced = values_hidden(x)
+        if not traced:  # values are checked in eager; traced calls get the operators' own checks
+            check.finite("input", x)
         if lengths is not None:
-            lengths = check.lengths_tensor(lengths, B, T)
+            lengths = check.traced_lengths(lengths, B) if traced else check.lengths_tensor(lengths, B, T)
         state = self._initial_state(hx, B, batched, x)
         spec = RunSpec(
             cell=self.cell, num_layers=self.num_layers, bidirectional=self.bidirectional, bias=self.bias,
             proj_size=self.proj_size, dropout=self.dropout, training=self.training, record=record,
             device_type=x.device.type, dtype=x.dtype, variants=self._variants(),
         )
-        run_lengths = None if lengths is None or bool((lengths == T).all()) else lengths
+        # all-full lengths run as a plain call in eager; a traced call cannot look, so passes them on
+        run_lengths = lengths if traced or lengths is None or not bool((lengths == T).all()) else None
         backend = select_backend(self.backend, spec)
         layer_opts, input_masks = self._step_options(T, B, x)
         extra = {} if layer_opts is None and input_masks is None else {"layer_opts": layer_opts, "input_masks": input_masks}
@@ -210,10 +214,8 @@ class RecurrentBase(nn.Module):
         return s
 
 
-@functools.lru_cache(maxsize=None)
-def _base_name(name: str) -> str:
-    """'weight_ih_l2_reverse' -> 'weight_ih' (cached: every forward maps its parameters' names)."""
-    return re.sub(r"_l\d+(_reverse)?$", "", name)
+# 'weight_ih_l2_reverse' -> 'weight_ih'
+_BASE_NAME = re.compile(r"_l\d+(_reverse)?$")
 
 
 def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:

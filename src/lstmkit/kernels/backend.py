@@ -59,7 +59,12 @@ class Backend(ABC):
 
 _BACKENDS: dict[str, Backend] = {}
 # Preference of "auto", fastest first, per device type; any other device uses "default".
-_AUTO_ORDER = {"cpu": ("fused", "native", "reference"), "default": ("native", "reference")}
+# meta (shapes only) runs the fused kernel's operators, whose fake kernels give the shapes.
+_AUTO_ORDER = {
+    "cpu": ("fused", "native", "reference"),
+    "meta": ("fused", "reference"),
+    "default": ("native", "reference"),
+}
 BACKEND_NAMES = ("auto", "reference", "native", "fused")
 
 

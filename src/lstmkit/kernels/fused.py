@@ -53,9 +53,14 @@ import torch
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .._tracing import values_hidden
+from . import fused_ops
 from .backend import Backend, RunSpec, register_backend
+from .fused_ops import LayerCall, any_requires_grad
 from .stack import run_stack
 from .types import LSTMGates, LSTMLayerParams, LSTMStepOptions
+
+_OPS = torch.ops.lstmkit
 
 _SOURCES = [Path(__file__).with_name("csrc") / "lstm_fused.cpp"]
 _DTYPES = (torch.float32, torch.float64)
@@ -120,6 +125,7 @@ def load_extension(verbose: bool = False) -> Any:
                 extra_ldflags=_openmp_flags(),
                 verbose=verbose,
             )
+            fused_ops.register()
         except Exception as exc:  # compiler, ninja or headers missing, or a compile error
             _error = f"{type(exc).__name__}: {exc}".strip()
             warnings.warn(
@@ -139,82 +145,6 @@ def loaded_extension() -> Any:
 def build_error() -> Optional[str]:
     """Why the extension failed to build, or None (built, or not tried yet)."""
     return _error
-
-
-class _FusedLSTMLayer(torch.autograd.Function):
-    """One layer, one direction. Outputs: out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH), c (T,B,H).
-
-    The variants' tensors (peephole weights, LayerNorm gains and biases of the input projection,
-    the recurrent projection and the cell, recurrent-dropout and zoneout masks) are None when
-    off; the masks get no gradient (they are samples or constants).
-    """
-
-    @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib,
-                lengths, reverse, coupled, h_keep, zone_h, zone_c, eps):
-        x, h0, c0 = x.contiguous(), h0.contiguous(), c0.contiguous()
-        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib]
-        out, h_n, c_n, gates, c, *ln_saved = _ext.forward(
-            x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, coupled, peephole, h_keep, zone_h, zone_c,
-            ln, eps,
-        )
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
-                              ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, *ln_saved)
-        ctx.lengths, ctx.reverse, ctx.has_bias, ctx.coupled, ctx.eps = lengths, reverse, b_ih is not None, coupled, eps
-        ctx.set_materialize_grads(False)
-        return out, h_n, c_n, gates, c
-
-    @staticmethod
-    def backward(ctx, g_out, g_hn, g_cn, g_gates, g_c):
-        g_all = (g_out, g_hn, g_cn, g_gates, g_c)
-        (x, h0, c0, w_ih, w_hh, w_hr, peephole, h_keep, zone_h, zone_c, out, gates, c,
-         ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, nh, rh, nc, rc, ni, ri) = ctx.saved_tensors
-        ln = None if ln_hw is None else [ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib]
-        with torch.no_grad():
-            dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dpeep, *dln = _ext.backward(
-                g_out, g_hn, g_cn, g_gates, g_c, x, h0, c0, w_ih, w_hh, ctx.has_bias, w_hr,
-                ctx.lengths, ctx.reverse, out, gates, c, ctx.needs_input_grad[0],
-                ctx.coupled, peephole, h_keep, zone_h, zone_c, ln, ctx.eps, nh, rh, nc, rc, ni, ri,
-            )
-        grads = (dx, dh0, dc0, dw_ih, dw_hh, db, (db if ctx.has_bias else None), dw_hr, dpeep, *dln)
-        if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated
-            grads = _no_double_backward(
-                grads, (x, h0, c0, w_ih, w_hh, w_hr, peephole, ln_hw, ln_hb, ln_cw, ln_cb, ln_iw, ln_ib, *g_all)
-            )
-        return (*grads, None, None, None, None, None, None, None)
-
-
-_NO_DOUBLE_BACKWARD = (
-    "lstmkit's fused backend has no double backward (its backward through time is hand-written); "
-    "use backend='reference' for higher-order gradients"
-)
-
-
-class _NoDoubleBackward(torch.autograd.Function):
-    """Passes first-order gradients through; differentiating them again raises a clear error.
-
-    Its inputs include the layer's own inputs, so the error also fires for
-    torch.autograd.grad(g, x) (torch's @once_differentiable would report x as unused instead).
-    """
-
-    @staticmethod
-    def forward(ctx, n, *tensors):
-        return tuple(t.clone() for t in tensors[:n])
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError(_NO_DOUBLE_BACKWARD)
-
-
-def _no_double_backward(grads: tuple, inputs: tuple) -> tuple:
-    present = [k for k, g in enumerate(grads) if g is not None]
-    passed = _NoDoubleBackward.apply(
-        len(present), *(grads[k] for k in present), *(t for t in inputs if t is not None and t.requires_grad)
-    )
-    result = list(grads)
-    for k, g in zip(present, passed):
-        result[k] = g
-    return tuple(result)
 
 
 def _mask(m: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
@@ -244,18 +174,16 @@ def fused_lstm_layer(
     Runs the variants of opts and p inside the kernel: coupled, peephole, recurrent dropout
     (opts.h_keep), zoneout (opts.zone_h, opts.zone_c) and LayerNorm (p.ln: the kernel normalizes
     the input projection, the recurrent projection and c̃_t row by row inside its loop, with a
-    hand-written backward for all three).
+    hand-written backward for all three). One operator call: torch.ops.lstmkit.lstm_layer when
+    autograd or the caller wants the gates, else lstm_layer_infer.
     """
     if load_extension() is None:
         raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
-    if not record and not _needs_grad(x, h0, c0, p):
-        return _infer(x, h0, c0, p, lengths, reverse, opts)
-    ln = p.ln
-    ln_args = (None,) * 6 if ln is None else (ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias)
-    out, h_n, c_n, gates, c = _FusedLSTMLayer.apply(
-        x, h0, c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr, p.peephole, *ln_args, lengths, reverse,
-        bool(opts.coupled), _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x), float(opts.ln_eps),
-    )
+    opts = opts._replace(h_keep=_mask(opts.h_keep, x), zone_h=_mask(opts.zone_h, x), zone_c=_mask(opts.zone_c, x))
+    call = LayerCall(x.contiguous(), h0.contiguous(), c0.contiguous(), p, opts, lengths, reverse)
+    if not record and not any_requires_grad(call):
+        return _infer(call)
+    out, h_n, c_n, gates, c, *_ = fused_ops.lstm_layer(*call.args())
     if not record:
         return out, (h_n, c_n), None
     if opts.coupled:
@@ -267,14 +195,6 @@ def fused_lstm_layer(
         return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
     i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H), views of the kernel's own buffer
     return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
-
-
-def _needs_grad(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams) -> bool:
-    """Whether autograd will want a backward through this layer."""
-    if not torch.is_grad_enabled():
-        return False
-    tensors = (x, h0, c0, *p[:6], *(p.ln or ()))
-    return any(t is not None and t.requires_grad for t in tensors)
 
 
 # The weights as the kernel's loop reads them, derived once per weight version: W_hh^T (P, GH),
@@ -332,30 +252,32 @@ def _whh_packed(p: LSTMLayerParams, gates: int) -> Tensor:
     tiles, so a model only ever run untiled (B < 3, float64) holds no packed copy."""
     whh_t, ln = _prepared(p).whh_t, p.ln is not None
     return _cached(_PACKED_WHH, p.w_hh, (p.w_hh,), (gates, ln),
-                   lambda: _ext.pack_cols(whh_t) if ln else _ext.pack_whh(whh_t, gates))
+                   lambda: _OPS.pack_cols(whh_t) if ln else _OPS.pack_whh(whh_t, gates))
 
 
 def _wih_packed(w_ih: Tensor) -> Tensor:
     """W_ih^T in column panels for the tiled input projection (MKL's sgemm would pack it again on
     every call: at one-step decoding that costs more than the projection). Keyed by w_ih itself:
     weight_drop makes a fresh W_hh every call, and W_ih, unchanged, need not be packed again."""
-    return _cached(_PACKED_WIH, w_ih, (w_ih,), None, lambda: _ext.pack_cols(w_ih.detach().t().contiguous()))
+    return _cached(_PACKED_WIH, w_ih, (w_ih,), None, lambda: _OPS.pack_cols(w_ih.detach().t().contiguous()))
 
 
-def _infer(x: Tensor, h0: Tensor, c0: Tensor, p: LSTMLayerParams, lengths: Optional[Tensor], reverse: bool,
-           opts: LSTMStepOptions) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
-    """fused_lstm_layer without autograd: the kernel's forward-only entry, nothing recorded."""
+def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
+    """fused_lstm_layer without autograd: nothing recorded. In eager the weights come prepared
+    from the caches above; a traced call (compile, export, meta) leaves that to the operator, so
+    the graph holds only the weights themselves."""
+    if values_hidden(call.x):
+        out, h_n, c_n = torch.ops.lstmkit.lstm_layer_infer(*call.args())
+        return out, (h_n, c_n), None
+    x, p, ln = call.x, call.p, call.p.ln
     tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1])
     prep = _prepared(p)
-    w_ih, ln = p.w_ih, p.ln
-    whh_packed = _whh_packed(p, 3 if opts.coupled else 4) if tiled else None
-    wih_packed = _wih_packed(w_ih) if tiled and w_ih is not None else None
+    whh_packed = _whh_packed(p, 3 if call.opts.coupled else 4) if tiled else None
+    wih_packed = _wih_packed(p.w_ih) if tiled and p.w_ih is not None else None
     with torch.no_grad():
-        ln_args = None if ln is None else [ln.hh_weight, ln.hh_bias, ln.c_weight, ln.c_bias, ln.ih_weight, ln.ih_bias]
-        out, h_n, c_n = _ext.infer(
-            x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, prep.whh_t, prep.bias, prep.whr_t, lengths, reverse,
-            bool(opts.coupled), p.peephole, _mask(opts.h_keep, x), _mask(opts.zone_h, x), _mask(opts.zone_c, x),
-            ln_args, float(opts.ln_eps), None if ln else whh_packed, whh_packed if ln else None, wih_packed,
+        out, h_n, c_n = torch.ops.lstmkit.lstm_layer_infer(
+            *call.args(), prep.whh_t, prep.bias, prep.whr_t, None if ln else whh_packed, whh_packed if ln else None,
+            wih_packed,
         )
     return out, (h_n, c_n), None
 
@@ -370,7 +292,7 @@ class FusedBackend(Backend):
     name = "fused"
 
     def unsupported(self, spec: RunSpec) -> Optional[str]:
-        if spec.device_type != "cpu":
+        if spec.device_type not in ("cpu", "meta"):  # meta: the operators' fake kernels give the shapes
             return f"the fused kernel runs on CPU only, not {spec.device_type}"
         if spec.cell != "lstm":
             return f"the fused kernel implements the LSTM only, not {spec.cell}"

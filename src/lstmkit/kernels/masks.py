@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._tracing import values_hidden
 from . import fused
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
@@ -47,6 +48,8 @@ def zoneout_mask(shape: tuple[int, ...], z: float, like: Tensor) -> Tensor:
     level = round(z * 65536)
     if level >= 65536:
         return torch.ones(shape, dtype=torch.bool, device=like.device)
+    if values_hidden(like):  # traced: no seed can be read; the graph draws its own
+        return torch.rand(shape, device=like.device) < level / 65536
     seed = int(torch.empty((), dtype=torch.int64).random_())  # from the default generator: manual_seed fixes it
     ext = fused.loaded_extension()
     if ext is not None and like.device.type == "cpu":

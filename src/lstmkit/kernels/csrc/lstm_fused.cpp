@@ -1540,17 +1540,179 @@ Tensor sample_zone_mask(const std::vector<int64_t>& shape, int64_t level, int64_
   });
   return out;
 }
+// ---------------------------------------------------------------------------------------------
+// The operators PyTorch knows (torch.ops.lstmkit.*): the kernel's only entry points for the layer
+// itself, so eager, torch.compile, torch.export and AOTInductor all call the same forward and the
+// same hand-written backward. Their fake (shape-only) kernels and the autograd formula are
+// registered from Python (lstmkit/kernels/fused_ops.py); value checks that need data (finite
+// input) run in eager in Python, while these checks on shapes and lengths run wherever the op does.
+//
+// One layer in one direction is described by the same leading arguments in all three schemas
+// (the "layer description"): x, h0, c0, the weights as torch.nn.LSTM names them, the variants'
+// parameters (LayerNorm in the order ih, hh, c), lengths, the masks, reverse, coupled, ln_eps.
+// Absent results are empty tensors (an operator returns no undefined tensor).
+
+namespace ops {
+
+#define LSTMKIT_LAYER_SCHEMA                                                                              \
+  "Tensor x, Tensor h0, Tensor c0, Tensor? w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? w_hr, " \
+  "Tensor? peephole, Tensor? ln_ih_weight, Tensor? ln_ih_bias, Tensor? ln_hh_weight, Tensor? ln_hh_bias, " \
+  "Tensor? ln_c_weight, Tensor? ln_c_bias, Tensor? lengths, Tensor? h_keep, Tensor? zone_h, Tensor? zone_c, " \
+  "bool reverse, bool coupled, float ln_eps"
+
+struct Layer {  // the layer description, as the schemas above give it
+  const Tensor& x; const Tensor& h0; const Tensor& c0;
+  const optional<Tensor>& w_ih; const Tensor& w_hh; const optional<Tensor>& b_ih; const optional<Tensor>& b_hh;
+  const optional<Tensor>& w_hr; const optional<Tensor>& peephole;
+  const optional<Tensor>& ln_ih_w; const optional<Tensor>& ln_ih_b; const optional<Tensor>& ln_hh_w;
+  const optional<Tensor>& ln_hh_b; const optional<Tensor>& ln_c_w; const optional<Tensor>& ln_c_b;
+  const optional<Tensor>& lengths; const optional<Tensor>& h_keep; const optional<Tensor>& zone_h;
+  const optional<Tensor>& zone_c; bool reverse; bool coupled; double eps;
+
+  bool has(const optional<Tensor>& t) const { return t.has_value() && t->defined(); }
+  // The kernel's LayerNorm list: {w_hh', b_hh', w_c, b_c[, w_ih', b_ih']}, or none.
+  optional<std::vector<Tensor>> layer_norm() const {
+    if (!has(ln_hh_w)) {
+      TORCH_CHECK(!has(ln_hh_b) && !has(ln_c_w) && !has(ln_c_b) && !has(ln_ih_w) && !has(ln_ih_b),
+                  "lstmkit: LayerNorm needs all of ln_hh_weight/bias and ln_c_weight/bias");
+      return c10::nullopt;
+    }
+    TORCH_CHECK(has(ln_hh_b) && has(ln_c_w) && has(ln_c_b), "lstmkit: LayerNorm needs all of ln_hh_weight/bias and ln_c_weight/bias");
+    std::vector<Tensor> v{*ln_hh_w, *ln_hh_b, *ln_c_w, *ln_c_b};
+    TORCH_CHECK(has(ln_ih_w) == has(ln_ih_b), "lstmkit: give both ln_ih_weight and ln_ih_bias or neither");
+    if (has(ln_ih_w)) v.push_back(*ln_ih_w), v.push_back(*ln_ih_b);
+    return v;
+  }
+  // Lengths must lie in [1, T]: checked here so that compiled and exported code rejects them too.
+  void check_lengths() const {
+    if (!has(lengths)) return;
+    const int64_t T = x.size(0);
+    TORCH_CHECK(lengths->dim() == 1 && lengths->numel() == x.size(1), "lstmkit: lengths must have shape (",
+                x.size(1), ",), got ", lengths->sizes());
+    if (lengths->numel() == 0) return;
+    const Tensor l = lengths->to(at::kLong);
+    const int64_t lo = l.min().item<int64_t>(), hi = l.max().item<int64_t>();
+    TORCH_CHECK(lo >= 1 && hi <= T, "lstmkit: lengths must lie in [1, ", T, "] (the padded sequence length), got "
+                "values from ", lo, " to ", hi);
+  }
+};
+
+#define LSTMKIT_LAYER_PARAMS                                                                                    \
+  const Tensor &x, const Tensor &h0, const Tensor &c0, const optional<Tensor> &w_ih, const Tensor &w_hh,        \
+      const optional<Tensor> &b_ih, const optional<Tensor> &b_hh, const optional<Tensor> &w_hr,                 \
+      const optional<Tensor> &peephole, const optional<Tensor> &ln_ih_w, const optional<Tensor> &ln_ih_b,       \
+      const optional<Tensor> &ln_hh_w, const optional<Tensor> &ln_hh_b, const optional<Tensor> &ln_c_w,         \
+      const optional<Tensor> &ln_c_b, const optional<Tensor> &lengths, const optional<Tensor> &h_keep,          \
+      const optional<Tensor> &zone_h, const optional<Tensor> &zone_c, bool reverse, bool coupled, double eps
+#define LSTMKIT_LAYER_ARGS                                                                                      \
+  Layer{x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, \
+        lengths, h_keep, zone_h, zone_c, reverse, coupled, eps}
+
+inline Tensor or_empty(const Tensor& t, const Tensor& like) { return t.defined() ? t : at::empty({0}, like.options()); }
+inline optional<Tensor> nonempty(const Tensor& t) {
+  return t.defined() && t.numel() > 0 ? optional<Tensor>(t) : optional<Tensor>();
+}
+
+// Recording forward: {out (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,GH) activated, c (T,B,H),
+// and what LayerNorm's backward needs: ln_h (T,B,GH), ln_rh (T,B), ln_c (T,B,H), ln_rc (T,B),
+// ln_i (T,B,GH), ln_ri (T,B) (empty when that normalization is off)}.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer(
+    LSTMKIT_LAYER_PARAMS) {
+  const Layer a = LSTMKIT_LAYER_ARGS;
+  a.check_lengths();
+  auto r = lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, coupled, peephole, h_keep, zone_h,
+                        zone_c, a.layer_norm(), eps);
+  for (auto& t : r) t = or_empty(t, x);
+  return {r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]};
+}
+
+// Forward only, nothing recorded: {out, h_n, c_n}. The last six arguments are the weights as the
+// loops read them, when the caller already has them (fused.py caches them per weight version in
+// eager): W_hh^T (P, GH), b_ih + b_hh (GH,), W_hr^T (H, P) and the tiles' packed copies. Each that
+// is absent is made here from the weights (what compiled and exported graphs do).
+std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optional<Tensor>& whh_t,
+                                               const optional<Tensor>& bias, const optional<Tensor>& whr_t,
+                                               const optional<Tensor>& whh_packed, const optional<Tensor>& whh_cols,
+                                               const optional<Tensor>& wih_packed) {
+  const Layer a = LSTMKIT_LAYER_ARGS;
+  a.check_lengths();
+  at::AutoDispatchBelowADInplaceOrView guard;
+  const Tensor wt = a.has(whh_t) ? *whh_t : w_hh.t().contiguous();
+  const Tensor b = a.has(bias) ? *bias : summed_bias(b_ih, b_hh);
+  const Tensor rt = a.has(whr_t) ? *whr_t : a.has(w_hr) ? w_hr->t().contiguous() : Tensor();
+  auto given = [&](const optional<Tensor>& t) { return a.has(t) ? *t : Tensor(); };
+  auto r = forward_impl(false, x, h0, c0, opt(w_ih), wt, b, rt, lengths, reverse, coupled, peephole, h_keep, zone_h,
+                        zone_c, a.layer_norm(), eps, given(whh_packed), given(whh_cols), given(wih_packed));
+  return {r[0], r[1], r[2]};
+}
+
+// Backward through time of `layer`, given the gradients of its outputs (any may be absent) and
+// what it recorded: {dx, dh0, dc0, dw_ih, dw_hh, db (the gradient of b_ih and of b_hh alike),
+// dw_hr, dpeephole, dln_ih_weight, dln_ih_bias, dln_hh_weight, dln_hh_bias, dln_c_weight,
+// dln_c_bias}, empty where the layer has no such input (dx also when need_dx is false).
+std::vector<Tensor> layer_backward(const optional<Tensor>& grad_out, const optional<Tensor>& grad_h_n,
+                                   const optional<Tensor>& grad_c_n, const optional<Tensor>& grad_gates,
+                                   const optional<Tensor>& grad_c, LSTMKIT_LAYER_PARAMS, const Tensor& out,
+                                   const Tensor& gates, const Tensor& c, const Tensor& ln_h, const Tensor& ln_rh,
+                                   const Tensor& ln_c, const Tensor& ln_rc, const Tensor& ln_i, const Tensor& ln_ri,
+                                   bool need_dx) {
+  const Layer a = LSTMKIT_LAYER_ARGS;
+  const bool has_bias = a.has(b_ih);
+  auto r = lstm_backward(grad_out, grad_h_n, grad_c_n, grad_gates, grad_c, x, h0, c0, w_ih, w_hh, has_bias, w_hr,
+                         lengths, reverse, out, gates, c, need_dx, coupled, peephole, h_keep, zone_h, zone_c,
+                         a.layer_norm(), eps, nonempty(ln_h), nonempty(ln_rh), nonempty(ln_c), nonempty(ln_rc),
+                         nonempty(ln_i), nonempty(ln_ri));
+  // r: dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dpeep, d w_hh', d b_hh', d w_c, d b_c, d w_ih', d b_ih'.
+  // Several LayerNorm sums are views of one buffer and db may be one of them: an operator's
+  // outputs never alias, so each is its own tensor.
+  std::vector<Tensor> v{r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[12], r[13], r[8], r[9], r[10], r[11]};
+  for (size_t q = 5; q < v.size(); ++q)
+    if (v[q].defined()) v[q] = v[q].clone();
+  if (!need_dx) v[0] = Tensor();
+  for (auto& t : v) t = or_empty(t, x);
+  return v;
+}
+
+Tensor pack_whh_op(const Tensor& whh_t, int64_t gates) {
+  TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous() && (gates == 3 || gates == 4) && whh_t.size(1) % gates == 0,
+              "pack_whh: expected a contiguous (P, gates·H) W_hh^T and 3 or 4 gates, got ", whh_t.sizes(), ", ", gates);
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
+  return out;
+}
+
+Tensor pack_cols_op(const Tensor& m) {
+  TORCH_CHECK(m.dim() == 2 && m.is_contiguous(), "pack_cols: expected a contiguous 2-d matrix, got ", m.sizes());
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstmkit_pack_cols", [&] { out = pack_cols<scalar_t, 4>(m); });
+  return out;
+}
+
+}  // namespace ops
 }  // namespace
+
+TORCH_LIBRARY(lstmkit, m) {
+  m.def("lstm_layer(" LSTMKIT_LAYER_SCHEMA ") -> (Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor c, "
+        "Tensor ln_h, Tensor ln_rh, Tensor ln_c, Tensor ln_rc, Tensor ln_i, Tensor ln_ri)");
+  m.def("lstm_layer_infer(" LSTMKIT_LAYER_SCHEMA ", Tensor? whh_t=None, Tensor? bias=None, Tensor? whr_t=None, "
+        "Tensor? whh_packed=None, Tensor? whh_cols=None, Tensor? wih_packed=None) -> (Tensor out, Tensor h_n, Tensor c_n)");
+  m.def("lstm_layer_backward(Tensor? grad_out, Tensor? grad_h_n, Tensor? grad_c_n, Tensor? grad_gates, "
+        "Tensor? grad_c, " LSTMKIT_LAYER_SCHEMA ", Tensor out, Tensor gates, Tensor c, Tensor ln_h, Tensor ln_rh, "
+        "Tensor ln_c, Tensor ln_rc, Tensor ln_i, Tensor ln_ri, bool need_dx) -> Tensor[]");
+  m.def("pack_whh(Tensor whh_t, int gates) -> Tensor");
+  m.def("pack_cols(Tensor m) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(lstmkit, CPU, m) {
+  m.impl("lstm_layer", &ops::layer);
+  m.impl("lstm_layer_infer", &ops::layer_infer);
+  m.impl("lstm_layer_backward", &ops::layer_backward);
+  m.impl("pack_whh", &ops::pack_whh_op);
+  m.impl("pack_cols", &ops::pack_cols_op);
+}
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit fused CPU LSTM layer: forward and hand-written backward through time";
-  m.def("forward", &lstm_forward, "one LSTM layer, one direction (see lstm_fused.cpp)");
-  m.def("backward", &lstm_backward, "its backward through time");
-  m.def("infer", &lstm_infer, "forward only, nothing recorded, on prepared weights (no autograd)",
-        py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("whh_t"), py::arg("bias"),
-        py::arg("whr_t"), py::arg("lengths"), py::arg("reverse"), py::arg("coupled"), py::arg("peephole"),
-        py::arg("h_keep"), py::arg("zone_h"), py::arg("zone_c"), py::arg("layer_norm"), py::arg("eps"),
-        py::arg("whh_packed") = py::none(), py::arg("whh_cols") = py::none(), py::arg("wih_packed") = py::none());
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
         "whether per-step GEMMs call BLAS directly (else through ATen)");
   m.def("set_gemm_mode", [](const std::string& mode) {
@@ -1571,19 +1733,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       }, "for tests: rows per chunk of backward's step gradients (0: the default, kBackwardChunkRows)");
   m.def("uses_tiled", [](bool float64, int64_t B) { return float64 ? use_tiled<double>(B) : use_tiled<float>(B); },
         "whether a forward of this dtype and batch size runs tiled steps (set_tiled and the build decide)");
-  m.def("pack_whh", [](const Tensor& whh_t, int64_t gates) {
-        TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous() && (gates == 3 || gates == 4) && whh_t.size(1) % gates == 0,
-                    "pack_whh: expected a contiguous (P, gates·H) W_hh^T and 3 or 4 gates, got ", whh_t.sizes(), ", ", gates);
-        Tensor out;
-        AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
-        return out;
-      }, "W_hh^T packed for the tiled steps (infer's whh_packed)");
-  m.def("pack_cols", [](const Tensor& m) {
-        TORCH_CHECK(m.dim() == 2 && m.is_contiguous(), "pack_cols: expected a contiguous 2-d matrix, got ", m.sizes());
-        Tensor out;
-        AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstmkit_pack_cols", [&] { out = pack_cols<scalar_t, 4>(m); });
-        return out;
-      }, "a (K, N) matrix packed in column panels for the tiled products (infer's wih_packed: W_ih^T)");
+  m.def("pack_whh", &ops::pack_whh_op, "W_hh^T packed for the tiled steps (lstm_layer_infer's whh_packed)");
+  m.def("pack_cols", &ops::pack_cols_op,
+        "a (K, N) matrix packed in column panels for the tiled products (lstm_layer_infer's wih_packed: W_ih^T)");
   m.def("zone_mask", &sample_zone_mask, "a Bernoulli zoneout mask from a counter-based generator (see masks.py)");
   m.def("threads_used", [](int64_t n) {
         // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own

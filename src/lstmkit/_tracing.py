@@ -1,0 +1,24 @@
+"""Whether a forward call can read tensor values, or is being traced for its shapes.
+
+torch.compile, torch.export, AOTInductor, FakeTensors, meta tensors, torch.func transforms and
+torch.jit.trace all run lstmkit's Python with tensors whose values are unknown (or must not be
+baked into a trace). There the forward path takes no data-dependent branch: value checks (finite
+input, length ranges) and the eager-only caches are skipped, and what must still be checked is
+checked inside the operators, which run wherever the graph runs.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch._subclasses.fake_tensor import FakeTensor
+
+
+def values_hidden(t: Optional[Tensor] = None) -> bool:
+    """True when the call is traced (or t has no values): read no tensor data, branch on none."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return True
+    if torch._C._are_functorch_transforms_active():
+        return True
+    return t is not None and (t.device.type == "meta" or isinstance(t, FakeTensor))
