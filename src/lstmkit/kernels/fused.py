@@ -125,7 +125,7 @@ def load_extension(verbose: bool = False) -> Any:
                 extra_ldflags=_openmp_flags(),
                 verbose=verbose,
             )
-            fused_ops.register()
+            fused_ops.register(_ext)
         except Exception as exc:  # compiler, ninja or headers missing, or a compile error
             _error = f"{type(exc).__name__}: {exc}".strip()
             warnings.warn(
@@ -135,6 +135,15 @@ def load_extension(verbose: bool = False) -> Any:
                 stacklevel=2,
             )
     return _ext
+
+
+def library_path() -> str:
+    """The kernel's shared library: all an AOTInductor package of an lk model needs loaded
+    (``torch.ops.load_library(path)``) to run without lstmkit's Python. Builds it if needed."""
+    ext = load_extension()
+    if ext is None:
+        raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
+    return ext.__file__
 
 
 def loaded_extension() -> Any:

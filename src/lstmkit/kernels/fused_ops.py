@@ -267,11 +267,12 @@ _registered = False
 _LIB: Optional[torch.library.Library] = None  # holds the Autograd kernels' registration
 
 
-def register() -> None:
+def register(ext) -> None:
     """Register fake kernels, autograd and vmap rules (once, after the extension has loaded)."""
-    global _registered
+    global _registered, _FLOAT_LANES
     if _registered:
         return
+    _FLOAT_LANES = int(ext.vector_width())
     lib = "lstmkit::"
     torch.library.register_fake(lib + "lstm_layer")(_layer_fake)
     torch.library.register_fake(lib + "lstm_layer_infer")(_infer_fake)
@@ -290,10 +291,12 @@ def register() -> None:
     _registered = True
 
 
+_FLOAT_LANES = 8  # floats per vector register of the build (register() asks the extension)
+
+
 def _lanes(dtype: torch.dtype) -> int:
-    # floats per AVX2 vector register: the tiles' panel width (a build without AVX2 packs nothing
-    # that a call reads: it never tiles)
-    return 8 if dtype == torch.float32 else 4
+    """Elements per vector register: the width of the tiles' panels."""
+    return _FLOAT_LANES if dtype == torch.float32 else _FLOAT_LANES // 2
 
 
 def _pack_whh_fake(whh_t: Tensor, gates: int) -> Tensor:
