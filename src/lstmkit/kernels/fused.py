@@ -42,6 +42,7 @@ Shape legend: T steps, B batch, I input features, H hidden size, P size of h (pr
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -62,7 +63,8 @@ from .types import LSTMGates, LSTMLayerParams, LSTMStepOptions
 
 _OPS = torch.ops.lstmkit
 
-_SOURCES = [Path(__file__).with_name("csrc") / "lstm_fused.cpp"]
+_CSRC = Path(__file__).with_name("csrc")
+_SOURCES = [_CSRC / "lstm_fused.cpp"]  # one translation unit; its parts are the headers beside it
 _DTYPES = (torch.float32, torch.float64)
 
 _lock = threading.Lock()
@@ -93,13 +95,22 @@ def _openmp_flags() -> list[str]:
     return ["-fopenmp"] if torch.backends.openmp.is_available() else []
 
 
+def _headers_digest() -> str:
+    """A digest of the kernel's headers: torch's build cache hashes the listed sources and the
+    flags, not what they include, so the digest rides in the flags and a changed header rebuilds."""
+    digest = hashlib.sha256()
+    for header in sorted(_CSRC.glob("*.h")):
+        digest.update(header.name.encode() + header.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _compile_flags() -> list[str]:
     """-O3, OpenMP, plus AVX2/FMA code for the elementwise passes when this CPU has them.
 
     Not -march=native: the build is cached per machine by torch, but a shared home directory
     could carry it to a different CPU; AVX2+FMA is the common x86-64 level torch itself targets.
     """
-    flags = ["-O3", "-fno-math-errno", *_openmp_flags()]
+    flags = ["-O3", "-fno-math-errno", *_openmp_flags(), f"-DLSTMKIT_HEADERS={_headers_digest()}"]
     if {"avx2", "fma"} <= _cpu_flags():
         flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
     else:

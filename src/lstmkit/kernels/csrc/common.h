@@ -1,0 +1,25 @@
+// What every part of the fused LSTM kernel includes: ATen, the vector types, the standard library.
+#pragma once
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace lstmkit {
+
+using at::Tensor;
+using c10::optional;
+
+}  // namespace lstmkit

@@ -1,0 +1,164 @@
+// Register tiles: packed weight layouts and the tiled products (and the test knobs that force them).
+// Part of the fused LSTM kernel: see lstm_fused.cpp for the overview and the shape legend.
+#pragma once
+
+#include "cell.h"
+
+namespace lstmkit {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The tiled step (forward without LayerNorm, whose row statistics need whole rows). One parallel
+// region per step; each thread owns a contiguous range of unit blocks (L = vector width hidden
+// units, all NG gates) and computes, for MR batch rows at a time, the recurrent product of those
+// rows and units in MR × NG vector registers, adds it into G[t] and runs the cell on it while
+// the row is still in L1. That is one fork/join per step instead of a BLAS region plus a gate
+// pass, no round trip of G[t] through memory between them, and W_hh^T packed once per call into
+// panels (see pack_whh) that each thread keeps in its own L2 across steps, the blocking oneDNN's
+// brgemm RNN uses. Measured against MKL sgemm + the row-split gate pass on S1–S4's recurrences
+// (2 threads, this machine): 1.2–1.7x faster.
+
+// W_hh^T (P, GH) as unit-block panels: panel u is (P, NG·L) with row k = [gate 0 units uL..uL+L,
+// gate 1 ..., ...], so one k step of a tile loads NG vectors. The last block is zero-padded.
+template <typename scalar_t>
+Tensor pack_whh(const Tensor& whh_t, int64_t NG) {
+  constexpr int64_t L = Vec<scalar_t>::size();
+  const int64_t P = whh_t.size(0), GH = whh_t.size(1), H = GH / NG, NU = (H + L - 1) / L;
+  Tensor packed = at::zeros({NU, P, NG * L}, whh_t.options());
+  const scalar_t* w = whh_t.data_ptr<scalar_t>();
+  scalar_t* pk = packed.data_ptr<scalar_t>();
+  at::parallel_for(0, NU, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = std::min(L, H - u * L);
+      for (int64_t kk = 0; kk < P; ++kk)
+        for (int64_t gi = 0; gi < NG; ++gi)
+          std::memcpy(pk + (u * P + kk) * NG * L + gi * L, w + kk * GH + gi * H + u * L, sizeof(scalar_t) * n);
+    }
+  });
+  return packed;
+}
+
+// out[r][gi] = Σ_k h[r][k] · panel[k][gi] for MR rows of h (ldh apart): MR·NG accumulators and NG
+// panel vectors live in registers (MR = 3, NG = 4: 12 + 4 of AVX2's 16), one broadcast per row.
+// The sums build in a local array copied to out at the end: accumulating into out itself (an
+// array the caller reads afterwards) made GCC store every accumulator on each k step (NG = 3:
+// the coupled step ran 1.8x slower than the row-split one).
+template <int MR, int NG, typename scalar_t>
+inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&out)[MR][NG]) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size();
+  V acc[MR][NG];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int gi = 0; gi < NG; ++gi) acc[r][gi] = V(scalar_t(0));
+  for (int64_t kk = 0; kk < K; ++kk) {
+    const scalar_t* pr = panel + kk * NG * L;
+    V w[NG];
+#pragma GCC unroll 4
+    for (int gi = 0; gi < NG; ++gi) w[gi] = V::loadu(pr + gi * L);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const V a(h[r * ldh + kk]);
+#pragma GCC unroll 4
+      for (int gi = 0; gi < NG; ++gi) acc[r][gi] = at::vec::fmadd(a, w[gi], acc[r][gi]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int gi = 0; gi < NG; ++gi) out[r][gi] = acc[r][gi];
+}
+
+// Test knob (set_tiled below): 0 auto, 1 always, -1 never.
+std::atomic<int> g_tiled{0};
+
+// Whether steps use the tiled product. Auto: float32 with AVX2 (measured there) and at least one
+// full tile of rows. With B < 3 a tile has too few independent accumulators to hide the FMA
+// latency, and per-block overhead shows: S5 (B = 1) runs 1.26 ms on the row-split step against
+// 1.47 ms tiled. LayerNorm uses register tiles for the product h W_hh^T only (cols_product), since
+// its row statistics need whole rows before any cell can run; backward uses them for dG[t] W_hh.
+//
+// The forward's rule does not depend on the steps, so no-grad outputs stay bit for bit the
+// training forward's; inference takes its packed W_hh^T from fused.py's cache (one-step decoding,
+// T = 1, B = 5, H = 512: 443 µs tiled against 686 µs untiled; torch.nn.LSTM 397 µs), recording
+// packs per call. Backward packs per call and tiles from kBackwardMinSteps steps: below that
+// the packing costs more than the tiles save.
+constexpr int64_t kBackwardMinSteps = 4;
+
+// Rows (steps × batch) per chunk of backward's step gradients (see lstm_backward); test knob
+// set_backward_chunk, 0 for this default.
+constexpr int64_t kBackwardChunkRows = 1024;
+std::atomic<int64_t> g_backward_chunk_rows{0};
+template <typename scalar_t>
+inline bool use_tiled(int64_t B) {
+  const int mode = g_tiled.load(std::memory_order_relaxed);
+  if (mode != 0) return mode > 0;
+#if defined(CPU_CAPABILITY_AVX2)
+  return std::is_same_v<scalar_t, float> && B >= 3;
+#else
+  return false;
+#endif
+}
+
+// Unit blocks per thread chunk of a tiled step: below ~32k multiply-adds a step runs on one
+// thread (S5: the fork/join would cost more than the step).
+inline int64_t tile_grain(int64_t B, int64_t panel_width, int64_t P) {
+  return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, B * panel_width * P));
+}
+
+// Calls f(std::integral_constant<int, R>{}, b) for the row tiles [b, b + R) of B rows: R = 3
+// (kTileRows) while they last, then one tile of the 1 or 2 rows left.
+constexpr int kTileRows = 3;
+template <typename F>
+inline void for_row_tiles(int64_t B, F&& f) {
+  int64_t b = 0;
+  for (; b + kTileRows <= B; b += kTileRows) f(std::integral_constant<int, kTileRows>{}, b);
+  if (B - b == 2) f(std::integral_constant<int, 2>{}, b);
+  if (B - b == 1) f(std::integral_constant<int, 1>{}, b);
+}
+
+// M (K, N) row-major as panels of NG·L columns (the layout gate_tile reads): panel u is (K, NG·L),
+// zero-padded past N.
+template <typename scalar_t, int NG>
+Tensor pack_cols(const Tensor& m) {
+  constexpr int64_t W = NG * Vec<scalar_t>::size();
+  const int64_t K = m.size(0), N = m.size(1), NU = (N + W - 1) / W;
+  Tensor packed = at::zeros({NU, K, W}, m.options());
+  const scalar_t* src = m.data_ptr<scalar_t>();
+  scalar_t* pk = packed.data_ptr<scalar_t>();
+  at::parallel_for(0, NU, 1, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = std::min(W, N - u * W);
+      for (int64_t kk = 0; kk < K; ++kk) std::memcpy(pk + (u * K + kk) * W, src + kk * N + u * W, sizeof(scalar_t) * n);
+    }
+  });
+  return packed;
+}
+
+// C (B, N) = A (B, K; rows lda apart) M, with M packed by pack_cols: each thread a range of
+// column panels, MR × NG register tiles. Backward's per-step dG[t] W_hh (K = 4H) measured
+// 1.2–1.7x faster than MKL's sgemm at S1–S3 (2 threads), as the forward's product was. Also
+// LayerNorm's h W_hh^T (M = W_hh^T, N = GH), normalized per row afterwards.
+template <typename scalar_t, int NG>
+void cols_product(int64_t B, int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* pk, scalar_t* C) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size(), W = NG * L;
+  const int64_t NU = (N + W - 1) / W;
+  auto rows = [&](auto mr, int64_t b, int64_t u) {
+    constexpr int RR = decltype(mr)::value;
+    V acc[RR][NG];
+    gate_tile<RR, NG>(A + b * lda, lda, pk + u * K * W, K, acc);
+    for (int r = 0; r < RR; ++r)
+      for (int q = 0; q < NG; ++q) {
+        const int64_t c0 = u * W + q * L, n = std::min(L, N - c0);
+        if (n > 0) acc[r][q].store(C + (b + r) * N + c0, n);
+      }
+  };
+  at::parallel_for(0, NU, tile_grain(B, W, K), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) for_row_tiles(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
+  });
+}
+
+}  // namespace
+}  // namespace lstmkit
