@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks as check
+from ._torch_compat import graph_capture_backend, value_checks_enabled
 from .kernels import BACKEND_NAMES, RunSpec, select_backend
 
 
@@ -144,7 +145,8 @@ class RecurrentBase(nn.Module):
         state = []
         for name, t, shape in zip(self._state_names, parts, shapes):
             check.state_tensor(name, t, shape, weight)
-            check.finite(name, t)
+            if value_checks_enabled():
+                check.finite(name, t)
             state.append(t if batched else t.unsqueeze(1))
         return tuple(state)
 
@@ -172,7 +174,8 @@ class RecurrentBase(nn.Module):
                 x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
         T, B = x.shape[0], x.shape[1]
         check.sizes(T, B)
-        check.finite("input", x)
+        if value_checks_enabled():
+            check.finite("input", x)
         if lengths is not None:
             lengths = check.lengths_tensor(lengths, B, T)
         state = self._initial_state(hx, B, batched, x)
@@ -182,7 +185,7 @@ class RecurrentBase(nn.Module):
             device_type=x.device.type, dtype=x.dtype, variants=self._variants(),
         )
         run_lengths = None if lengths is None or bool((lengths == T).all()) else lengths
-        backend = select_backend(self.backend, spec)
+        backend = select_backend(graph_capture_backend(self.backend, spec), spec)
         layer_opts, input_masks = self._step_options(T, B, x)
         extra = {} if layer_opts is None and input_masks is None else {"layer_opts": layer_opts, "input_masks": input_masks}
         out, state_n, trace = backend.run(spec, x.contiguous(), state, self._layer_params(), run_lengths, **extra)

@@ -8,12 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks as check
+from ._torch_compat import NotScriptable, value_checks_enabled
+from ._torch_quantize import DynamicQuantizable
 from .kernels import LSTMLayerParams, reference
 from .kernels.types import LayerNormParams, LSTMStepOptions
 from .lstm import DEFAULT_FORGET_BIAS
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
     r"""One step of the Long Short-Term Memory cell.
 
     ==============================  =====  ================================================
@@ -50,6 +52,8 @@ class LSTMCell(nn.Module):
         >>> h.shape
         torch.Size([2, 4])
     """
+
+    _torch_counterpart = nn.LSTMCell  # what quantize_dynamic's spec names for it
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device: Any = None, dtype: Any = None,
@@ -105,7 +109,8 @@ class LSTMCell(nn.Module):
         if input.shape[-1] != self.input_size:
             raise ValueError(f"input's last dimension must be input_size={self.input_size}, got {input.shape[-1]}")
         check.same_dtype_device("input", input, self.weight_ih)
-        check.finite("input", input)
+        if value_checks_enabled():
+            check.finite("input", input)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         B, H = x.shape[0], self.hidden_size
