@@ -243,3 +243,36 @@ def test_whole_module_pickles_and_copies():
     for other in (loaded, copy.deepcopy(m)):
         assert other._flat_weights_names == m._flat_weights_names
         assert_close(other(x)[0], m(x)[0], what="output after pickling")
+
+
+# --------------------------------------------------------------------------- torch.nn.RNNBase's helper methods
+
+
+@pytest.mark.parametrize("mode,kw", [("LSTM", dict(num_layers=2, bidirectional=True, proj_size=2)),
+                                      ("LSTM", dict(batch_first=True)), ("RNN", dict(num_layers=2))])
+def test_rnnbase_helper_methods_agree_with_torchs(mode, kw):
+    """check_input, get_expected_*_size, check_hidden_size, check_forward_args and permute_hidden,
+    which subclasses of torch's modules call from their own forward."""
+    ours, ref = pair({"LSTM": lk.LSTM, "RNN": lk.RNN}[mode], {"LSTM": nn.LSTM, "RNN": nn.RNN}[mode], 5, 6, **kw)
+    x = torch.randn(4, 3, 5)
+    packed = torch.nn.utils.rnn.pack_sequence([torch.randn(n, 5) for n in (4, 2, 1)])
+    for inp, bs in ((x, None), (packed.data, packed.batch_sizes)):
+        assert ours.get_expected_hidden_size(inp, bs) == ref.get_expected_hidden_size(inp, bs)
+        if mode == "LSTM":
+            assert ours.get_expected_cell_size(inp, bs) == ref.get_expected_cell_size(inp, bs)
+        ours.check_input(inp, bs)
+        h = torch.zeros(ref.get_expected_hidden_size(inp, bs))
+        hidden = (h, torch.zeros(ref.get_expected_cell_size(inp, bs))) if mode == "LSTM" else h
+        ours.check_forward_args(inp, hidden, bs)
+        perm = torch.tensor([2, 0, 1])
+        for a, b in zip(torch.utils._pytree.tree_leaves(ours.permute_hidden(hidden, perm)),
+                        torch.utils._pytree.tree_leaves(ref.permute_hidden(hidden, perm))):
+            assert torch.equal(a, b)
+    assert ours.permute_hidden(hidden, None) is hidden
+    with pytest.raises(ValueError, match="input_size=5, got 4"):
+        ours.check_input(torch.randn(4, 3, 4), None)
+    with pytest.raises(ValueError, match="3 dimensions, got 2"):
+        ours.check_input(torch.randn(4, 5), None)
+    with pytest.raises(ValueError, match="Expected hidden.* size"):
+        bad = torch.zeros(1, 1, 1)
+        ours.check_forward_args(x, (bad, bad) if mode == "LSTM" else bad, None)
