@@ -11,7 +11,12 @@ from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 import lstmkit as lk
 
 # torch.ao.quantization announces its move to torchao on every call; the API still works in 2.13.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# lstmkit's own "stays in float" warning must fire only where a test expects it.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*quantize_per_tensor"),
+    pytest.mark.filterwarnings("error:quantize_dynamic swaps submodules only"),
+]
 
 # int8 weights and activations move these small nets' outputs by ~2e-3 (measured); float32
 # rounding alone moves them by ~1e-7. Between the two: proof that quantization happened, and
@@ -117,3 +122,11 @@ def test_training_only_options_do_not_block():
     torch.manual_seed(0)
     model = Tagger(lk.LSTM(8, 16, recurrent_dropout=0.3, weight_drop=0.2), 16)
     assert type(quantize_dynamic(model).rnn) is nnqd.LSTM
+
+
+def test_a_bare_lk_lstm_stays_float_with_a_warning():
+    """quantize_dynamic swaps submodules only (a bare nn.LSTM comes back unchanged too); lstmkit says so."""
+    with pytest.warns(UserWarning, match="swaps submodules only.*quantize a module that holds it"):
+        q = quantize_dynamic(lk.LSTM(8, 16))
+    assert type(q) is lk.LSTM
+    assert type(quantize_dynamic(nn.LSTM(8, 16))) is nn.LSTM

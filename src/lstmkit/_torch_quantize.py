@@ -20,10 +20,13 @@ hooks, installed only when a quantization run reaches an lstmkit module:
 The quantized module is torch's: nn.LSTM's forward contract (input, hx), PackedSequence
 included, without lstmkit's keyword options (lengths=, return_gates=). A ``mapping=`` passed to
 quantize_dynamic by hand must name lk.LSTM itself (``{lk.LSTM: DynamicQuantizedLSTM, ...}``).
+quantize_dynamic swaps submodules only: an lk.LSTM passed as the model itself stays in float, as
+a bare torch.nn.LSTM does, but here with a warning saying so.
 """
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, Optional
 
 from torch import nn
@@ -33,25 +36,29 @@ from torch import nn
 _FRAMES_TO_SEARCH = 4
 
 
-def _spec_qconfig_for(module: nn.Module, counterpart: type) -> Optional[Any]:
-    """The qconfig the running propagate_qconfig_ gives counterpart, when this module got none.
+def _propagation(frame) -> Optional[tuple[dict, str]]:
+    """(qconfig_spec, this module's name) when torch's propagate_qconfig_ is assigning the qconfig.
 
-    Read from the caller's frame: torch has no hook between the spec and the modules, and the
-    spec lives only there. A name entry for this module (even None) wins, as in torch.
+    Read from the caller's frames: torch has no hook between the spec and the modules, and the
+    spec lives only there.
     """
-    frame = sys._getframe(2)
     for _ in range(_FRAMES_TO_SEARCH):
         if frame is None:
             return None
         if frame.f_code.co_name == "_propagate_qconfig_helper":
             spec, prefix = frame.f_locals.get("qconfig_dict"), frame.f_locals.get("prefix")
-            if not isinstance(spec, dict) or prefix in spec or counterpart not in spec:
-                return None
-            from torch.ao.quantization.qconfig import _add_module_to_qconfig_obs_ctr
-
-            return _add_module_to_qconfig_obs_ctr(spec[counterpart], module)
+            return (spec, prefix) if isinstance(spec, dict) and isinstance(prefix, str) else None
         frame = frame.f_back
     return None
+
+
+def _counterpart_qconfig(module: nn.Module, spec: dict, prefix: str, counterpart: type) -> Optional[Any]:
+    """The qconfig spec gives counterpart, for a module that got none; a name entry (even None) wins, as in torch."""
+    if prefix in spec or counterpart not in spec:
+        return None
+    from torch.ao.quantization.qconfig import _add_module_to_qconfig_obs_ctr
+
+    return _add_module_to_qconfig_obs_ctr(spec[counterpart], module)
 
 
 class DynamicQuantizable:
@@ -71,8 +78,17 @@ class DynamicQuantizable:
 
     @qconfig.setter
     def qconfig(self, value: Any) -> None:
-        if value is None:
-            value = _spec_qconfig_for(self, self._torch_counterpart)
+        propagation = _propagation(sys._getframe(1))
+        if propagation is not None:
+            spec, prefix = propagation
+            if value is None:
+                value = _counterpart_qconfig(self, spec, prefix, self._torch_counterpart)
+            if value is not None and prefix == "":
+                warnings.warn(
+                    f"quantize_dynamic swaps submodules only, so the lk.{type(self).__name__} passed as the model "
+                    f"itself stays in float (a bare torch.nn.{self._torch_counterpart.__name__} does too); "
+                    "quantize a module that holds it", stacklevel=4,
+                )
         if value is not None:
             _register_mappings()
         self.__dict__["_qconfig"] = value
