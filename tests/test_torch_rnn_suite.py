@@ -11,7 +11,7 @@ Deliberate differences (the test asserts lstmkit's behaviour, not torch's):
 
 | PyTorch test | torch.nn | lstmkit | why |
 |---|---|---|---|
-| test_rnn_args_check, test_projections_lstm_args_check | RuntimeError | ValueError naming the expected and the received shape | lstmkit's rule: bad input gets one ValueError/TypeError saying what was expected and what came |
+| test_rnn_args_check, test_projections_lstm_args_check, test_RNN_cell_no_broadcasting | RuntimeError | ValueError naming the expected and the received shape | lstmkit's rule: bad input gets one ValueError/TypeError saying what was expected and what came |
 | test_cudnn_forward_exception | "Expected hidden size …, got …", "input.size(-1) must be equal to input_size" | "h0 must have shape (…), got (…)", "input's last dimension must be input_size=10, got 3" | same rule, lstmkit's wording |
 | test_rnn_check_device, test_projections_lstm_check_device | RuntimeError "… not at the same device" (multi-GPU) | ValueError "input is on meta but the weights are on cpu" | same rule; ported with the meta device |
 | test_error_RNN_seq_len_zero | RuntimeError | ValueError "zero time steps" | same rule |
@@ -21,8 +21,10 @@ Deliberate differences (the test asserts lstmkit's behaviour, not torch's):
 | test_RNN_nonlinearity | ValueError "Unknown nonlinearity 'garbage'" | ValueError "nonlinearity must be one of 'tanh', 'relu', got 'garbage'" | wording |
 | test_LSTM_grad_and_gradgrad, test_LSTM_differentiable_backward_using_oneDNN | double backward works | works on backend="reference" and "native"; on "auto" on CPU (the fused kernel) one RuntimeError naming backend='reference' | the fused kernel's backward through time is hand-written and first-order only |
 
-Run counts are printed by ``python -m pytest tests/test_torch_rnn_suite.py -q`` (one pytest
-test per ported PyTorch test; parametrized cases count once in the table above).
+Counts: 32 PyTorch tests ported (test_RNN_cpu_vs_cudnn covers torch's _no_dropout and
+_with_dropout, with its nonlinearity loop split into test_RNN_cpu_vs_cudnn_nonlinearity), 13 of
+them asserting a deliberate difference above; beside them three of lstmkit's own (marked
+"not a port"). ``python -m pytest tests/test_torch_rnn_suite.py -q`` runs them all.
 """
 from __future__ import annotations
 
@@ -169,7 +171,8 @@ def test_RNN_nonlinearity_passed_as_arg():
 
 @pytest.mark.parametrize("mode", ["RNN", "LSTM"])
 @pytest.mark.parametrize("p", [-0.1, 1.1])
-def test_invalid_dropout_p(mode, p):
+def test_rnn_invalid_dropout(mode, p):
+    """Not a port: torch.nn.RNNBase's own ValueError for dropout outside [0, 1]."""
     with pytest.raises(ValueError, match="dropout"):
         LK[mode](3, 4, 2, dropout=p)
 
@@ -438,7 +441,8 @@ def test_variable_sequence(dtype, enforce_sorted, lengths):
 
 
 def test_packed_sequence_keeps_its_order_and_layout():
-    """PackedSequence in, PackedSequence out with the input's batch_sizes and sorting permutation."""
+    """Not a port: PackedSequence in, PackedSequence out with the input's batch_sizes and sorting
+    permutation, as torch.nn.LSTM gives them."""
     torch.manual_seed(0)
     ours, ref = twin("LSTM", 3, 4, num_layers=2, bidirectional=True, batch_first=True)
     seqs = [torch.randn(n, 3) for n in (2, 5, 3)]
@@ -508,6 +512,7 @@ def test_lstmcell_backward_only_one_output_grad():
 
 
 def test_LSTM_cell_matches_torch():
+    """Not a port: lk.LSTMCell against torch.nn.LSTMCell with copied weights, batched and unbatched."""
     torch.manual_seed(0)
     ref = nn.LSTMCell(4, 5).double()
     ours = lk.LSTMCell(4, 5).double()

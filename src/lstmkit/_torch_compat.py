@@ -5,10 +5,11 @@ Why lk.LSTM is not a subclass of torch.nn.LSTM (so ``isinstance(m, nn.LSTM)`` is
 - torch.compile's Dynamo refuses every ``isinstance(m, (nn.RNN, nn.GRU, nn.LSTM))`` module
   ("Dynamo does not support RNN, GRU, or LSTM", unless ``torch._dynamo.config.allow_rnn``): a
   subclass would make ``torch.compile(model, fullgraph=True)`` fail on any model holding one.
-- Code that dispatches on ``nn.LSTM`` assumes torch's parameters and equations (4 gate blocks,
-  no peephole, no LayerNorm): torch.ao's FX quantization, its numeric suite and structured
-  pruning read ``weight_ih_l0`` as four blocks. A coupled lk.LSTM has three; a peephole or
-  LayerNorm one computes something else. isinstance would let them run and be silently wrong.
+- Code that dispatches on ``nn.LSTM`` assumes torch's parameters and equations (four gate
+  blocks, no peephole, no LayerNorm): torch.ao's structured pruning splits ``weight_hh_l{k}``
+  into four blocks, its FX quantization rebuilds the module as torch's quantizable LSTM from
+  the plain equations. A coupled lk.LSTM has three blocks; a peephole or LayerNorm one computes
+  something else. isinstance would let such code run and be silently wrong.
 - The type test that matters most does not look at isinstance anyway: quantize_dynamic picks
   modules by exact type (``type(m) in qconfig_spec``), so a subclass would still be skipped
   (lstmkit handles quantize_dynamic itself: see _torch_quantize).
