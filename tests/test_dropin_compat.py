@@ -104,6 +104,16 @@ def test_flatten_parameters_on_cpu_keeps_weights_and_results(kw):
     assert [(w, w.data_ptr()) for w in model.lstm._flat_weights] == before
 
 
+
+def test_flatten_parameters_packs_only_torchs_layout():
+    """On CUDA, only a network laid out as torch's goes to cuDNN's packing; variants have extra
+    parameters or other gate counts, so they are left alone (the CUDA path itself needs a GPU)."""
+    assert lk.LSTM(3, 4, num_layers=2, proj_size=2, bidirectional=True)._torch_layout()
+    assert lk.RNN(3, 4, nonlinearity="relu")._torch_layout()
+    for kw in (dict(peephole=True), dict(coupled=True), dict(layer_norm=True)):
+        assert not lk.LSTM(3, 4, **kw)._torch_layout()
+
+
 def test_weight_drop_wrapper_pattern():
     """The AWD-LSTM / fastai WeightDropout pattern: delete weight_hh_l0 as a parameter, keep a raw
     copy, and assign a dropped-out tensor under the old name before every forward. lk.LSTM reads

@@ -21,7 +21,7 @@ Deliberate differences (the test asserts lstmkit's behaviour, not torch's):
 | test_RNN_nonlinearity | ValueError "Unknown nonlinearity 'garbage'" | ValueError "nonlinearity must be one of 'tanh', 'relu', got 'garbage'" | wording |
 | test_LSTM_grad_and_gradgrad, test_LSTM_differentiable_backward_using_oneDNN | double backward works | works on backend="reference" and "native"; on "auto" on CPU (the fused kernel) one RuntimeError naming backend='reference' | the fused kernel's backward through time is hand-written and first-order only |
 
-Counts: 32 PyTorch tests ported (test_RNN_cpu_vs_cudnn covers torch's _no_dropout and
+Counts: 33 PyTorch tests ported (test_RNN_cpu_vs_cudnn covers torch's _no_dropout and
 _with_dropout, with its nonlinearity loop split into test_RNN_cpu_vs_cudnn_nonlinearity), 13 of
 them asserting a deliberate difference above; beside them three of lstmkit's own (marked
 "not a port"). ``python -m pytest tests/test_torch_rnn_suite.py -q`` runs them all.
@@ -458,6 +458,38 @@ def test_packed_sequence_keeps_its_order_and_layout():
         torch.testing.assert_close(c, c_w)
         padded, lens = rnn_utils.pad_packed_sequence(out, batch_first=True, total_length=6)
         assert padded.shape == (3, 6, 8) and lens.tolist() == [2, 5, 3]
+
+
+@pytest.mark.parametrize("sorted_lengths,shuffle", [([10, 8, 4, 2, 2, 2, 1], False), ([11, 10, 8, 6, 4, 3, 1], False),
+                                                    ([11, 10, 8, 6, 4, 3, 1], True)])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_pack_padded_sequence(sorted_lengths, shuffle, batch_first):
+    """test/nn/test_packed_sequence.py's cases (sorted and shuffled batches), fed through the
+    module: packed in, packed out, equal to torch.nn.LSTM on the same PackedSequence and to
+    lk.LSTM's own lengths= on the padded batch. (The rest of that file tests torch's packing
+    utilities themselves, which lstmkit uses unchanged.)"""
+    torch.manual_seed(0)
+    ours, ref = twin("LSTM", 5, 4, num_layers=2, bidirectional=True, batch_first=batch_first)
+    ours, ref = ours.double(), ref.double()
+    lengths = torch.tensor(sorted_lengths)
+    T, B = lengths.max().item(), len(sorted_lengths)
+    padded = torch.randn(T, B, 5, dtype=torch.double)
+    if shuffle:
+        perm = torch.randperm(B)
+        padded, lengths = padded.index_select(1, perm), lengths.index_select(0, perm)
+    if batch_first:
+        padded = padded.transpose(0, 1).contiguous()
+    packed = rnn_utils.pack_padded_sequence(padded, lengths, batch_first=batch_first, enforce_sorted=not shuffle)
+    out, (h, c) = ours(packed)
+    want, (h_w, c_w) = ref(packed)
+    torch.testing.assert_close(out.data, want.data, atol=PREC[torch.float64], rtol=0)
+    torch.testing.assert_close(h, h_w, atol=PREC[torch.float64], rtol=0)
+    torch.testing.assert_close(c, c_w, atol=PREC[torch.float64], rtol=0)
+    by_lengths, (h_l, c_l) = ours(padded, lengths=lengths)
+    unpacked, lens = rnn_utils.pad_packed_sequence(out, batch_first=batch_first)
+    assert lens.tolist() == lengths.tolist()
+    torch.testing.assert_close(unpacked, by_lengths, atol=PREC[torch.float64], rtol=0)
+    torch.testing.assert_close(h_l, h, atol=PREC[torch.float64], rtol=0)
 
 
 # --------------------------------------------------------------------------- cells
