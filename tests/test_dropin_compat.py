@@ -226,6 +226,28 @@ def test_jit_trace_matches_eager_at_other_inputs(case, backend):
             assert_close(traced(longer, hx2)[0], m(longer, hx2)[0], what="traced at another length")
 
 
+def test_jit_trace_with_lengths_follows_other_lengths():
+    """User code passing lengths= through a traced model: torch's kernel packs the batch inside
+    the graph, so other lengths of the traced shape give eager's results."""
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = lk.LSTM(3, 4, bidirectional=True)
+
+        def forward(self, x, lengths):
+            return self.lstm(x, lengths=lengths)
+
+    torch.manual_seed(0)
+    m = Encoder().eval()
+    traced = _trace(m, (torch.randn(6, 3, 3), torch.tensor([6, 4, 2])))
+    for lengths in ([6, 3, 5], [2, 1, 2]):
+        x, lengths = torch.randn(6, 3, 3), torch.tensor(lengths)
+        with torch.no_grad():
+            for a, b in zip(torch.utils._pytree.tree_leaves(traced(x, lengths)), torch.utils._pytree.tree_leaves(m(x, lengths))):
+                assert_close(a, b, what=f"traced with lengths {lengths.tolist()}")
+
+
 def test_jit_trace_rnn_and_cell():
     torch.manual_seed(0)
     rnn = lk.RNN(3, 4, num_layers=2, nonlinearity="relu").eval()
