@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks as check
+from ._torch_compat import graph_capture_backend
 from ._tracing import values_hidden
 from .kernels import BACKEND_NAMES, RunSpec, select_backend
 
@@ -186,7 +187,7 @@ class RecurrentBase(nn.Module):
         )
         # all-full lengths run as a plain call in eager; a traced call cannot look, so passes them on
         run_lengths = lengths if traced or lengths is None or not bool((lengths == T).all()) else None
-        backend = select_backend(self.backend, spec)
+        backend = select_backend(graph_capture_backend(self.backend, spec), spec)
         layer_opts, input_masks = self._step_options(T, B, x)
         extra = {} if layer_opts is None and input_masks is None else {"layer_opts": layer_opts, "input_masks": input_masks}
         out, state_n, trace = backend.run(spec, x.contiguous(), state, self._layer_params(), run_lengths, **extra)

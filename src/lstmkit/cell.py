@@ -8,13 +8,15 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks as check
+from ._torch_compat import NotScriptable
+from ._torch_quantize import DynamicQuantizable
 from ._tracing import values_hidden
 from .kernels import LSTMLayerParams, reference
 from .kernels.types import LayerNormParams, LSTMStepOptions
 from .lstm import DEFAULT_FORGET_BIAS
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
     r"""One step of the Long Short-Term Memory cell.
 
     ==============================  =====  ================================================
@@ -51,6 +53,8 @@ class LSTMCell(nn.Module):
         >>> h.shape
         torch.Size([2, 4])
     """
+
+    _torch_counterpart = nn.LSTMCell  # what quantize_dynamic's spec names for it
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device: Any = None, dtype: Any = None,

@@ -9,6 +9,8 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _checks as check
 from ._recurrent import RecurrentBase
+from ._torch_compat import RNNBaseCompat
+from ._torch_quantize import DynamicQuantizable
 from .kernels import LSTMGates, LSTMLayerParams
 from .kernels.masks import zoneout_mask
 from .kernels.types import LayerNormParams, LSTMStepOptions
@@ -24,7 +26,7 @@ class LSTMResult(NamedTuple):
     gates: LSTMGates
 
 
-class LSTM(RecurrentBase):
+class LSTM(RNNBaseCompat, DynamicQuantizable, RecurrentBase):
     r"""Multi-layer Long Short-Term Memory network with torch.nn.LSTM's signature and contract.
 
     Each layer, each direction, each step t computes (textbook name → code letter)::
@@ -101,6 +103,7 @@ class LSTM(RecurrentBase):
     _gate_count = 4
     _state_names = ("h0", "c0")
     _params_type = LSTMLayerParams
+    _torch_counterpart = torch.nn.LSTM  # what quantize_dynamic's spec names for it
 
     def __init__(
         self,

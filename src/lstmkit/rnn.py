@@ -8,6 +8,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _checks as check
 from ._recurrent import RecurrentBase
+from ._torch_compat import RNNBaseCompat
 from .kernels import RNNLayerParams, RNNStates
 
 
@@ -19,7 +20,7 @@ class RNNResult(NamedTuple):
     states: RNNStates
 
 
-class RNN(RecurrentBase):
+class RNN(RNNBaseCompat, RecurrentBase):
     r"""Multi-layer plain recurrent network: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 
     No gates and no memory cell: the error signal flowing back through h is multiplied by

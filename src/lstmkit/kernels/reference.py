@@ -78,7 +78,7 @@ def lstm_cell_step(
     if peep is not None:
         o = o + peep[-1] * c
     o = torch.sigmoid(o)
-    c_out = c if p.ln is None else F.layer_norm(c, c.shape[-1:], p.ln.c_weight, p.ln.c_bias, opts.ln_eps)
+    c_out = c if p.ln is None else F.layer_norm(c, p.ln.c_weight.shape, p.ln.c_weight, p.ln.c_bias, opts.ln_eps)
     h = o * torch.tanh(c_out)
     if p.w_hr is not None:
         h = F.linear(h, p.w_hr)  # (B, H) -> (B, P)
