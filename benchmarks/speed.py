@@ -1,10 +1,17 @@
 """Speed of lstmkit's LSTM backends against torch.nn.LSTM, measured side by side in one run.
 
-    python benchmarks/speed.py                       # S1–S5, 5 interleaved repeats
+    python benchmarks/speed.py                       # S1–S8 and decoding, 5 interleaved repeats
     python benchmarks/speed.py --shapes S1,S3 --repeats 9 --json speed.json
+    python benchmarks/speed.py --shapes S6,S7,S8,decode --compare benchmarks/results/speed.json
     python benchmarks/speed.py --shapes S1,S3 --threads 1 --variants all   # the LSTM variants
 
-For each reference shape (BENCHMARKS.md) and each mode — forward without grad, and a training
+The shapes (T steps, B batch, I input, H hidden; float32) stand for the models people run:
+S1 typical training, S2 large training, S3 a small model on long sequences, S4 GEMM-bound,
+S5 single-sequence streaming, S6 a 2-layer bidirectional encoder / classifier, S7 a 2-layer
+language model, S8 a small 3-layer bidirectional stack; "decode" is one-step calls with carried
+state and no grad (generation, beam search) at batches 1, 5 and 32, one and two layers.
+
+For each shape and each mode — forward without grad, and a training
 step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
 
     fused            lk.LSTM(backend="fused"): the C++ kernel with hand-written BPTT
@@ -45,13 +52,18 @@ from typing import Callable, Optional
 
 import torch
 
-SHAPES = {  # name: (T steps, B batch, I input, H hidden), one layer, float32
+SHAPES = {  # name: (T steps, B batch, I input, H hidden), float32
     "S1": (100, 32, 256, 256),
     "S2": (100, 64, 512, 512),
     "S3": (200, 16, 32, 128),
     "S4": (50, 128, 1024, 1024),
     "S5": (1000, 1, 8, 64),
+    "S6": (100, 32, 256, 256),
+    "S7": (100, 32, 256, 256),
+    "S8": (50, 16, 64, 128),
 }
+STACKS = {"S6": (2, True), "S7": (2, False), "S8": (3, True)}  # name: (layers, bidirectional); others 1 layer
+DECODE = dict(I=256, H=512, batches=(1, 5, 32), layers=(1, 2), calls=200)  # the "decode" shape
 # --variants: lk.LSTM keyword arguments of each variant, and of all the fused ones together.
 VARIANTS = {
     "peephole": dict(peephole=True),
@@ -64,11 +76,17 @@ VARIANTS = {
     "combined": dict(peephole=True, zoneout=0.1, recurrent_dropout=0.25),
 }
 APPROACHES = ("fused", "fused+gates", "fused-untiled", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
+STACK_APPROACHES = ("fused", "fused+gates", "reference", "nn.LSTM", "nn.LSTM-nomkldnn")  # no one-layer cell loop
 BASELINE = "nn.LSTM"
 
 
-def forward_flops(T: int, B: int, I: int, H: int) -> float:
-    return 2.0 * T * B * 4 * H * (I + H)
+def forward_flops(T: int, B: int, I: int, H: int, layers: int = 1, bidirectional: bool = False) -> float:
+    D = 2 if bidirectional else 1
+    return sum(2.0 * T * B * 4 * H * ((I if k == 0 else D * H) + H) * D for k in range(layers))
+
+
+def approaches_for(name: str) -> tuple:
+    return STACK_APPROACHES if name in STACKS else APPROACHES
 
 
 def measure_sgemm_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -83,12 +101,12 @@ def measure_sgemm_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 / best / 1e9
 
 
-def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0):
-    """(step(train: bool), description) for one approach, with weights shared through nn.LSTM's."""
+def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0, layers: int = 1, bidirectional: bool = False):
+    """step(train: bool) for one approach, with weights shared through nn.LSTM's."""
     import lstmkit as lk
 
     torch.manual_seed(seed)
-    base = torch.nn.LSTM(I, H)
+    base = torch.nn.LSTM(I, H, layers, bidirectional=bidirectional)
     x = torch.randn(T, B, I)
 
     if approach in ("nn.LSTM", "nn.LSTM-nomkldnn"):
@@ -120,7 +138,7 @@ def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0):
 
     backend = "reference" if approach == "reference" else "fused"
     gates = approach == "fused+gates"
-    model = lk.LSTM(I, H, backend=backend)
+    model = lk.LSTM(I, H, layers, bidirectional=bidirectional, backend=backend)
     model.load_state_dict(base.state_dict())
     ext = lk.kernels.fused.load_extension() if approach == "fused-untiled" else None
 
@@ -148,10 +166,12 @@ def _timed(fn: Callable[[bool], None], train: bool) -> float:
         return time.perf_counter() - t0
 
 
-def time_shape(name: str, repeats: int, approaches=APPROACHES, log=print) -> dict:
+def time_shape(name: str, repeats: int, approaches=None, log=print) -> dict:
     """Median seconds per (mode, approach), interleaving approaches within each repeat."""
     T, B, I, H = SHAPES[name]
-    runs = {a: _make(a, T, B, I, H) for a in approaches}
+    layers, bidirectional = STACKS.get(name, (1, False))
+    approaches = approaches or approaches_for(name)
+    runs = {a: _make(a, T, B, I, H, layers=layers, bidirectional=bidirectional) for a in approaches}
     medians: dict = {}
     for mode in ("forward", "train"):
         train = mode == "train"
@@ -239,7 +259,7 @@ import sys, torch
 sys.path[:0] = {paths!r}
 torch.set_num_threads({threads})
 from speed import _make
-run = _make({approach!r}, {T}, {B}, {I}, {H})
+run = _make({approach!r}, {T}, {B}, {I}, {H}, layers={layers}, bidirectional={bidirectional})
 run(True)  # warm-up: kernel loading, library workspaces and thread pools are not the step's memory
 def status_kb(key):
     with open("/proc/self/status") as f:
@@ -264,9 +284,11 @@ def peak_train_memory_mb(approach: str, shape: str) -> Optional[float]:
     if not os.path.exists("/proc/self/clear_refs"):
         return None
     T, B, I, H = SHAPES[shape]
+    layers, bidirectional = STACKS.get(shape, (1, False))
     here = os.path.dirname(os.path.abspath(__file__))
     paths = [here] + [p for p in sys.path if p]
-    code = _MEMORY_CHILD.format(paths=paths, threads=torch.get_num_threads(), approach=approach, T=T, B=B, I=I, H=H)
+    code = _MEMORY_CHILD.format(paths=paths, threads=torch.get_num_threads(), approach=approach, T=T, B=B, I=I, H=H,
+                                layers=layers, bidirectional=bidirectional)
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
     if res.returncode != 0:
@@ -279,15 +301,20 @@ def run_benchmark(shapes, repeats: int, memory: bool = True, log=print) -> dict:
     log(f"float32 sgemm peak (torch.mm 2048², best of 5): {peak:.0f} GFLOP/s; threads: {torch.get_num_threads()}")
     rows = []
     for name in shapes:
+        if name == "decode":
+            rows += time_decode(repeats, log=log)
+            continue
         T, B, I, H = SHAPES[name]
+        layers, bidirectional = STACKS.get(name, (1, False))
         medians = time_shape(name, repeats, log=log)
-        mem = {a: peak_train_memory_mb(a, name) for a in APPROACHES} if memory else {}
+        mem = {a: peak_train_memory_mb(a, name) for a in approaches_for(name)} if memory else {}
         for mode, by_approach in medians.items():
-            flops = forward_flops(T, B, I, H) * (3 if mode == "train" else 1)
+            flops = forward_flops(T, B, I, H, layers, bidirectional) * (3 if mode == "train" else 1)
             for a, secs in by_approach.items():
                 gflops = flops / secs / 1e9
                 rows.append(dict(
-                    shape=name, T=T, B=B, I=I, H=H, mode=mode, approach=a, ms=1e3 * secs,
+                    shape=name, T=T, B=B, I=I, H=H, layers=layers, bidirectional=bidirectional, mode=mode,
+                    approach=a, ms=1e3 * secs,
                     gflops=gflops, pct_peak=100 * gflops / peak, ratio_vs_nn_lstm=by_approach[BASELINE] / secs,
                     peak_train_mb=mem.get(a) if mode == "train" else None,
                 ))
@@ -300,33 +327,97 @@ def run_benchmark(shapes, repeats: int, memory: bool = True, log=print) -> dict:
     return dict(meta=meta, rows=rows)
 
 
+def time_decode(repeats: int, log=print) -> list:
+    """One-step calls (T=1, carried state, no grad): lk.LSTM (fused) and torch.nn.LSTM, interleaved."""
+    import lstmkit as lk
+
+    I, H, rows = DECODE["I"], DECODE["H"], []
+    for layers in DECODE["layers"]:
+        torch.manual_seed(0)
+        base = torch.nn.LSTM(I, H, layers).eval()
+        fused = lk.LSTM(I, H, layers, backend="fused").eval()
+        fused.load_state_dict(base.state_dict())
+        models = {"fused": fused, BASELINE: base}
+        for B in DECODE["batches"]:
+            x = torch.randn(1, B, I)
+            state0 = (torch.zeros(layers, B, H), torch.zeros(layers, B, H))
+
+            def calls(model, n):
+                state = state0
+                with torch.no_grad():
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        _, state = model(x, state)
+                    return (time.perf_counter() - t0) / n
+
+            for m in models.values():  # warm-up: prepared-weight caches, oneDNN primitives
+                calls(m, 20)
+            samples: dict = {a: [] for a in models}
+            for _ in range(repeats):
+                for a, m in models.items():
+                    samples[a].append(calls(m, DECODE["calls"]))
+            med = {a: statistics.median(v) for a, v in samples.items()}
+            flops = forward_flops(1, B, I, H, layers)
+            for a, secs in med.items():
+                rows.append(dict(shape=f"decode-L{layers}-B{B}", T=1, B=B, I=I, H=H, layers=layers, bidirectional=False,
+                                 mode="decode", approach=a, ms=1e3 * secs, gflops=flops / secs / 1e9, pct_peak=None,
+                                 ratio_vs_nn_lstm=med[BASELINE] / secs, peak_train_mb=None))
+            log(f"  decode L{layers} B{B}: " + ", ".join(f"{a} {1e6 * t:.0f} us" for a, t in med.items()))
+    return rows
+
+
+def compare(result: dict, earlier: dict) -> str:
+    """The ratio (vs nn.LSTM) of each row beside the same row of an earlier run's JSON."""
+    before = {(r["shape"], r["mode"], r["approach"]): r["ratio_vs_nn_lstm"] for r in earlier.get("rows", [])}
+    head = f"{'shape':14} {'mode':7} {'approach':17} {'before':>7} {'now':>7} {'change':>7}"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        old = before.get((r["shape"], r["mode"], r["approach"]))
+        if old is None or r["approach"] == BASELINE:
+            continue
+        now = r["ratio_vs_nn_lstm"]
+        lines.append(f"{r['shape']:14} {r['mode']:7} {r['approach']:17} {old:6.2f}x {now:6.2f}x {now / old - 1:+6.0%}")
+    return "\n".join(lines)
+
+
 def format_table(result: dict) -> str:
-    head = f"{'shape':5} {'mode':7} {'approach':17} {'ms':>9} {'GFLOP/s':>8} {'%peak':>6} {'vs nn':>6} {'train MB':>9}"
+    head = f"{'shape':14} {'mode':7} {'approach':17} {'ms':>9} {'GFLOP/s':>8} {'%peak':>6} {'vs nn':>6} {'train MB':>9}"
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         mem = "" if r["peak_train_mb"] is None else f"{r['peak_train_mb']:.1f}"
+        pct = "" if r["pct_peak"] is None else f"{r['pct_peak']:.1f}"
         lines.append(
-            f"{r['shape']:5} {r['mode']:7} {r['approach']:17} {r['ms']:9.2f} {r['gflops']:8.1f} "
-            f"{r['pct_peak']:6.1f} {r['ratio_vs_nn_lstm']:5.2f}x {mem:>9}"
+            f"{r['shape']:14} {r['mode']:7} {r['approach']:17} {r['ms']:9.3f} {r['gflops']:8.1f} "
+            f"{pct:>6} {r['ratio_vs_nn_lstm']:5.2f}x {mem:>9}"
         )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
+    ap.add_argument("--shapes", default=",".join([*SHAPES, "decode"]),
+                    help="comma-separated subset of " + ",".join(SHAPES) + ",decode")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per approach (median reported)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch.set_num_threads for the whole run (0: torch's default); 1 is steadier on a busy machine")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-approach memory subprocesses")
+    ap.add_argument("--compare", metavar="FILE", help="print each ratio's change against an earlier run's JSON")
     ap.add_argument("--variants", metavar="LIST",
                     help="time these LSTM variants instead (comma-separated, or 'all'): " + ",".join(VARIANTS))
     args = ap.parse_args(argv)
     shapes = [s.strip().upper() for s in args.shapes.split(",") if s.strip()]
-    unknown = [s for s in shapes if s not in SHAPES]
+    shapes = ["decode" if s == "DECODE" else s for s in shapes]
+    unknown = [s for s in shapes if s not in SHAPES and s != "decode"]
     if unknown:
-        ap.error(f"unknown shapes {unknown}; choose from {', '.join(SHAPES)}")
+        ap.error(f"unknown shapes {unknown}; choose from {', '.join(SHAPES)}, decode")
+    earlier = None
+    if args.compare:
+        try:
+            with open(args.compare) as f:
+                earlier = json.load(f)
+        except (OSError, ValueError) as exc:
+            ap.error(f"--compare: cannot read {args.compare}: {exc}")
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads < 0:
@@ -348,7 +439,7 @@ def main(argv=None) -> int:
         if bad:
             ap.error(f"unknown variants {bad}; choose from {', '.join(VARIANTS)} or all")
         print(f"threads: {torch.get_num_threads()}; torch {torch.__version__}", flush=True)
-        rows = [r for name in shapes for r in time_variants(name, names, args.repeats, log=lambda s: print(s, flush=True))]
+        rows = [r for name in shapes if name != "decode" for r in time_variants(name, names, args.repeats, log=lambda s: print(s, flush=True))]
         print()
         print(format_variant_table(rows))
         print("\nv/plain = fused+variant time / plain fused time (target <= 1.25x); ref/fused = reference "
@@ -362,6 +453,9 @@ def main(argv=None) -> int:
     print()
     print(format_table(result))
     print(f"\nratio = nn.LSTM time / approach time; memory: {result['meta']['memory_method']}")
+    if earlier is not None:
+        print(f"\nagainst {args.compare}:")
+        print(compare(result, earlier))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
