@@ -10,46 +10,58 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Backward
 
+// What backward reads of the forward and of the incoming gradients, what it writes, and its
+// scratch; null where a call has none. (steps, ·) buffers hold one chunk of steps.
 template <typename scalar_t>
-void backward_loop(int64_t T,              // steps of the sequence; this call runs steps [s0, s1) in
-                   int64_t s0, int64_t s1, //   processing order, from s1 - 1 down (t = T - 1 - s in reverse)
-                   int64_t d0,             // the step dG[0], DR[0] and dZ[0] hold (backward works by chunks of steps)
-                   int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                   const scalar_t* G,      // (T, B, GH) activated gates
-                   const scalar_t* C,      // (T, B, H)
-                   const scalar_t* c0,     // (B, H)
-                   const scalar_t* gout,   // (T, B, P) or null
-                   const scalar_t* gG,     // (T, B, GH) gradient w.r.t. the returned gates, or null
-                   const scalar_t* gC,     // (T, B, H) gradient w.r.t. the returned cell states, or null
-                   scalar_t* dh,           // (B, P) in: dL/dh_n, out: dL/dh0
-                   scalar_t* dc,           // (B, H) in: dL/dc_n, out: dL/dc0
-                   scalar_t* dG,           // (steps, B, GH) out: pre-activation gradients
-                   scalar_t* dH,           // (T, B, P) out when projecting (dL/dh̃_t), else (B, H) scratch
-                   scalar_t* Hpre,         // (T, B, H) out when projecting: o ⊙ tanh(c̃), else null
-                   const scalar_t* whh,    // (GH, P)
-                   const scalar_t* whh_pk, // pack_cols<4>(W_hh) for the tiled dG[t] W_hh, or null (BLAS)
-                   const scalar_t* whr,    // (P, H) or null
-                   scalar_t* dhpre,        // (B, H) scratch when projecting
-                   scalar_t* dh_new,       // (B, P) scratch
-                   scalar_t* dh_zone,      // (B, P) scratch with zoneout of h: z_h ⊙ dL/dh_t
-                   scalar_t* Cprev,        // (steps, B, H) out with peepholes: c_{t-1}, else null
-                   scalar_t* Ctil,         // (steps, B, H) out with peepholes: c̃_t, else null
-                   const Variants<scalar_t>& var,
-                   const scalar_t* Nh,     // LayerNorm only: (T, B, GH) from forward
-                   const scalar_t* rh,     //   (T, B)
-                   const scalar_t* Nc,     //   (T, B, H)
-                   const scalar_t* rc,     //   (T, B)
-                   scalar_t* DR,           //   (steps, B, GH) out: dL/d(h W_hh^T)
-                   scalar_t* LNacc,        //   (threads, 3·GH + 2·H) out: per-thread sums of the LayerNorm
-                                           //   gradients d w_hh', d b_hh', d w_c, d b_c, d w_ih' (zeroed by
-                                           //   the caller)
-                   int64_t acc_rows,       //   its rows
-                   const scalar_t* ln_iw,  //   input projection's LayerNorm only: its gain w_ih' (GH,)
-                   const scalar_t* Ni,     //     (T, B, GH) LN(x W_ih^T) from forward
-                   const scalar_t* ri,     //     (T, B) its 1/σ
-                   scalar_t* dZ,           //     (steps, B, GH) out: dL/d(x W_ih^T)
-                   scalar_t* TCO,          //   (B, H) scratch: tanh(LN(c̃)·w_c + b_c)
-                   scalar_t* DCL) {        //   (B, H) scratch: the h path's dL/dc̃
+struct BackwardBuffers {
+  const scalar_t* G;      // (T, B, GH) activated gates
+  const scalar_t* C;      // (T, B, H)
+  const scalar_t* c0;     // (B, H)
+  const scalar_t* gout;   // (T, B, P) or null
+  const scalar_t* gG;     // (T, B, GH) gradient w.r.t. the returned gates, or null
+  const scalar_t* gC;     // (T, B, H) gradient w.r.t. the returned cell states, or null
+  scalar_t* dh;           // (B, P) in: dL/dh_n, out: dL/dh0
+  scalar_t* dc;           // (B, H) in: dL/dc_n, out: dL/dc0
+  scalar_t* dG;           // (steps, B, GH) out: pre-activation gradients
+  scalar_t* dH;           // (T, B, P) out when projecting (dL/dh̃_t), else (B, H) scratch
+  scalar_t* Hpre;         // (T, B, H) out when projecting: o ⊙ tanh(c̃), else null
+  scalar_t* dhpre;        // (B, H) scratch when projecting
+  scalar_t* dh_new;       // (B, P) scratch
+  scalar_t* dh_zone;      // (B, P) scratch with zoneout of h: z_h ⊙ dL/dh_t
+  scalar_t* Cprev;        // (steps, B, H) out with peepholes: c_{t-1}, else null
+  scalar_t* Ctil;         // (steps, B, H) out with peepholes: c̃_t, else null
+  const scalar_t* Nh;     // LayerNorm only: (T, B, GH) from forward
+  const scalar_t* rh;     //   (T, B)
+  const scalar_t* Nc;     //   (T, B, H)
+  const scalar_t* rc;     //   (T, B)
+  scalar_t* DR;           //   (steps, B, GH) out: dL/d(h W_hh^T)
+  scalar_t* LNacc;        //   (threads, 3·GH + 2·H) out: per-thread sums of the LayerNorm gradients
+                          //   d w_hh', d b_hh', d w_c, d b_c, d w_ih' (zeroed by the caller)
+  int64_t acc_rows;       //   its rows
+  const scalar_t* ln_iw;  //   input projection's LayerNorm only: its gain w_ih' (GH,)
+  const scalar_t* Ni;     //     (T, B, GH) LN(x W_ih^T) from forward
+  const scalar_t* ri;     //     (T, B) its 1/σ
+  scalar_t* dZ;           //     (steps, B, GH) out: dL/d(x W_ih^T)
+  scalar_t* TCO;          //   (B, H) scratch: tanh(LN(c̃)·w_c + b_c)
+  scalar_t* DCL;          //   (B, H) scratch: the h path's dL/dc̃
+};
+
+template <typename scalar_t>
+void backward_loop(const LayerArgs<scalar_t>& a,  // a.whh: W_hh; a.whh_pk: pack_cols(W_hh) or null; a.whr: W_hr
+                   const BackwardBuffers<scalar_t>& b,
+                   int64_t s0, int64_t s1,  // steps [s0, s1) in processing order, from s1 - 1 down
+                   int64_t d0) {            // the step dG[0], DR[0] and dZ[0] hold (backward works by chunks)
+  const int64_t T = a.T, B = a.B, H = a.H, P = a.P;
+  const bool reverse = a.reverse;
+  const int64_t* len = a.len;
+  const scalar_t *whh = a.whh, *whh_pk = a.whh_pk, *whr = a.whr;
+  const Variants<scalar_t>& var = a.var;
+  const scalar_t *G = b.G, *C = b.C, *c0 = b.c0, *gout = b.gout, *gG = b.gG, *gC = b.gC;
+  scalar_t *dh = b.dh, *dc = b.dc, *dG = b.dG, *dH = b.dH, *Hpre = b.Hpre, *dhpre = b.dhpre, *dh_new = b.dh_new;
+  scalar_t *dh_zone = b.dh_zone, *Cprev = b.Cprev, *Ctil = b.Ctil;
+  const scalar_t *Nh = b.Nh, *rh = b.rh, *Nc = b.Nc, *rc = b.rc, *ln_iw = b.ln_iw, *Ni = b.Ni, *ri = b.ri;
+  scalar_t *DR = b.DR, *LNacc = b.LNacc, *dZ = b.dZ, *TCO = b.TCO, *DCL = b.DCL;
+  const int64_t acc_rows = b.acc_rows;
   const Layout<scalar_t> k(H, var);
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
@@ -307,14 +319,16 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
     const bool tiled = use_tiled<scalar_t>(B) && (T >= kBackwardMinSteps || g_tiled.load(std::memory_order_relaxed) > 0);
     const Tensor whh_pk = tiled ? pack_cols<scalar_t, 4>(whh) : Tensor();
+    const LayerArgs<scalar_t> args{T, B, H, P, reverse, len, nullptr, ptr(whh), ptr(whh_pk), ptr(whr), var};
+    const BackwardBuffers<scalar_t> buffers{
+        ptr(Gc),    ptr(Cc),   ptr(c0c),  ptr(gout),  ptr(gG),    ptr(gC),    ptr(dh),    ptr(dc),
+        ptr(dG),    ptr(dH),   ptr(Hpre), ptr(dhpre), ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil),
+        ptr(Nh),    ptr(rh),   ptr(Nc),   ptr(rc),    ptr(DR),    ptr(LNacc), acc_rows,   ln_in ? ptr(ln[4]) : nullptr,
+        ptr(Ni),    ptr(ri),   ptr(dZ),   ptr(TCO),   ptr(DCL)};
     // Steps [s0, s1) in processing order, from the last chunk down, are times [t_lo, t_lo + n).
     for (int64_t s1 = T; s1 > 0; s1 -= chunk) {
       const int64_t s0 = std::max<int64_t>(0, s1 - chunk), n = s1 - s0, t_lo = reverse ? T - s1 : s0;
-      backward_loop<scalar_t>(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(Gc), ptr(Cc), ptr(c0c), ptr(gout), ptr(gG),
-                              ptr(gC), ptr(dh), ptr(dc), ptr(dG), ptr(dH), ptr(Hpre), ptr(whh), ptr(whh_pk), ptr(whr),
-                              ptr(dhpre), ptr(dh_new), ptr(dh_zone), ptr(Cprev), ptr(Ctil), var, ptr(Nh), ptr(rh),
-                              ptr(Nc), ptr(rc), ptr(DR), ptr(LNacc), acc_rows, ln_in ? ptr(ln[4]) : nullptr, ptr(Ni),
-                              ptr(ri), ptr(dZ), ptr(TCO), ptr(DCL));
+      backward_loop<scalar_t>(args, buffers, s0, s1, t_lo);
       flush(t_lo, n);
     }
   });

@@ -38,15 +38,53 @@ void project_step(int64_t B, int64_t H, int64_t P, int64_t t, const int64_t* len
   }
 }
 
-// The forward loop on tiled steps; arguments as forward_loop, with wpk = pack_whh(W_hh^T) in
-// place of whh_t and hs2 a second (B, P) h buffer: h_{t-1} is read by every thread's tiles
-// while h_t is written, so the two swap every step (with a projection h_t is written after the
-// join, by project_step, and hs alone serves).
+// What every step loop reads of one layer call: sizes, lengths, the weights as the loops read
+// them, and the variants. forward_impl and lstm_backward make one per call.
+template <typename scalar_t>
+struct LayerArgs {
+  int64_t T, B, H, P;
+  bool reverse;
+  const int64_t* len;      // (B,) lengths, or null: every row runs T steps
+  const scalar_t* bias;    // (GH,) b_ih + b_hh, or null (none, or already in G); forward only
+  const scalar_t* whh;     // forward: (P, GH) = W_hh^T; backward: (GH, P) = W_hh
+  const scalar_t* whh_pk;  // its packed copy for the tiles (forward: pack_whh, or pack_cols with LayerNorm;
+                           // backward: pack_cols of W_hh), or null (BLAS)
+  const scalar_t* whr;     // forward: (H, P) = W_hr^T; backward: (P, H) = W_hr; or null without projection
+  Variants<scalar_t> var;
+};
+
+// The forward's state, records and scratch; null where a call has none.
+template <typename scalar_t>
+struct ForwardBuffers {
+  scalar_t* G;      // (steps, B, GH) in: input projection (bias excluded); REC out: activated gates
+  scalar_t* C;      // (T, B, H) out when REC, else null
+  scalar_t* out;    // (T, B, P) out
+  scalar_t* hs;     // (B, P) in: h0, out: h_n
+  scalar_t* cs;     // (B, H) in: c0, out: c_n
+  scalar_t* hpre;   // (B, H) scratch when projecting
+  scalar_t* hmask;  // (B, P) scratch with recurrent dropout
+  scalar_t* hs2;    // (B, P) the tiled loop's second h buffer (see forward_loop_tiled)
+  scalar_t* Rs;     // LayerNorm only: (B, GH) scratch for h W_hh^T
+  scalar_t* Nh;     //   (T, B, GH) out when REC: the normalized recurrent projection
+  scalar_t* rh;     //   (T, B) out: its 1/σ
+  scalar_t* Ctl;    //   (B, H) scratch: c̃_t
+  scalar_t* Nc;     //   (T, B, H) out when REC: LN(c̃_t) before gain and bias
+  scalar_t* rc;     //   (T, B) out: its 1/σ
+};
+
+// The forward loop on tiled steps over steps [s0, s1) in processing order (t = T - 1 - s in
+// reverse), g0 the step G[0] holds; a.whh_pk = pack_whh(W_hh^T). h_{t-1} is read by every
+// thread's tiles while h_t is written, so b.hs and b.hs2 swap every step (with a projection h_t
+// is written after the join, by project_step, and hs alone serves).
 template <typename scalar_t, bool REC, int NG>
-void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B, int64_t H, int64_t P, bool reverse,
-                        const int64_t* len, scalar_t* G, const scalar_t* bias, scalar_t* C, scalar_t* out, scalar_t* hs,
-                        scalar_t* cs, const scalar_t* wpk, const scalar_t* whr_t, scalar_t* hpre,
-                        scalar_t* hmask, scalar_t* hs2, const Variants<scalar_t>& var) {
+void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scalar_t>& b, int64_t s0, int64_t s1,
+                        int64_t g0) {
+  const int64_t T = a.T, B = a.B, H = a.H, P = a.P;
+  const bool reverse = a.reverse;
+  const int64_t* len = a.len;
+  const scalar_t *bias = a.bias, *wpk = a.whh_pk, *whr_t = a.whr;
+  const Variants<scalar_t>& var = a.var;
+  scalar_t *G = b.G, *C = b.C, *out = b.out, *hs = b.hs, *cs = b.cs, *hpre = b.hpre, *hmask = b.hmask, *hs2 = b.hs2;
   using V = Vec<scalar_t>;
   constexpr int64_t L = V::size();
   const Layout<scalar_t> k(H, var);
@@ -121,28 +159,17 @@ void forward_loop_tiled(int64_t T, int64_t s0, int64_t s1, int64_t g0, int64_t B
 // LayerNorm Nh, rh, Nc, rc every step's normalized values); else inference: G is read only, C
 // is null, and the LayerNorm buffers are per-row scratch of one step ((B, GH), (B), (B, H), (B)).
 template <typename scalar_t, bool REC>
-void forward_loop(int64_t T,              // steps of the sequence; this call runs steps [s0, s1) in
-                  int64_t s0, int64_t s1, //   processing order (t = T - 1 - s in reverse)
-                  int64_t g0,             // the step G[0] holds (inference projects a chunk of steps at a time)
-                  int64_t B, int64_t H, int64_t P, bool reverse, const int64_t* len,
-                  scalar_t* G,            // (steps, B, GH) in: input projection (bias excluded); REC out: activated gates
-                  const scalar_t* bias,   // (GH,) b_ih + b_hh, or null (none, or already in G)
-                  scalar_t* C,            // (T, B, H) out when REC, else null
-                  scalar_t* out,          // (T, B, P) out
-                  scalar_t* hs,           // (B, P) in: h0, out: h_n
-                  scalar_t* cs,           // (B, H) in: c0, out: c_n
-                  const scalar_t* whh_t,  // (P, GH) = W_hh^T
-                  const scalar_t* wpk,    // pack_cols<4>(W_hh^T) for LayerNorm's tiled h W_hh^T, or null (BLAS)
-                  const scalar_t* whr_t,  // (H, P) = W_hr^T or null
-                  scalar_t* hpre,         // (B, H) scratch when projecting
-                  scalar_t* hmask,        // (B, P) scratch with recurrent dropout
-                  const Variants<scalar_t>& var,
-                  scalar_t* Rs,           // LayerNorm only: (B, GH) scratch for h W_hh^T
-                  scalar_t* Nh,           //   (T, B, GH) out when REC: the normalized recurrent projection
-                  scalar_t* rh,           //   (T, B) out: its 1/σ
-                  scalar_t* Ctl,          //   (B, H) scratch: c̃_t
-                  scalar_t* Nc,           //   (T, B, H) out when REC: LN(c̃_t) before gain and bias
-                  scalar_t* rc) {         //   (T, B) out: its 1/σ
+void forward_loop(const LayerArgs<scalar_t>& a,    // a.whh: W_hh^T; a.whh_pk: pack_cols(W_hh^T) for LayerNorm's tiled
+                  const ForwardBuffers<scalar_t>& b,  //   h W_hh^T, or null (BLAS)
+                  int64_t s0, int64_t s1,          // steps [s0, s1) in processing order (t = T - 1 - s in reverse)
+                  int64_t g0) {                    // the step G[0] holds (inference projects a chunk at a time)
+  const int64_t T = a.T, B = a.B, H = a.H, P = a.P;
+  const bool reverse = a.reverse;
+  const int64_t* len = a.len;
+  const scalar_t *bias = a.bias, *whh_t = a.whh, *wpk = a.whh_pk, *whr_t = a.whr;
+  const Variants<scalar_t>& var = a.var;
+  scalar_t *G = b.G, *C = b.C, *out = b.out, *hs = b.hs, *cs = b.cs, *hpre = b.hpre, *hmask = b.hmask;
+  scalar_t *Rs = b.Rs, *Nh = b.Nh, *rh = b.rh, *Ctl = b.Ctl, *Nc = b.Nc, *rc = b.rc;
   const Layout<scalar_t> k(H, var);
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
@@ -346,6 +373,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_forward", [&] {
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
     const auto var = make_variants<scalar_t>(coupled, peep, hk, zh, zc, ln, eps, B, H, P, zh_s, zc_s);
+    const ForwardBuffers<scalar_t> buffers{ptr(G),    ptr(C),  ptr(out), ptr(hs), ptr(cs), ptr(hpre), ptr(hmask),
+                                           ptr(hs2), ptr(Rs), ptr(Nh),  ptr(rh), ptr(Ctl), ptr(Nc), ptr(rc)};
     // Steps [s0, s1) in processing order are times [t_lo, t_lo + n): project them, then run them
     // (the loops' g0 is the step G[0] holds).
     auto each_chunk = [&](auto&& steps) {
@@ -360,11 +389,9 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       const Tensor wpk = whh_packed.defined() ? whh_packed : pack_whh<scalar_t>(whh_t, NG);
       constexpr int64_t L = Vec<scalar_t>::size();
       check_packed(wpk, {(H + L - 1) / L, P, NG * L}, x, "W_hh^T (pack_whh)");
+      const LayerArgs<scalar_t> args{T, B, H, P, reverse, len, ptr(bias), ptr(whh_t), ptr(wpk), ptr(whr_t), var};
       auto tiled = [&](auto loop) {
-        each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
-          loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
-               ptr(wpk), ptr(whr_t), ptr(hpre), ptr(hmask), ptr(hs2), var);
-        });
+        each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) { loop(args, buffers, s0, s1, t_lo); });
       };
       if (coupled) {
         if (rec) tiled(forward_loop_tiled<scalar_t, true, 3>); else tiled(forward_loop_tiled<scalar_t, false, 3>);
@@ -376,12 +403,9 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       const Tensor wpk = !tiled ? Tensor() : whh_cols.defined() ? whh_cols : pack_cols<scalar_t, 4>(whh_t);
       constexpr int64_t W = 4 * Vec<scalar_t>::size();
       if (wpk.defined()) check_packed(wpk, {(GH + W - 1) / W, P, W}, x, "W_hh^T (pack_cols)");
+      const LayerArgs<scalar_t> args{T, B, H, P, reverse, len, ptr(bias), ptr(whh_t), ptr(wpk), ptr(whr_t), var};
       auto rows = [&](auto loop) {
-        each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) {
-          loop(T, s0, s1, t_lo, B, H, P, reverse, len, ptr(G), ptr(bias), ptr(C), ptr(out), ptr(hs), ptr(cs),
-               ptr(whh_t), ptr(wpk), ptr(whr_t), ptr(hpre), ptr(hmask), var, ptr(Rs), ptr(Nh), ptr(rh), ptr(Ctl),
-               ptr(Nc), ptr(rc));
-        });
+        each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) { loop(args, buffers, s0, s1, t_lo); });
       };
       if (rec) rows(forward_loop<scalar_t, true>); else rows(forward_loop<scalar_t, false>);
     }
