@@ -8,8 +8,9 @@ See lk.LSTM, lk.LSTMCell, lk.RNN.
 from .cell import LSTMCell
 from .kernels import LSTMGates, RNNStates, available_backends
 from .lstm import LSTM, LSTMResult
+from .options import LSTMOptions
 from .rnn import RNN, RNNResult
 from .interop import export_onnx  # onnx itself is imported only when called
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends", "export_onnx"]
+__all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMOptions", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends", "export_onnx"]

@@ -219,6 +219,10 @@ class RecurrentBase(nn.Module):
 _BASE_NAME = re.compile(r"_l\d+(_reverse)?$")
 
 
+def _base_name(name: str) -> str:
+    return _BASE_NAME.sub("", name)
+
+
 def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
     """Pack time-major padded output (caller's batch order) with the same layout as the input."""
     if like.sorted_indices is not None:

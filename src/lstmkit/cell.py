@@ -13,7 +13,8 @@ from ._torch_quantize import DynamicQuantizable
 from ._tracing import values_hidden
 from .kernels import LSTMLayerParams, reference
 from .kernels.types import LayerNormParams, LSTMStepOptions
-from .lstm import DEFAULT_FORGET_BIAS
+from .kernels.masks import zoneout_mask
+from .options import DEFAULT_FORGET_BIAS, LSTMOptions
 
 
 class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
@@ -65,12 +66,10 @@ class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
         self.input_size = check.positive_int("input_size", input_size)
         self.hidden_size = check.positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
-        self.forget_bias = forget_bias
-        self.coupled, self.layer_norm_eps = bool(coupled), float(layer_norm_eps)
-        pair = zoneout if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
-        self.zoneout_c, self.zoneout_h = (check.probability(f"zoneout ({n})", z) for n, z in zip(("cell", "hidden"), pair))
+        self.options = LSTMOptions(forget_bias=forget_bias, peephole=peephole, coupled=coupled, layer_norm=layer_norm,
+                                   layer_norm_eps=layer_norm_eps, zoneout=zoneout)
         factory = {"device": device, "dtype": dtype}
-        H, G = hidden_size, 3 if coupled else 4
+        H, G = hidden_size, self.options.gates
         self.weight_ih = nn.Parameter(torch.empty(G * H, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(G * H, H, **factory))
         if bias:
@@ -79,28 +78,31 @@ class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
-        self.weight_peephole = nn.Parameter(torch.empty(G - 1, H, **factory)) if peephole else None
-        self.layer_norm = bool(layer_norm)
-        if layer_norm:  # ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias
-            for part, n in (("ih", G * H), ("hh", G * H), ("c", H)):
-                for kind in ("weight", "bias"):
-                    self.register_parameter(f"ln_{part}_{kind}", nn.Parameter(torch.empty(n, **factory)))
+        if not peephole:
+            self.weight_peephole = None
+        for name, shape in self.options.extra_param_shapes(H).items():  # weight_peephole, ln_*
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
+    # The options as read-only attributes, as on lk.LSTM.
+    forget_bias = property(lambda self: self.options.forget_bias)
+    coupled = property(lambda self: self.options.coupled)
+    layer_norm = property(lambda self: self.options.layer_norm)
+    layer_norm_eps = property(lambda self: self.options.layer_norm_eps)
+    zoneout = property(lambda self: self.options.zoneout, doc="(z_c, z_h)")
+    zoneout_c = property(lambda self: self.options.zoneout[0])
+    zoneout_h = property(lambda self: self.options.zoneout[1])
+
     def reset_parameters(self) -> None:
+        """torch.nn.LSTMCell's uniform draw, then the options' starting values (LSTMOptions.initial_value)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        H = self.hidden_size
         with torch.no_grad():
             for w in self.parameters():
                 w.uniform_(-bound, bound)
             for name, p in self.named_parameters():
-                if name.startswith("ln_"):
-                    p.fill_(1.0 if name.endswith("weight") else 0.0)
-            if self.bias and self.forget_bias is not None:
-                # f's rows in gate order i, f, g, o; coupled (f = 1 - i) sets i's rows instead
-                rows = slice(0, H) if self.coupled else slice(H, 2 * H)
-                self.bias_ih[rows].fill_(-self.forget_bias if self.coupled else self.forget_bias)
-                self.bias_hh[rows].zero_()
+                init = self.options.initial_value(name, self.hidden_size)
+                if init is not None:
+                    p[init[0]].fill_(init[1])
 
     def forward(self, input: Tensor, hx: Optional[tuple[Tensor, Tensor]] = None, *, return_gates: bool = False):
         if not isinstance(input, Tensor):
@@ -138,11 +140,13 @@ class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
         return ((h_new, c_new), gates) if return_gates else (h_new, c_new)
 
     def _zoneout(self, prev: Tensor, new: Tensor, z: float) -> Tensor:
-        """Keep each unit's previous value with probability z in training; the expectation in eval."""
+        """Keep each unit's previous value with probability z in training (the same mask generator
+        as lk.LSTM's); the expectation z in eval."""
         if z == 0:
             return new
-        keep = torch.bernoulli(torch.full_like(new, z)) if self.training else z
-        return torch.lerp(new, prev, keep)
+        if self.training:
+            return torch.where(zoneout_mask(tuple(new.shape), z, new), prev, new)
+        return torch.lerp(new, prev, z)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

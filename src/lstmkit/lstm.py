@@ -8,14 +8,13 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _checks as check
-from ._recurrent import RecurrentBase
+from ._recurrent import RecurrentBase, _base_name
 from ._torch_compat import RNNBaseCompat
 from ._torch_quantize import DynamicQuantizable
 from .kernels import LSTMGates, LSTMLayerParams
 from .kernels.masks import zoneout_mask
 from .kernels.types import LayerNormParams, LSTMStepOptions
-
-DEFAULT_FORGET_BIAS = 1.0
+from .options import DEFAULT_FORGET_BIAS, LSTMOptions
 
 
 class LSTMResult(NamedTuple):
@@ -129,57 +128,49 @@ class LSTM(RNNBaseCompat, DynamicQuantizable, RecurrentBase):
         weight_drop: float = 0.0,
         backend: str = "auto",
     ) -> None:
-        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
-            raise ValueError(f"forget_bias must be a number or None, got {forget_bias!r}")
-        self.forget_bias = None if forget_bias is None else float(forget_bias)
-        self.peephole, self.coupled, self.layer_norm = bool(peephole), bool(coupled), bool(layer_norm)
-        if not (isinstance(layer_norm_eps, (int, float)) and layer_norm_eps > 0):
-            raise ValueError(f"layer_norm_eps must be a positive number, got {layer_norm_eps!r}")
-        self.layer_norm_eps = float(layer_norm_eps)
-        pair = zoneout if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
-        if len(pair) != 2:
-            raise ValueError(f"zoneout must be a probability or a pair (z_c, z_h), got {zoneout!r}")
-        self.zoneout_c = check.probability("zoneout (cell)", pair[0])
-        self.zoneout_h = check.probability("zoneout (hidden)", pair[1])
-        self.recurrent_dropout = check.probability("recurrent_dropout", recurrent_dropout)
-        self.input_dropout = check.probability("input_dropout", input_dropout)
-        self.weight_drop = check.probability("weight_drop", weight_drop)
-        for name in ("recurrent_dropout", "input_dropout", "weight_drop"):
-            if getattr(self, name) == 1.0:
-                raise ValueError(f"{name} must be below 1 (it rescales by 1/(1-p)), got 1.0")
-        self._gate_count = 3 if self.coupled else 4
+        self.options = LSTMOptions(
+            forget_bias=forget_bias, peephole=peephole, coupled=coupled, layer_norm=layer_norm,
+            layer_norm_eps=layer_norm_eps, zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+            input_dropout=input_dropout, weight_drop=weight_drop,
+        )
+        self._gate_count = self.options.gates
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             proj_size, device, dtype, backend,
         )
 
-    @property
-    def zoneout(self) -> tuple[float, float]:
-        return (self.zoneout_c, self.zoneout_h)
+    # The options as attributes, read-only (torch.nn.LSTM's own options are plain attributes too).
+    forget_bias = property(lambda self: self.options.forget_bias)
+    peephole = property(lambda self: self.options.peephole)
+    coupled = property(lambda self: self.options.coupled)
+    layer_norm = property(lambda self: self.options.layer_norm)
+    layer_norm_eps = property(lambda self: self.options.layer_norm_eps)
+    zoneout = property(lambda self: self.options.zoneout, doc="(z_c, z_h)")
+    zoneout_c = property(lambda self: self.options.zoneout[0])
+    zoneout_h = property(lambda self: self.options.zoneout[1])
+    recurrent_dropout = property(lambda self: self.options.recurrent_dropout)
+    input_dropout = property(lambda self: self.options.input_dropout)
+    weight_drop = property(lambda self: self.options.weight_drop)
+
+    def __setstate__(self, state: dict) -> None:
+        # modules pickled before LSTMOptions kept each option as an attribute of its own
+        if "options" not in state:
+            old = {k: state.pop(k) for k in list(state) if k in LSTMOptions.names() + ("zoneout_c", "zoneout_h")}
+            if "zoneout_c" in old:
+                old["zoneout"] = (old.pop("zoneout_c"), old.pop("zoneout_h"))
+            state["options"] = LSTMOptions(**old)
+        super().__setstate__(state)
 
     def _extra_param_shapes(self, sfx: str) -> dict[str, tuple[int, ...]]:
-        H, GH = self.hidden_size, self._gate_count * self.hidden_size
-        shapes: dict[str, tuple[int, ...]] = {}
-        if self.peephole:
-            shapes[f"weight_peephole{sfx}"] = (2 if self.coupled else 3, H)
-        if self.layer_norm:
-            for part, n in (("ih", GH), ("hh", GH), ("c", H)):
-                shapes[f"ln_{part}_weight{sfx}"] = (n,)
-                shapes[f"ln_{part}_bias{sfx}"] = (n,)
-        return shapes
+        return self.options.extra_param_shapes(self.hidden_size, sfx)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        H = self.hidden_size
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if name.startswith("ln_"):
-                    p.fill_(1.0 if "_weight" in name else 0.0)
-                elif self.forget_bias is not None and name.startswith(("bias_ih", "bias_hh")):
-                    # f's rows in gate order i, f, g, o; coupled has no f: i's rows set f = 1 - i
-                    rows = slice(0, H) if self.coupled else slice(H, 2 * H)
-                    value = -self.forget_bias if self.coupled else self.forget_bias
-                    p[rows].fill_(value if name.startswith("bias_ih") else 0.0)
+                init = self.options.initial_value(_base_name(name), self.hidden_size)
+                if init is not None:
+                    p[init[0]].fill_(init[1])
 
     def _make_layer_params(self, named: dict) -> LSTMLayerParams:
         w_hh = named["weight_hh"]
@@ -194,15 +185,7 @@ class LSTM(RNNBaseCompat, DynamicQuantizable, RecurrentBase):
         )
 
     def _variants(self) -> tuple[str, ...]:
-        active = {
-            "peephole": self.peephole,
-            "coupled": self.coupled,
-            "layer_norm": self.layer_norm,
-            "zoneout": self.zoneout_c > 0 or self.zoneout_h > 0,
-            "recurrent_dropout": self.recurrent_dropout > 0 and self.training,
-            "input_dropout": self.input_dropout > 0 and self.training,
-        }
-        return tuple(name for name, on in active.items() if on)
+        return self.options.active(self.training)
 
     def _step_options(self, T: int, B: int, like: Tensor):
         if not self._variants():
