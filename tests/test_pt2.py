@@ -21,7 +21,7 @@ from torch.library import opcheck
 
 import lstmkit as lk
 from lstmkit.kernels import fused
-from test_fused import _require_kernel
+from test_fused import _require_kernel, tiled_mode  # noqa: F401 (fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -304,3 +304,26 @@ def test_opcheck_every_operator(variant):
     whh_t = plain[4].t().contiguous().float()
     opcheck(torch.ops.lstmkit.pack_whh.default, (whh_t, 3 if variant.get("coupled") else 4))
     opcheck(torch.ops.lstmkit.pack_cols.default, (whh_t,))
+
+
+def test_compiled_inference_prepares_weights_once_and_sees_in_place_changes(tiled_mode):
+    """A traced call brings no prepared weights: the operator keeps them per weight version."""
+    tiled_mode("on")  # the packed copies are made too, whatever this CPU tiles by default
+    ext = fused.load_extension()
+    ext.clear_prepared_cache()
+    torch.manual_seed(0)
+    m = lk.LSTM(4, 8, num_layers=2, proj_size=3).eval()
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    x = torch.randn(1, 5, 4)
+    with torch.no_grad():
+        for _ in range(3):
+            assert torch.equal(compiled(x)[0], m(x)[0])
+        entries = ext.prepared_cache_size()
+        assert 0 < entries <= 16
+        compiled(x)
+        assert ext.prepared_cache_size() == entries  # nothing prepared again
+        m.weight_hh_l1.mul_(0.5)  # an optimizer step, load_state_dict's copy_: the version moves
+        m.weight_ih_l0.add_(0.1)
+        m.bias_hh_l0.zero_()
+        m.weight_hr_l1.mul_(-1)
+        assert torch.equal(compiled(x)[0], m(x)[0])

@@ -139,6 +139,100 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   return {r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]};
 }
 
+Tensor pack_whh_op(const Tensor& whh_t, int64_t gates) {
+  TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous() && (gates == 3 || gates == 4) && whh_t.size(1) % gates == 0,
+              "pack_whh: expected a contiguous (P, gates·H) W_hh^T and 3 or 4 gates, got ", whh_t.sizes(), ", ", gates);
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
+  return out;
+}
+
+Tensor pack_cols_op(const Tensor& m) {
+  TORCH_CHECK(m.dim() == 2 && m.is_contiguous(), "pack_cols: expected a contiguous 2-d matrix, got ", m.sizes());
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstmkit_pack_cols", [&] { out = pack_cols<scalar_t, 4>(m); });
+  return out;
+}
+
+// The weights as the loops read them (W_hh^T, b_ih + b_hh, W_hr^T, the tiles' packed copies),
+// for inference calls that bring none: compiled, exported and AOTInductor graphs, where fused.py's
+// eager caches are not on the path. Without this, every one-step decoding call of a compiled model
+// would transpose and pack its weights again (more than the step itself costs). An entry is kept
+// while its source tensors are the same tensors at the same version (every in-place change bumps
+// it), holding them so their memory cannot be reused by another; the least recently used of
+// kCapacity entries goes first. Inference tensors carry no version and are never cached.
+class PreparedCache {
+ public:
+  template <typename Make>
+  Tensor get(int64_t tag, const std::vector<Tensor>& sources, Make&& make) {
+    for (const Tensor& t : sources)
+      if (t.defined() && t.is_inference()) return make();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Entry& e : entries_) {
+      if (e.tag == tag && matches(e, sources)) {
+        e.used = ++clock_;
+        return e.value;
+      }
+    }
+    Tensor value = make();
+    if (entries_.size() >= kCapacity) {
+      auto oldest = std::min_element(entries_.begin(), entries_.end(),
+                                     [](const Entry& p, const Entry& q) { return p.used < q.used; });
+      entries_.erase(oldest);
+    }
+    Entry e{tag, sources, {}, value, ++clock_};
+    for (const Tensor& t : sources) e.versions.push_back(version(t));
+    entries_.push_back(std::move(e));
+    return value;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.clear();
+  }
+  int64_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int64_t>(entries_.size());
+  }
+
+ private:
+  static constexpr size_t kCapacity = 16;
+  struct Entry {
+    int64_t tag;
+    std::vector<Tensor> sources;
+    std::vector<int64_t> versions;
+    Tensor value;
+    uint64_t used;
+  };
+  static int64_t version(const Tensor& t) {
+    return t.defined() ? static_cast<int64_t>(t.unsafeGetTensorImpl()->version_counter().current_version()) : -1;
+  }
+  static bool matches(const Entry& e, const std::vector<Tensor>& sources) {
+    if (e.sources.size() != sources.size()) return false;
+    for (size_t q = 0; q < sources.size(); ++q) {
+      const Tensor &a = e.sources[q], &b = sources[q];
+      if (a.defined() != b.defined()) return false;
+      if (a.defined() && (!a.is_same(b) || e.versions[q] != version(b))) return false;
+    }
+    return true;
+  }
+  std::mutex mu_;
+  std::vector<Entry> entries_;
+  uint64_t clock_ = 0;
+};
+
+PreparedCache& prepared_cache() {
+  static PreparedCache cache;
+  return cache;
+}
+
+enum PreparedTag : int64_t { kWhhT, kBias, kWhrT, kWhhPacked3, kWhhPacked4, kWhhCols, kWihPacked };
+
+inline bool tiles(const Tensor& x) {
+  bool on = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiles", [&] { on = use_tiled<scalar_t>(x.size(1)); });
+  return on;
+}
+
 // Forward only, nothing recorded: {out, h_n, c_n}. The last six arguments are the weights as the
 // loops read them, when the caller already has them (fused.py caches them per weight version in
 // eager): W_hh^T (P, GH), b_ih + b_hh (GH,), W_hr^T (H, P) and the tiles' packed copies. Each that
@@ -150,12 +244,27 @@ std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optio
   const Layer a = LSTMKIT_LAYER_ARGS;
   a.check_lengths();
   at::AutoDispatchBelowADInplaceOrView guard;
-  const Tensor wt = a.has(whh_t) ? *whh_t : w_hh.t().contiguous();
-  const Tensor b = a.has(bias) ? *bias : summed_bias(b_ih, b_hh);
-  const Tensor rt = a.has(whr_t) ? *whr_t : a.has(w_hr) ? w_hr->t().contiguous() : Tensor();
+  PreparedCache& cache = prepared_cache();
   auto given = [&](const optional<Tensor>& t) { return a.has(t) ? *t : Tensor(); };
+  const Tensor w_ih_ = given(w_ih), b_ih_ = given(b_ih), b_hh_ = given(b_hh), w_hr_ = given(w_hr);
+  const Tensor wt = a.has(whh_t) ? *whh_t : cache.get(kWhhT, {w_hh}, [&] { return w_hh.t().contiguous(); });
+  const Tensor b = a.has(bias) || !b_ih_.defined() ? given(bias)
+                                                   : cache.get(kBias, {b_ih_, b_hh_}, [&] { return summed_bias(b_ih, b_hh); });
+  const Tensor rt = a.has(whr_t) || !w_hr_.defined() ? given(whr_t)
+                                                     : cache.get(kWhrT, {w_hr_}, [&] { return w_hr_.t().contiguous(); });
+  Tensor whh_pk = given(whh_packed), whh_cl = given(whh_cols), wih_pk = given(wih_packed);
+  if (!a.has(whh_t) && tiles(x)) {  // a call with no prepared weights: the tiles' copies from the cache too
+    const bool ln = a.has(ln_hh_w);
+    if (ln && !whh_cl.defined()) whh_cl = cache.get(kWhhCols, {w_hh}, [&] { return pack_cols_op(wt); });
+    if (!ln && !whh_pk.defined()) {
+      const int64_t NG = coupled ? 3 : 4;
+      whh_pk = cache.get(NG == 3 ? kWhhPacked3 : kWhhPacked4, {w_hh}, [&] { return pack_whh_op(wt, NG); });
+    }
+    if (w_ih_.defined() && !wih_pk.defined())
+      wih_pk = cache.get(kWihPacked, {w_ih_}, [&] { return pack_cols_op(w_ih_.t().contiguous()); });
+  }
   auto r = forward_impl(false, x, h0, c0, opt(w_ih), wt, b, rt, lengths, reverse, coupled, peephole, h_keep, zone_h,
-                        zone_c, a.layer_norm(), eps, given(whh_packed), given(whh_cols), given(wih_packed));
+                        zone_c, a.layer_norm(), eps, whh_pk, whh_cl, wih_pk);
   return {r[0], r[1], r[2]};
 }
 
@@ -184,21 +293,6 @@ std::vector<Tensor> layer_backward(const optional<Tensor>& grad_out, const optio
   if (!need_dx) v[0] = Tensor();
   for (auto& t : v) t = or_empty(t, x);
   return v;
-}
-
-Tensor pack_whh_op(const Tensor& whh_t, int64_t gates) {
-  TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous() && (gates == 3 || gates == 4) && whh_t.size(1) % gates == 0,
-              "pack_whh: expected a contiguous (P, gates·H) W_hh^T and 3 or 4 gates, got ", whh_t.sizes(), ", ", gates);
-  Tensor out;
-  AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
-  return out;
-}
-
-Tensor pack_cols_op(const Tensor& m) {
-  TORCH_CHECK(m.dim() == 2 && m.is_contiguous(), "pack_cols: expected a contiguous 2-d matrix, got ", m.sizes());
-  Tensor out;
-  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "lstmkit_pack_cols", [&] { out = pack_cols<scalar_t, 4>(m); });
-  return out;
 }
 
 }  // namespace ops
@@ -250,6 +344,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pack_whh", &lstmkit::ops::pack_whh_op, "W_hh^T packed for the tiled steps (lstm_layer_infer's whh_packed)");
   m.def("pack_cols", &lstmkit::ops::pack_cols_op,
         "a (K, N) matrix packed in column panels for the tiled products (lstm_layer_infer's wih_packed: W_ih^T)");
+  m.def("prepared_cache_size", [] { return lstmkit::ops::prepared_cache().size(); },
+        "for tests: entries in the operators' cache of prepared weights (calls that bring none)");
+  m.def("clear_prepared_cache", [] { lstmkit::ops::prepared_cache().clear(); },
+        "for tests: empty the operators' cache of prepared weights");
   m.def("zone_mask", &sample_zone_mask, "a Bernoulli zoneout mask from a counter-based generator (see masks.py)");
   m.def("threads_used", [](int64_t n) {
         // How many distinct threads at::parallel_for runs n grain-1 tasks on, as the kernel's own
