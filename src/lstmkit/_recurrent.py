@@ -86,6 +86,8 @@ class RecurrentBase(nn.Module):
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
                 directions.append(list(shapes))
             self._param_names.append(directions)
+        # (name, name without its layer suffix) per layer and direction: every forward maps them
+        self._param_bases = [[[(n, _base_name(n)) for n in names] for names in layer] for layer in self._param_names]
         self.reset_parameters()
 
     @property
@@ -115,8 +117,11 @@ class RecurrentBase(nn.Module):
 
     def _layer_params(self) -> list[list[NamedTuple]]:
         """Parameters as [layer][direction] -> LayerParams, with None for absent ones."""
-        return [[self._make_layer_params({_BASE_NAME.sub("", n): getattr(self, n) for n in names}) for names in layer]
-                for layer in self._param_names]
+        bases = getattr(self, "_param_bases", None)  # absent from modules pickled before it existed
+        if bases is None:
+            bases = [[[(n, _base_name(n)) for n in names] for names in layer] for layer in self._param_names]
+        return [[self._make_layer_params({base: getattr(self, n) for n, base in pairs}) for pairs in layer]
+                for layer in bases]
 
     def _make_layer_params(self, named: dict[str, Tensor]) -> NamedTuple:
         """One layer and direction's LayerParams from its parameters keyed by name without suffix."""
