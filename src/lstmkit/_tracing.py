@@ -17,8 +17,11 @@ from torch._subclasses.fake_tensor import FakeTensor
 
 def values_hidden(t: Optional[Tensor] = None) -> bool:
     """True when the call is traced (or t has no values): read no tensor data, branch on none."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+    # cheapest first: this runs a few times in every eager forward, one-step decoding included
+    if torch.compiler.is_compiling() or _jit_tracing() or _functorch_active() or torch.compiler.is_exporting():
         return True
-    if torch._C._are_functorch_transforms_active():
-        return True
-    return t is not None and (t.device.type == "meta" or isinstance(t, FakeTensor))
+    return t is not None and (isinstance(t, FakeTensor) or t.is_meta)
+
+
+_jit_tracing = torch._C._is_tracing  # torch.jit.is_tracing without its scripting check
+_functorch_active = torch._C._are_functorch_transforms_active

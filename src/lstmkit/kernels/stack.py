@@ -41,12 +41,13 @@ def run_stack(
     finals: list[list[Tensor]] = [[] for _ in state]
     traces: list[list[NamedTuple]] = []
     inp = x
+    initial = [s.unbind(0) for s in state]  # per state, L*D views of (B, ·): one op, not one per layer
     for k, directions in enumerate(params):
         outs, layer_traces = [], []
         if input_masks is not None and input_masks[k] is not None:
             inp = inp * input_masks[k]  # (T, B, I_k) * (B, I_k)
         for d, p in enumerate(directions):
-            s0 = tuple(s[k * D + d] for s in state)
+            s0 = tuple(views[k * D + d] for views in initial)
             extra = {} if layer_opts is None else {"opts": layer_opts[k][d]}
             out, s_n, trace = layer_fn(inp, *s0, p, lengths, reverse=(d == 1), record=record, **extra)
             outs.append(out)
