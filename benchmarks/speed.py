@@ -4,7 +4,7 @@
     python benchmarks/speed.py --shapes S1,S3 --repeats 9 --json speed.json
     python benchmarks/speed.py --shapes S1,S3 --threads 1 --variants all   # the LSTM variants
 
-For each reference shape (BENCHMARKS.md) and each mode — forward without grad, and a training
+For each reference shape (docs/explanation/speed.md) and each mode — forward without grad, and a training
 step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
 
     fused            lk.LSTM(backend="fused"): the C++ kernel with hand-written BPTT

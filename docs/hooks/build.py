@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import codeblocks  # noqa: E402
 
 log = logging.getLogger("mkdocs.hooks.lstmkit")
-EXECUTED_DIR = "tutorials/"
 CLI_MARKER = "<!-- lstmkit:cli -->"
 _outputs: dict[str, list] = {}
 
@@ -42,7 +41,7 @@ def on_files(files, config):
     torch.set_num_threads(1)  # small models: one thread is fastest, and the build shares the machine
     _outputs.clear()
     for f in sorted(list(files.documentation_pages()), key=lambda f: f.src_uri):
-        if not f.src_uri.startswith(EXECUTED_DIR):
+        if not f.src_uri.startswith(codeblocks.EXECUTED_AT_BUILD):
             continue
         with open(f.abs_src_path, encoding="utf-8") as fh:
             markdown = fh.read()

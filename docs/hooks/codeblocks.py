@@ -30,6 +30,7 @@ from typing import Optional
 FENCE = re.compile(r"^(?P<fence>```+)(?P<lang>[\w-]*)(?P<attrs>[^\n]*)\n(?P<code>.*?)^(?P=fence)[ \t]*$",
                    re.MULTILINE | re.DOTALL)
 RUN_LANGS = ("python", "bash")
+EXECUTED_AT_BUILD = "tutorials/"  # pages the site build runs (docs/hooks/build.py); the tests run the others
 QUICK_STEPS = 6
 QUICK_BUDGET = "3"
 # Quick runs of `lstmkit train TASK` also take these options unless the command sets them, because
