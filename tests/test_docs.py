@@ -107,8 +107,11 @@ def test_quick_form_shortens_training_only():
 # ------------------------------------------------------------------ the site in a browser
 @pytest.fixture(scope="module")
 def served(site):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=site)
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=site)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -180,11 +183,17 @@ def test_every_page_loads_clean_and_every_internal_link_resolves(served, browser
 
 def test_search_for_forget_gate_finds_the_lstm_page(served, browser):
     site, root = served
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # wide: the header shows the search box
     page.goto(root, wait_until="load")
-    page.click("label.md-header__button[for='__search']")
-    page.fill("input.md-search__input", "forget gate")
-    page.locator(".md-search-result__item").first.wait_for(timeout=20_000)
+    results = page.locator(".md-search-result__item").first
+    for attempt in range(12):  # the search worker indexes the site in the background: type again until it answers
+        page.fill("input.md-search__input", "")
+        page.type("input.md-search__input", "forget gate")
+        try:
+            results.wait_for(timeout=5_000)
+            break
+        except Exception:
+            continue
     hrefs = page.eval_on_selector_all(".md-search-result__item > a", "els => els.map(e => e.getAttribute('href'))")
     page.close()
     assert any("explanation/lstm/" in h for h in hrefs[:3]), hrefs[:10]
@@ -205,3 +214,11 @@ def test_the_repository_cites_no_note_that_lives_outside_it():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         hits += [f"README.md: {name}" for name in outside if name in f.read()]
     assert hits == [], hits
+
+
+def test_the_readme_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        markdown = f.read()
+    assert len(markdown.splitlines()) <= 120, "the README is a landing page; the docs hold the rest"
+    codeblocks.run_blocks(markdown, str(tmp_path), page="README.md", quick=True)

@@ -139,8 +139,9 @@ def run_process(argv: list[str], quick: bool) -> str:
         k = argv.index("-m")
         head, rest = argv[1:k], argv[k + 2:]
         argv = [sys.executable, "-m", "torch.distributed.run", *head, "-m", "lstmkit", *(shorten(rest) if quick else rest)]
-    else:
-        argv = [sys.executable, *argv[1:]]
+    else:  # a script of the repository (benchmarks/…) is found from any folder the page runs in
+        script = argv[1] if os.path.isabs(argv[1]) else os.path.join(ROOT, argv[1])
+        argv = [sys.executable, script, *argv[2:]]
     p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
     if p.returncode != 0:
         raise BlockError(f"`{' '.join(argv)}` exited with {p.returncode}: {(p.stderr or p.stdout).strip()[-800:]}")

@@ -1,6 +1,6 @@
 """Small trained run folders shipped inside the package, usable by name on the command line.
 
-    lstmkit generate shakespeare --prime "ROMEO:" --length 200
+    lstmkit generate shakespeare --prime "JULIET." --length 200
     lstmkit forecast airline
     lstmkit inspect shakespeare --text "ROMEO: 'Tis but thy name"
 
