@@ -36,10 +36,10 @@ QUICK_BUDGET = "3"
 # Quick runs of `lstmkit train TASK` also take these options unless the command sets them, because
 # evaluation would otherwise cost far more than the shortened training: the character LM scores the
 # whole validation text (110 k characters) and fits an n-gram beside it; translation decodes 500
-# validation sentences through an 8,000-word output layer.
+# validation sentences through an 8,000-word output layer, and `translate --test` 2,000 test dates.
 QUICK_TASK_OPTIONS = {
     "text": {"--hidden_size": "64", "--ngram_context": "0"},
-    "translate": {"--max_vocab": "1000", "--eval_size": "32"},
+    "translate": {"--max_vocab": "1000", "--eval_size": "32", "--test_size": "200"},
 }
 SETUP = ("pip", "python3", "apt-get", "mkdocs", "cd", "git")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -172,9 +172,11 @@ def run_blocks(markdown: str, workdir: str, page: str = "", quick: bool = False)
 
     Raises BlockError naming the page and the block's first line when one fails.
     """
+    import torch
+
     namespace: dict = {"__name__": "__docs__"}
     results = []
-    old = os.getcwd()
+    old, threads = os.getcwd(), torch.get_num_threads()  # commands set threads (--threads): put them back
     os.chdir(workdir)
     try:
         for n, block in enumerate(blocks(markdown), 1):
@@ -196,6 +198,7 @@ def run_blocks(markdown: str, workdir: str, page: str = "", quick: bool = False)
             results.append((block, text))
     finally:
         os.chdir(old)
+        torch.set_num_threads(threads)
     return results
 
 
