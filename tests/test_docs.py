@@ -196,7 +196,7 @@ def test_search_for_forget_gate_finds_the_lstm_page(served, browser):
             continue
     hrefs = page.eval_on_selector_all(".md-search-result__item > a", "els => els.map(e => e.getAttribute('href'))")
     page.close()
-    assert any("explanation/lstm/" in h for h in hrefs[:3]), hrefs[:10]
+    assert "explanation/lstm/" in hrefs[0], hrefs[:10]
 
 
 def test_the_repository_cites_no_note_that_lives_outside_it():
