@@ -11,7 +11,7 @@ S5 single-sequence streaming, S6 a 2-layer bidirectional encoder / classifier, S
 language model, S8 a small 3-layer bidirectional stack; "decode" is one-step calls with carried
 state and no grad (generation, beam search) at batches 1, 5 and 32, one and two layers.
 
-For each shape and each mode — forward without grad, and a training
+For each shape (docs/explanation/speed.md) and each mode — forward without grad, and a training
 step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
 
     fused            lk.LSTM(backend="fused"): the C++ kernel with hand-written BPTT

@@ -116,7 +116,7 @@ def test_ngram_higher_order_helps_on_structured_text():
 
 
 def test_ngram_on_the_embedded_corpus_matches_the_quoted_baselines():
-    # DATA_SOURCES.md / issue #7 quote, for a 90/10 split of ~1.1 M characters of the plays, an
+    # docs/explanation/data.md / issue #7 quote, for a 90/10 split of ~1.1 M characters of the plays, an
     # "order-3" n-gram at 1.81 nats/char and a bigram at 2.53: order = characters of context. Our
     # smoothing differs from whatever produced 1.81, so the order-3 figure may differ a little;
     # order 2 (a trigram, 2.08 here) would be far off, which is what this pins down.

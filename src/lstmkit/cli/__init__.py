@@ -49,8 +49,10 @@ class CliError(Exception):
 
 def load_run_of(run_dir: str, task_type: type, kind: str):
     """(config, task, model) of the run folder run_dir, which must hold a ``kind`` run."""
+    from ..pretrained import resolve_run
     from ..train.run import load_run
 
+    run_dir = resolve_run(run_dir)  # a shipped model's name (lstmkit generate shakespeare)
     if not os.path.isdir(run_dir):
         raise CliError(f"no run folder at {run_dir}")
     cfg, task, model = load_run(run_dir)

@@ -147,6 +147,7 @@ def run(args) -> int:
 
     from ..apps.forecast.task import ForecastTask
     from ..apps.text.task import TextTask
+    from ..pretrained import default_output, resolve_run
     from ..train.run import load_run
     from ..viz import PatternError, pattern_mask, rank_units
     from ..viz.explorer import write_explorer
@@ -156,6 +157,8 @@ def run(args) -> int:
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
+    args.out = args.out or default_output(args.run_dir, "explorer.html")  # not into the package
+    args.run_dir = resolve_run(args.run_dir)  # a shipped model's name (lstmkit inspect shakespeare)
     if not os.path.isdir(args.run_dir):
         raise CliError(f"no run folder at {args.run_dir}")
     cfg, task, model = load_run(args.run_dir)

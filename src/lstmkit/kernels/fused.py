@@ -88,7 +88,7 @@ def _openmp_flags() -> list[str]:
 
     at::parallel_for is a header template: its ``#pragma omp parallel`` only takes effect when
     the extension itself is compiled with -fopenmp. Without it every parallel_for in the kernel
-    runs on one thread, silently (tests/test_fused_threads.py checks that it does not). The
+    runs on one thread, silently (tests/test_fused.py::test_kernel_loops_really_use_the_threads checks it does not). The
     extension then needs libgomp.so.1, which resolves to the copy libtorch_cpu already loaded:
     one OpenMP runtime, one thread pool, sized by torch.set_num_threads.
     """

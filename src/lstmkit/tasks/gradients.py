@@ -7,7 +7,7 @@ W_hhᵀ·diag(act'), so it shrinks (or grows) geometrically; the LSTM's cell has
 c_t = f_t ⊙ c_{t-1} + …, so ∂L/∂c_t is carried back scaled only by the forget gates.
 
 Method (chosen to be checkable): the model's own weights are run through an explicit Python
-loop over steps — the plain LSTM / RNN equations of DESIGN.md, restated here because this
+loop over steps — the plain LSTM / RNN equations of docs/explanation/lstm.md, restated here because this
 loop must keep every h_t and c_t as a graph node — and ``torch.autograd.grad`` gives the
 *total* derivative of L with respect to each of them (through all later steps, not just the
 direct path). The loop's outputs are checked against the model's own forward (any backend)

@@ -96,7 +96,7 @@ def ngram_nats(train: str, valid: str, context: int = 3, k: float = 0.01) -> flo
     each character from the ``context`` characters before it.
 
     ``context`` is the model's order in the Markov-chain sense: context 3 is the "order-3" baseline
-    of issue #7 and DATA_SOURCES.md (1.81 there, 1.79 here; in n-gram counting it is a 4-gram),
+    of issue #7 and docs/explanation/data.md (1.81 there, 1.79 here; in n-gram counting it is a 4-gram),
     context 1 the bigram (2.53), context 0 the unigram. Smoothing is interpolated (Jelinek-Mercer
     style with Witten-Bell weights): P_n(c|h) = (count(h,c) + u(h)·P_{n-1}(c|h')) / (count(h) +
     u(h)), with u(h) the number of distinct characters seen after h, down to an add-k unigram over

@@ -20,7 +20,7 @@
 // (coupled: i, g, o). The variants (peephole, coupled, recurrent dropout, zoneout) are
 // described where they are implemented, above cell_forward.
 //
-// Equations (the code letters of the README's table):
+// Equations (the table of docs/explanation/lstm.md, code letters):
 //   [i f g o]_t = act(X_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)   act = σ, σ, tanh, σ
 //   c_t = f ⊙ c_{t-1} + i ⊙ g
 //   h_t = o ⊙ tanh(c_t)            (then h_t W_hr^T when projecting)
