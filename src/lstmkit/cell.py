@@ -14,10 +14,10 @@ from ._tracing import values_hidden
 from .kernels import LSTMLayerParams, reference
 from .kernels.types import LayerNormParams, LSTMStepOptions
 from .kernels.masks import zoneout_mask
-from .options import DEFAULT_FORGET_BIAS, LSTMOptions
+from .options import DEFAULT_FORGET_BIAS, LSTMOptions, OptionAttributes
 
 
-class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
+class LSTMCell(OptionAttributes, NotScriptable, DynamicQuantizable, nn.Module):
     r"""One step of the Long Short-Term Memory cell.
 
     ==============================  =====  ================================================
@@ -83,15 +83,6 @@ class LSTMCell(NotScriptable, DynamicQuantizable, nn.Module):
         for name, shape in self.options.extra_param_shapes(H).items():  # weight_peephole, ln_*
             self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
-
-    # The options as read-only attributes, as on lk.LSTM.
-    forget_bias = property(lambda self: self.options.forget_bias)
-    coupled = property(lambda self: self.options.coupled)
-    layer_norm = property(lambda self: self.options.layer_norm)
-    layer_norm_eps = property(lambda self: self.options.layer_norm_eps)
-    zoneout = property(lambda self: self.options.zoneout, doc="(z_c, z_h)")
-    zoneout_c = property(lambda self: self.options.zoneout[0])
-    zoneout_h = property(lambda self: self.options.zoneout[1])
 
     def reset_parameters(self) -> None:
         """torch.nn.LSTMCell's uniform draw, then the options' starting values (LSTMOptions.initial_value)."""

@@ -14,7 +14,7 @@ from ._torch_quantize import DynamicQuantizable
 from .kernels import LSTMGates, LSTMLayerParams
 from .kernels.masks import zoneout_mask
 from .kernels.types import LayerNormParams, LSTMStepOptions
-from .options import DEFAULT_FORGET_BIAS, LSTMOptions
+from .options import DEFAULT_FORGET_BIAS, LSTMOptions, OptionAttributes
 
 
 class LSTMResult(NamedTuple):
@@ -25,7 +25,7 @@ class LSTMResult(NamedTuple):
     gates: LSTMGates
 
 
-class LSTM(RNNBaseCompat, DynamicQuantizable, RecurrentBase):
+class LSTM(OptionAttributes, RNNBaseCompat, DynamicQuantizable, RecurrentBase):
     r"""Multi-layer Long Short-Term Memory network with torch.nn.LSTM's signature and contract.
 
     Each layer, each direction, each step t computes (textbook name → code letter)::
@@ -138,19 +138,6 @@ class LSTM(RNNBaseCompat, DynamicQuantizable, RecurrentBase):
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             proj_size, device, dtype, backend,
         )
-
-    # The options as attributes, read-only (torch.nn.LSTM's own options are plain attributes too).
-    forget_bias = property(lambda self: self.options.forget_bias)
-    peephole = property(lambda self: self.options.peephole)
-    coupled = property(lambda self: self.options.coupled)
-    layer_norm = property(lambda self: self.options.layer_norm)
-    layer_norm_eps = property(lambda self: self.options.layer_norm_eps)
-    zoneout = property(lambda self: self.options.zoneout, doc="(z_c, z_h)")
-    zoneout_c = property(lambda self: self.options.zoneout[0])
-    zoneout_h = property(lambda self: self.options.zoneout[1])
-    recurrent_dropout = property(lambda self: self.options.recurrent_dropout)
-    input_dropout = property(lambda self: self.options.input_dropout)
-    weight_drop = property(lambda self: self.options.weight_drop)
 
     def __setstate__(self, state: dict) -> None:
         # modules pickled before LSTMOptions kept each option as an attribute of its own

@@ -8,7 +8,7 @@ here is one field, one validation line, and (if it has parameters) one entry in
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional, Union
+from typing import Optional
 
 from . import _checks as check
 
@@ -101,4 +101,19 @@ class LSTMOptions:
         return None
 
 
-Zoneout = Union[float, tuple[float, float]]
+class OptionAttributes:
+    """The options of ``self.options`` as read-only attributes (``lstm.peephole``, ``lstm.zoneout_h`` …),
+    as torch.nn.LSTM exposes its own constructor arguments."""
+
+    options: LSTMOptions
+    forget_bias = property(lambda self: self.options.forget_bias)
+    peephole = property(lambda self: self.options.peephole)
+    coupled = property(lambda self: self.options.coupled)
+    layer_norm = property(lambda self: self.options.layer_norm)
+    layer_norm_eps = property(lambda self: self.options.layer_norm_eps)
+    zoneout = property(lambda self: self.options.zoneout, doc="(z_c, z_h)")
+    zoneout_c = property(lambda self: self.options.zoneout[0])
+    zoneout_h = property(lambda self: self.options.zoneout[1])
+    recurrent_dropout = property(lambda self: self.options.recurrent_dropout)
+    input_dropout = property(lambda self: self.options.input_dropout)
+    weight_drop = property(lambda self: self.options.weight_drop)
