@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import lstmkit as lk
+from decode import per_call_us  # benchmarks/decode.py: one-step calls with carried state
 
 
 class TextModel(nn.Module):
@@ -43,14 +44,6 @@ def train_step_ms(model, ids, targets, steps: int) -> float:
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         loss.backward()
     return (time.perf_counter() - t0) / steps * 1e3
-
-
-def decode_us(model, ids, state, calls: int) -> float:
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            _, state = model(ids, state)
-        return (time.perf_counter() - t0) / calls * 1e6
 
 
 def main(argv=None) -> int:
@@ -81,14 +74,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for m in models.values():  # compile and warm up both jobs (decoding recompiles for T=1)
         train_step_ms(m, ids, targets, 1)
-        decode_us(m, step_ids, state, 3)
+        per_call_us(m, step_ids, state, 3)
     print(f"compiled and warmed up in {time.perf_counter() - t0:.0f} s")
     train: dict = {k: [] for k in models}
     decode: dict = {k: [] for k in models}
     for _ in range(args.repeats):
         for k, m in models.items():
             train[k].append(train_step_ms(m, ids, targets, args.steps))
-            decode[k].append(decode_us(m, step_ids, state, args.calls))
+            decode[k].append(per_call_us(m, step_ids, state, args.calls))
     med_t = {k: statistics.median(v) for k, v in train.items()}
     med_d = {k: statistics.median(v) for k, v in decode.items()}
     print(f"{'model':<12} {'train step ms':>14} {'decode step us':>15} {'train vs nn eager':>18} {'decode vs nn eager':>19}")

@@ -28,18 +28,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 sys.path.insert(0, os.path.join(DOCS, "hooks"))
 import codeblocks  # noqa: E402
+from headless_browser import browser, unavailable  # noqa: F401 (fixture)
 
-CHROMIUM = os.environ.get("LSTMKIT_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 GUIDES = sorted(os.path.relpath(p, DOCS) for p in glob.glob(os.path.join(DOCS, "**", "*.md"), recursive=True)
                 if not os.path.relpath(p, DOCS).startswith(codeblocks.EXECUTED_AT_BUILD))
 
-
-def unavailable(reason: str):
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must build and browse the docs: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -119,19 +112,6 @@ def served(site):
     server.shutdown()
     server.server_close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[test]')")
-    if not os.path.exists(CHROMIUM):
-        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def site_pages(site: str) -> list[str]:

@@ -24,31 +24,11 @@ from lstmkit.viz.explorer import build_payload, dequantize, render_page, write_e
 from lstmkit.viz.server import make_server
 
 from test_viz_states import ALPHABET, QUOTES, TRACKER, quoted_text
+from headless_browser import browser, unavailable  # noqa: F401 (fixture)
 
-CHROMIUM = os.environ.get("LSTMKIT_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts", "explorer")
 
 
-def unavailable(reason: str):
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run the browser tests: {reason} (.ci/run installs chromium; playwright is in the test extra)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[test]')")
-    if not os.path.exists(CHROMIUM):
-        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 class Watched:

@@ -226,11 +226,9 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor TCO = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   Tensor DCL = has_ln ? at::empty({B, H}, x.options()) : Tensor();
   const bool proj = w_hr.has_value() && w_hr->defined();
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = zone_mask(zone_h), zc = zone_mask(zone_c);
-  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
-  const Tensor zh_s = mask_scratch(zh, B, P, x), zc_s = mask_scratch(zc, B, H, x);
-  const Tensor len_c = lengths_int64(lengths, B);
-  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
+  const CallTensors call = call_tensors(T, B, H, P, coupled, x, peephole, h_keep, zone_h, zone_c, lengths);
+  const Tensor &peep = call.peep, &hk = call.hk, &zh = call.zh, &zc = call.zc, &zh_s = call.zh_s, &zc_s = call.zc_s;
+  const int64_t* len = call.len;
   auto opts = x.options();
   Tensor gout = opt(grad_out), gG = opt(grad_gates), gC = opt(grad_c);
   Tensor dh = grad_hn.has_value() && grad_hn->defined() ? grad_hn->contiguous().clone() : at::zeros({B, P}, opts);
@@ -296,7 +294,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
     } else if (len == nullptr) {
       if (t_lo + n == T) dR_first = dRc[n - 1];
     } else {
-      const Tensor first = len_c - 1;  // each row's first step in reverse (-1: an empty row)
+      const Tensor first = call.len_c - 1;  // each row's first step in reverse (-1: an empty row)
       const Tensor here = (first >= t_lo).logical_and(first < t_lo + n);
       if (here.any().item<bool>()) {
         const Tensor idx = (first - t_lo).clamp(0, n - 1).view({1, B, 1}).expand({1, B, GH});

@@ -285,11 +285,9 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   TORCH_CHECK(proj || P == H, "fused lstm: weight_hh has ", P, " columns but hidden size is ", H, " and no weight_hr");
   TORCH_CHECK(!proj || (whr_t.sizes() == at::IntArrayRef({H, P}) && whr_t.is_contiguous()),
               "fused lstm: W_hr^T is ", whr_t.sizes(), ", expected contiguous (", H, ", ", P, ")");
-  Tensor peep = opt(peephole), hk = opt(h_keep), zh = zone_mask(zone_h), zc = zone_mask(zone_c);
-  check_variants(T, B, H, P, coupled, x, peep, hk, zh, zc);
-  const Tensor zh_s = mask_scratch(zh, B, P, x), zc_s = mask_scratch(zc, B, H, x);
-  const Tensor len_c = lengths_int64(lengths, B);
-  const int64_t* len = len_c.defined() ? len_c.data_ptr<int64_t>() : nullptr;
+  const CallTensors call = call_tensors(T, B, H, P, coupled, x, peephole, h_keep, zone_h, zone_c, lengths);
+  const Tensor &peep = call.peep, &hk = call.hk, &zh = call.zh, &zc = call.zc, &zh_s = call.zh_s, &zc_s = call.zc_s;
+  const int64_t* len = call.len;
 
   auto opts = x.options();
   const Tensor xc = x.contiguous();

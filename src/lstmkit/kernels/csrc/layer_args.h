@@ -54,6 +54,26 @@ void check_variants(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, co
   check(zone_c, {T, B, H}, "the zoneout mask of c", true);
 }
 
+// A call's variant tensors, checked and as the loops read them (masks with their scratch), and
+// its lengths: what forward_impl and lstm_backward both unpack first.
+struct CallTensors {
+  Tensor peep, hk, zh, zc, zh_s, zc_s, len_c;
+  const int64_t* len = nullptr;  // (B,) or null: every row runs T steps
+};
+
+inline CallTensors call_tensors(int64_t T, int64_t B, int64_t H, int64_t P, bool coupled, const Tensor& x,
+                                const optional<Tensor>& peephole, const optional<Tensor>& h_keep,
+                                const optional<Tensor>& zone_h, const optional<Tensor>& zone_c,
+                                const optional<Tensor>& lengths) {
+  CallTensors c;
+  c.peep = opt(peephole), c.hk = opt(h_keep), c.zh = zone_mask(zone_h), c.zc = zone_mask(zone_c);
+  check_variants(T, B, H, P, coupled, x, c.peep, c.hk, c.zh, c.zc);
+  c.zh_s = mask_scratch(c.zh, B, P, x), c.zc_s = mask_scratch(c.zc, B, H, x);
+  c.len_c = lengths_int64(lengths, B);
+  c.len = c.len_c.defined() ? c.len_c.data_ptr<int64_t>() : nullptr;
+  return c;
+}
+
 // The LayerNorm gains and biases {w_hh', b_hh', w_c, b_c} and, when the kernel normalizes the
 // input projection too, {w_ih', b_ih'}; contiguous; empty when off.
 std::vector<Tensor> ln_params(const optional<std::vector<Tensor>>& ln, int64_t GH, int64_t H, const Tensor& x) {
