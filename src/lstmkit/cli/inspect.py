@@ -158,7 +158,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     if not os.path.isdir(args.run_dir):
         raise CliError(f"no run folder at {args.run_dir}")
-    cfg, task, model = load_run(args.run_dir)
+    cfg, task, model = load_run(args.run_dir, kind=("text", "forecast"), command="inspect")
     name = os.path.basename(os.path.normpath(args.run_dir))
     if isinstance(task, TextTask):
         if args.window:

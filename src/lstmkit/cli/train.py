@@ -57,7 +57,7 @@ def list_tasks() -> int:
 def run(args) -> int:
     from ..train import checkpoint as ckpt
     from ..train.config import load_file, merge, parse_overrides, parse_run_config
-    from ..train.run import make_trainer
+    from ..train.run import make_trainer, run_kind
     from . import CliError
 
     if args.list:
@@ -78,8 +78,9 @@ def run(args) -> int:
         if not os.path.isdir(args.resume):
             raise CliError(f"--resume: no run folder at {args.resume}")
         saved = ckpt.load_config(args.resume)
-        if "task" in data and str(data["task"]) != saved.get("task"):
-            raise CliError(f"--resume: {args.resume} is a {saved.get('task')!r} run, not {data['task']!r}")
+        kind = run_kind(args.resume, saved)
+        if "task" in data and str(data["task"]).rpartition(":")[2] != kind:
+            raise CliError(f"--resume: {args.resume} is a {kind!r} run, not {data['task']!r}")
         data = merge(saved, data)
         data["run_dir"] = args.resume
     if not data:
@@ -89,8 +90,8 @@ def run(args) -> int:
     trainer = make_trainer(cfg)
     if resume:
         if os.path.isfile(os.path.join(trainer.run_dir, ckpt.CONFIG)):
-            saved_task = ckpt.load_config(trainer.run_dir).get("task")
-            if saved_task != cfg.task:
+            saved_task = run_kind(trainer.run_dir)
+            if saved_task != cfg.task.rpartition(":")[2]:
                 raise CliError(f"--resume: {trainer.run_dir} is a {saved_task!r} run, not {cfg.task!r}")
         if not ckpt.has_checkpoint(trainer.run_dir):
             # `--resume` on every launch of a preemptible job: the first launch starts the run

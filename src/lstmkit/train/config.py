@@ -311,14 +311,17 @@ class RunConfig:
         return out
 
 
-RESERVED_KEYS = ("task", "run_dir", "train")
+RESERVED_KEYS = ("task", "run_dir", "train", "format")
 
 
 def parse_run_config(data: dict[str, Any]) -> RunConfig:
     """Check a flat run mapping (file + overrides merged) against TrainConfig and the task's config."""
     from .registry import get_task  # late: the registry imports the task packages
 
+    if not isinstance(data, dict):
+        raise ConfigError(f"a run config is a table of keys, got {type(data).__name__}")
     data = dict(data)
+    data.pop("format", None)  # the run-folder format of a config.json, checked when the folder is read
     name = data.pop("task", None)
     if name is None:
         raise ConfigError("missing key 'task' (which task to train; `lstmkit train --list` shows them)")
