@@ -57,7 +57,7 @@ def list_tasks() -> int:
 def run(args) -> int:
     from ..train import checkpoint as ckpt
     from ..train.config import load_file, merge, parse_overrides, parse_run_config
-    from ..train.run import make_trainer, run_kind
+    from ..train.run import a_run_of, make_trainer, run_kind
     from . import CliError
 
     if args.list:
@@ -80,7 +80,7 @@ def run(args) -> int:
         saved = ckpt.load_config(args.resume)
         kind = run_kind(args.resume, saved)
         if "task" in data and str(data["task"]).rpartition(":")[2] != kind:
-            raise CliError(f"--resume: {args.resume} is a {kind!r} run, not {data['task']!r}")
+            raise CliError(f"--resume: {args.resume} is {a_run_of(kind)}, not {data['task']!r}")
         data = merge(saved, data)
         data["run_dir"] = args.resume
     if not data:
@@ -92,7 +92,7 @@ def run(args) -> int:
         if os.path.isfile(os.path.join(trainer.run_dir, ckpt.CONFIG)):
             saved_task = run_kind(trainer.run_dir)
             if saved_task != cfg.task.rpartition(":")[2]:
-                raise CliError(f"--resume: {trainer.run_dir} is a {saved_task!r} run, not {cfg.task!r}")
+                raise CliError(f"--resume: {trainer.run_dir} is {a_run_of(saved_task)}, not {cfg.task!r}")
         if not ckpt.has_checkpoint(trainer.run_dir):
             # `--resume` on every launch of a preemptible job: the first launch starts the run
             print(f"{trainer.run_dir} has no checkpoint yet: starting it from step 0", file=sys.stderr)

@@ -328,7 +328,10 @@ def parse_run_config(data: dict[str, Any]) -> RunConfig:
     name = check_value("task", str, name)
     entry = get_task(name)
     run_dir = check_value("run_dir", str, data.pop("run_dir", ""))
-    train = from_dict(TrainConfig, merge(entry.train_defaults or {}, data.pop("train", {})), "train.")
+    train_data = data.pop("train", {})
+    if not isinstance(train_data, dict):
+        raise ConfigError(f"train: expected a table of training options ([train] / --train.KEY), got {train_data!r}")
+    train = from_dict(TrainConfig, merge(entry.train_defaults or {}, train_data), "train.")
     options = from_dict(entry.config, data) if entry.config is not None else None
     if entry.config is None and data:
         raise ConfigError(f"unknown key {sorted(data)[0]!r}: task {name!r} takes no options")

@@ -43,6 +43,11 @@ def _article(kind: str) -> str:
     return "an" if kind[:1].lower() in "aeio" else "a"
 
 
+def a_run_of(kind: str) -> str:
+    """"an 'adding' run", "a 'text' run"."""
+    return f"{_article(kind)} {kind!r} run"
+
+
 def check_kind(run_dir: str, kind: str, needs: Union[str, Sequence[str]], command: str) -> None:
     """One line if a run of this kind is not one the command reads."""
     needs = (needs,) if isinstance(needs, str) else tuple(needs)
