@@ -47,13 +47,13 @@ class CliError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-def load_run_of(run_dir: str, task_type: type, kind: str, command: str):
+def load_run_of(run_dir: str, task_type: type, kind: str, command: str = ""):
     """(config, task, model) of the run folder run_dir, which must hold a ``kind`` run for ``command``."""
     from ..train.run import load_run
 
     if not os.path.isdir(run_dir):
         raise CliError(f"no run folder at {run_dir}")
-    cfg, task, model = load_run(run_dir, kind=kind, command=command)
+    cfg, task, model = load_run(run_dir, kind=kind, command=command or "this command")
     if not isinstance(task, task_type):  # a task registered under the name by someone else
         raise CliError(f"{run_dir} is a {cfg.task!r} run whose task is not lstmkit's {kind!r} task")
     return cfg, task, model
