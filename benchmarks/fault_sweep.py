@@ -37,7 +37,7 @@ sys.path[:0] = [os.path.join(ROOT, "src"), os.path.join(ROOT, "tests")]
 from lstmkit.cli import main  # noqa: E402
 from lstmkit.train import CheckpointError, faults, load_run  # noqa: E402
 from lstmkit.train import checkpoint as ckpt  # noqa: E402
-from lstmkit.train.lock import RunLock, RunLockedError  # noqa: E402
+from lstmkit.train.lock import RunLock  # noqa: E402
 from runfolder_util import ECHO_ARGS, resume_or_start, same_weights, train, train_losses  # noqa: E402
 
 Row = collections.namedtuple("Row", "fault tried outcome count")
@@ -131,8 +131,8 @@ def signals(work: str) -> list[Row]:
                               ("SIGTERM during training", [signal.SIGTERM], 143),
                               ("two SIGINTs during training", [signal.SIGINT, signal.SIGINT], 130)):
         run = os.path.join(work, f"sig{code}{len(sigs)}")
-        proc = subprocess.Popen([sys.executable, "-m", "lstmkit", "train", *ECHO_ARGS, "--train.steps", "150",
-                                 "--train.checkpoint_every", "100", "--run_dir", run], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "lstmkit", "train", *ECHO_ARGS, "--train.steps", "60",
+                                 "--train.checkpoint_every", "50", "--run_dir", run], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         metrics = os.path.join(run, ckpt.METRICS)
         while proc.poll() is None and not (os.path.exists(metrics) and os.path.getsize(metrics)):
@@ -141,7 +141,7 @@ def signals(work: str) -> list[Row]:
             proc.send_signal(s)
         _, err = proc.communicate(timeout=120)
         step = ckpt.read_state(run)["step"] if ckpt.has_checkpoint(run) else 0
-        resumed = resume_or_start(run, train={"steps": 150, "checkpoint_every": 100}).step == 150
+        resumed = resume_or_start(run, train={"steps": 60, "checkpoint_every": 50}).step == 60
         ok = proc.returncode == code and len(err.strip().splitlines()) == 1 and resumed
         rows.append(Row(label, "1 run", f"exit {proc.returncode}, one line{', says how to resume' if 'resume with' in err else ''}"
                         f", checkpoint at step {step}, resumed to the end" if ok else f"UNEXPECTED: {err[:80]}", 1))

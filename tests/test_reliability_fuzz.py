@@ -7,11 +7,11 @@ OUTCOMES counts what each kind of input gave (benchmarks/fault_sweep.py prints i
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import json
 import math
 import os
-import re
 import tempfile
 
 import numpy as np
@@ -273,8 +273,6 @@ def test_train_options(extra, dangling):
     if dangling:
         argv.append("--train.lr")
     err = io.StringIO()
-    import contextlib
-
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(argv)
     text = err.getvalue().strip()

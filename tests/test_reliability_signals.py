@@ -16,7 +16,7 @@ from lstmkit.train import checkpoint as ckpt
 from runfolder_util import ECHO_ARGS, resume_or_start, same_weights, train, train_losses
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(lstmkit.__file__)))
-STEPS = 150  # long enough that the signal lands mid-run; checkpoints only every 100 steps
+STEPS = 60  # long enough that the signal lands mid-run; checkpoints only every 50 steps
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
 
 
@@ -24,7 +24,7 @@ def start(run_dir):
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     return subprocess.Popen([sys.executable, "-m", "lstmkit", "train", *ECHO_ARGS, "--train.steps", str(STEPS),
-                             "--train.checkpoint_every", "100", "--run_dir", run_dir],
+                             "--train.checkpoint_every", "50", "--run_dir", run_dir],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -52,8 +52,8 @@ def test_a_signal_writes_a_final_checkpoint_and_the_run_resumes_to_the_same_resu
     state = ckpt.read_state(run)
     assert 0 < state["step"] < STEPS  # the final checkpoint is mid-run, not the scheduled one
     assert not os.path.exists(os.path.join(run, ".lock"))
-    assert resume_or_start(run, train={"steps": STEPS, "checkpoint_every": 100}).step == STEPS
-    train(whole, train={"steps": STEPS, "checkpoint_every": 100})
+    assert resume_or_start(run, train={"steps": STEPS, "checkpoint_every": 50}).step == STEPS
+    train(whole, train={"steps": STEPS, "checkpoint_every": 50})
     assert same_weights(run, whole) and train_losses(run) == train_losses(whole)
 
 
@@ -67,4 +67,4 @@ def test_a_second_sigint_stops_at_once_and_leaves_a_folder_that_resumes(tmp_path
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not [f for f in os.listdir(run) if ".tmp" in f]
-    assert resume_or_start(run, train={"steps": STEPS, "checkpoint_every": 100}).step == STEPS
+    assert resume_or_start(run, train={"steps": STEPS, "checkpoint_every": 50}).step == STEPS

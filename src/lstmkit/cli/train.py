@@ -104,7 +104,8 @@ def run(args) -> int:
     if distributed.env_info().is_main:
         print(f"run folder   {result.run_dir}")
         print(f"steps        {result.step}" + ("  (stopped early)" if result.stopped_early else ""))
-        print(f"train loss   {result.loss:.6g}")
+        print(f"train loss   {result.loss:.6g}" if result.loss == result.loss
+              else "train loss   - (no step taken: the run had already finished)")
         for k, v in result.metrics.items():
             print(f"eval {k:<7} {v:.6g}")
         if result.curve:
