@@ -8,6 +8,8 @@
                             read back with torch.load(weights_only=True)
         metrics.jsonl       one JSON object per line: {"step", "split": "train"|"eval", ...}
         learning_curve.png  written at the end when matplotlib is installed
+        .lock               while a process writes the folder: its pid, host, start time and command
+                            (lstmkit.train.lock)
 
 Every file is written to a temporary name in the same folder and moved into place with
 os.replace, so a kill at any instant leaves either the old file or the new one, never a part.
