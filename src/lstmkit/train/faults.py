@@ -7,7 +7,8 @@
 
 Every step of a run-folder write calls lstmkit._io.write_step(label). write_steps lists the
 steps a function goes through; run_killed_at runs it in a forked child that SIGKILLs itself at
-the n-th step (no cleanup runs: exactly a kill -9 or a power cut at that point); failing_at makes
+the n-th step (no cleanup runs: exactly a kill -9 or a power cut at that point), run_killed_after
+kills it after a delay, wherever it is; failing_at makes
 the n-th step raise (e.g. OSError(ENOSPC): a full disk). corrupt damages a file the ways disks,
 copies and users do. POSIX only (fork, SIGKILL).
 """
@@ -17,6 +18,7 @@ import contextlib
 import os
 import random
 import signal
+import time
 from typing import Callable, Iterator, Optional
 
 from .. import _io
@@ -72,6 +74,33 @@ def run_killed_at(n: int, fn: Callable[[], object]) -> Optional[str]:
     if os.WEXITSTATUS(status) != 0:
         raise RuntimeError(f"the child run failed (exit {os.WEXITSTATUS(status)}) before write step {n}")
     return None
+
+
+def run_killed_after(seconds: float, fn: Callable[[], object]) -> bool:
+    """Run fn in a forked child and SIGKILL it after seconds (wherever it is); True if it was killed."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+            fn()
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            if os.WEXITSTATUS(status) != 0:
+                raise RuntimeError(f"the child run failed (exit {os.WEXITSTATUS(status)})")
+            return False
+        time.sleep(min(0.002, max(0.0, deadline - time.monotonic())))
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
 
 
 @contextlib.contextmanager
