@@ -5,7 +5,8 @@
 
 On a tiny "echo" run (8 steps, checkpoints every 3, TBPTT, dropout) it
   - SIGKILLs a forked copy of the run at every write step (config.json, metrics.jsonl, every step of
-    every checkpoint), resumes, and compares weights and logged losses with the run never killed;
+    every checkpoint), and at 40 moments spread over the run, resumes, and compares weights and
+    logged losses with the run never killed;
   - fails every write step with ENOSPC while resuming from the step-3 checkpoint, checks which
     checkpoint the folder holds, resumes, and compares again;
   - damages each file (truncated, zeroed, garbage, emptied, swapped for another run's) and asks
@@ -41,6 +42,7 @@ from lstmkit.train.lock import RunLock  # noqa: E402
 from runfolder_util import ECHO_ARGS, resume_or_start, same_weights, train, train_losses  # noqa: E402
 
 Row = collections.namedtuple("Row", "fault tried outcome count")
+KILL_MOMENTS = 40
 
 
 def quiet(fn):
@@ -65,7 +67,21 @@ def kill_points(work: str) -> list[Row]:
         resume_or_start(run)
         ok = died == label and same_weights(run, whole) and train_losses(run) == reference
         got[(file_of(label), "resumed: same weights and logged losses as never killed" if ok else "DIFFERENT")] += 1
-    return [Row(f"SIGKILL at a write step of {f}", "every step", o, c) for (f, o), c in sorted(got.items())]
+    rows = [Row(f"SIGKILL at a write step of {f}", "every step", o, c) for (f, o), c in sorted(got.items())]
+    t0 = time.perf_counter()
+    train(os.path.join(work, "timed"))
+    seconds = time.perf_counter() - t0
+    moments: collections.Counter = collections.Counter()
+    for k in range(KILL_MOMENTS):
+        run = os.path.join(work, f"moment{k}")
+        killed = faults.run_killed_after(seconds * 1.2 * k / KILL_MOMENTS, lambda: train(run))
+        resume_or_start(run)
+        ok = same_weights(run, whole) and train_losses(run) == reference
+        moments[("killed" if killed else "finished first") + ("; resumed: same weights and logged losses" if ok
+                                                                else "; DIFFERENT")] += 1
+    rows += [Row("SIGKILL at an even spread of moments over the run", f"{KILL_MOMENTS} moments", o, c)
+             for o, c in sorted(moments.items())]
+    return rows
 
 
 def full_disk(work: str) -> list[Row]:
