@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import io
 import json
 import math
@@ -295,3 +296,71 @@ def _clean():
     import shutil
 
     shutil.rmtree(WORK, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- every command's options
+COMMAND_OPTIONS = {
+    "generate": ("text", ["--prime", "--length", "--temperature", "--top-k", "--top-p", "--seed", "--threads"]),
+    "inspect": ("text", ["--text", "--layer", "--unit", "--quantity", "--bits", "--pattern", "--direction",
+                         "--max-chars", "--window", "--member", "--threads"]),
+    "forecast": ("forecast", ["--horizon", "--holdout", "--last", "--stride", "--data", "--backtest", "--conformal"]),
+    "export": ("echo", ["--module", "--method", "--opset", "--initial-state", "--lengths", "--core-only"]),
+}
+FLAGS = {"--backtest", "--conformal", "--initial-state", "--lengths", "--core-only"}
+command_value = st.one_of(st.sampled_from(["-1", "0", "1", "2", "3", "12", "nan", "inf", "x", "", "[", "(a", "a|b",
+                                           "1e9", "-0.5", "0.5", "core", "scan", "native", "c", "reverse", "16",
+                                           "8", "2:40", "airline", "missing.csv"]),
+                          st.text(max_size=4))
+
+
+@functools.lru_cache(maxsize=None)
+def command_runs() -> dict[str, str]:
+    """A tiny text, forecast and echo run, trained once."""
+    import torch
+
+    torch.set_num_threads(1)
+    runs = {"text": os.path.join(WORK, "cmd-text"), "forecast": os.path.join(WORK, "cmd-forecast"),
+            "echo": os.path.join(WORK, "cmd-echo")}
+    corpus = path_of("cmd-corpus.txt", ("To be, or not to be: that is the question.\n" * 6).encode())
+    fast = ["--train.progress", "off", "--train.plot", "false", "--train.threads", "1", "--train.steps", "2"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "text", "--data", corpus, "--hidden_size", "6", "--embedding_size", "4", "--num_layers",
+                     "2", "--seq_len", "8", "--train.batch_size", "2", "--run_dir", runs["text"], *fast]) == 0
+        assert main(["train", "forecast", "--data", "airline", "--horizon", "3", "--lookback", "6", "--hidden_size",
+                     "4", "--run_dir", runs["forecast"], *fast]) == 0
+        assert main(["train", *TINY, "--run_dir", runs["echo"]]) == 0
+    return runs
+
+
+@FUZZ
+@given(command=st.sampled_from(sorted(COMMAND_OPTIONS)), picks=st.lists(st.tuples(st.integers(0, 20), command_value),
+                                                                          max_size=3))
+def test_command_options(command, picks):
+    kind, options = COMMAND_OPTIONS[command]
+    run = command_runs()[kind]
+    out = tempfile.mkdtemp(prefix="out-", dir=WORK)
+    argv = [command, run] + {"export": ["--onnx", os.path.join(out, "m.onnx")],
+                             "inspect": ["--out", os.path.join(out, "p.html")],
+                             "forecast": ["--plot", os.path.join(out, "f.png")]}.get(command, [])
+    if command == "inspect":
+        argv += ["--text", "To be"]
+    for i, value in picks:
+        opt = options[i % len(options)]
+        argv += [opt] if opt in FLAGS else [opt, value]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse: a usage line, then "lstmkit <command>: error: ..."
+            rc = e.code
+            assert rc == 2 and err.getvalue().strip().splitlines()[-1].startswith(f"lstmkit {command}: error: ")
+    text = err.getvalue().strip()
+    assert rc in (0, 2), (argv, rc, text)
+    assert no_temp_files(out) and no_temp_files(run), argv
+    if rc == 2:
+        assert "Traceback" not in text and text.splitlines()[-1].startswith(f"lstmkit {command}: error: "), text
+        OUTCOMES[(f"`lstmkit {command}` options", "exit 2, one-line error")] += 1
+    else:
+        written = {"export": "m.onnx", "inspect": "p.html"}.get(command)
+        assert written is None or os.path.getsize(os.path.join(out, written)) > 0, argv
+        OUTCOMES[(f"`lstmkit {command}` options", "ran, outputs complete")] += 1
