@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -101,8 +102,8 @@ class TrainConfig:
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be >= 1, got {self.log_every}")
         for name in ("lr", "weight_decay", "clip_norm", "min_lr_ratio"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"train.{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 < self.plateau_factor < 1:
             raise ConfigError(f"train.plateau_factor must be in (0, 1), got {self.plateau_factor}")
 
@@ -276,13 +277,16 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, CliValue):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
+        if number is not None and number == number:  # NaN is no setting of anything
+            return number
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
