@@ -24,7 +24,7 @@ from lstmkit.cli import main
 from lstmkit.train import checkpoint as ckpt
 
 OUTCOMES: collections.Counter = collections.Counter()
-FUZZ = settings(max_examples=int(os.environ.get("LSTMKIT_FUZZ_EXAMPLES", "30")), deadline=None, database=None,
+FUZZ = settings(max_examples=int(os.environ.get("LSTMKIT_FUZZ_EXAMPLES", "50")), deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 WORK = tempfile.mkdtemp(prefix="lstmkit-fuzz-")
 
