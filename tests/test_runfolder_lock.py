@@ -2,8 +2,10 @@
 lock is taken over."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -75,3 +77,28 @@ def test_temporary_files_of_killed_writers_are_cleared_by_the_next_writer(tmp_pa
     stale.write_bytes(b"half a checkpoint")
     train(str(run))
     assert not stale.exists()
+
+
+def test_without_flock_the_lock_is_an_exclusive_file_whose_dead_owner_is_replaced(tmp_path, monkeypatch):
+    """File systems without flock (some network mounts): O_EXCL creation, the owner's pid checked."""
+    import errno
+
+    from lstmkit.train import lock as lock_module
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", no_flock)
+    run = str(tmp_path / "run")
+    first = RunLock(run, "first").acquire()
+    with pytest.raises(RunLockedError, match=f"pid {os.getpid()}.*first"):
+        RunLock(run, "second").acquire()
+    first.release()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with open(os.path.join(run, LOCK), "w") as f:  # a lock left by a process that died
+        f.write(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0, "command": "gone"}))
+    taken = RunLock(run).acquire()
+    assert taken.taken_over["pid"] == dead.pid
+    taken.release()
+    assert not os.path.exists(os.path.join(run, LOCK))

@@ -7,11 +7,13 @@ The lock is ``<run_dir>/.lock``, held with an exclusive fcntl.flock and holding 
 host, start time and command. The kernel drops a flock when its process dies however it dies
 (kill -9 included), so a lock left behind by a killed process is free: the next writer takes it
 over, notes whose it was, and rewrites it. A second writer while the first lives gets a
-RunLockedError naming the holder. Where fcntl is missing (Windows) the lock is a file created
-with O_EXCL whose pid is checked for life before it is taken over.
+RunLockedError naming the holder. Where fcntl is missing (Windows) or the file system has no
+flock (some network mounts) the lock is a file created with O_EXCL whose pid is checked for life
+(on this host) before it is taken over.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -88,6 +90,9 @@ class RunLock:
                            "command": self.command}).encode()
 
     def _refuse(self, owner: dict[str, Any]) -> RunLockedError:
+        if not owner:
+            return RunLockedError(f"{self.run_dir} is locked by an unknown process ({self.path} names none); if no "
+                                  f"lstmkit process writes the folder, delete {self.path}")
         return RunLockedError(f"{self.run_dir} is being written by another process ({_describe(owner)}); "
                               "wait for it to finish or stop it, or choose another run folder")
 
@@ -99,9 +104,13 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except OSError as e:
                 owner = _read_owner(fd)
                 os.close(fd)
+                if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):  # no flock on this file system
+                    if not owner and os.path.getsize(self.path) == 0:
+                        os.remove(self.path)  # the empty file our open just made
+                    return self._acquire_exclusive_create()
                 raise self._refuse(owner) from None
             # The file may have been unlinked (by a releasing owner) between our open and flock;
             # then our lock is on an orphan inode: start again on the current file.
@@ -123,7 +132,7 @@ class RunLock:
             return self
         raise RunLockedError(f"{self.run_dir}: could not take its lock (it kept changing hands)")
 
-    def _acquire_exclusive_create(self) -> "RunLock":  # pragma: no cover - Windows
+    def _acquire_exclusive_create(self) -> "RunLock":  # Windows, and file systems without flock
         for _attempt in range(20):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
