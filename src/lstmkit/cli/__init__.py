@@ -47,17 +47,18 @@ class CliError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-def load_run_of(run_dir: str, task_type: type, kind: str):
-    """(config, task, model) of the run folder run_dir, which must hold a ``kind`` run."""
+def load_run_of(run_dir: str, task_type: type, kind: str, command: str = ""):
+    """(config, task, model) of the run folder run_dir (or a shipped model's name), which must hold a
+    ``kind`` run for ``command``."""
     from ..pretrained import resolve_run
     from ..train.run import load_run
 
     run_dir = resolve_run(run_dir)  # a shipped model's name (lstmkit generate shakespeare)
     if not os.path.isdir(run_dir):
         raise CliError(f"no run folder at {run_dir}")
-    cfg, task, model = load_run(run_dir)
-    if not isinstance(task, task_type):
-        raise CliError(f"{run_dir} is a {cfg.task!r} run, not a {kind!r} run")
+    cfg, task, model = load_run(run_dir, kind=kind, command=command or "this command")
+    if not isinstance(task, task_type):  # a task registered under the name by someone else
+        raise CliError(f"{run_dir} is a {cfg.task!r} run whose task is not lstmkit's {kind!r} task")
     return cfg, task, model
 
 
@@ -90,16 +91,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = list(extra)
+    from ..train.signals import Interrupted
+
     try:
         return int(args.run(args) or 0)
+    except Interrupted as e:  # training stopped by SIGINT / SIGTERM, its message says how to resume
+        print(f"lstmkit {args.command}: {e.message}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"lstmkit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except _expected_errors() as e:
+    except (*_expected_errors(), OSError) as e:
         if os.environ.get("LSTMKIT_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and e.filename:
-            msg = f"{e.strerror}: {e.filename}"
+        if isinstance(e, OSError) and e.strerror:
+            msg = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
         print(f"lstmkit {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ def run(args) -> int:
     import numpy as np
     import torch
 
+    from .._io import atomic_path
     from ..apps.classify import metrics as M
     from ..apps.classify.data import load_data
     from ..apps.classify.task import ClassifyTask, predict
@@ -51,7 +52,7 @@ def run(args) -> int:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg, task, model = load_run_of(args.run_dir, ClassifyTask, "classify")
+    cfg, task, model = load_run_of(args.run_dir, ClassifyTask, "classify", "classify")
 
     if args.data is None:
         data = task.test_data()
@@ -72,7 +73,7 @@ def run(args) -> int:
     pred = probs.argmax(1)
 
     if args.predictions:
-        with open(args.predictions, "w", newline="", encoding="utf-8") as f:
+        with atomic_path(args.predictions) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["index", "predicted"] + (["true"] if data.y is not None else []) + ["probability"])
             for i in range(len(pred)):

@@ -37,11 +37,16 @@ def register(subparsers) -> None:
 
 def _fresh(path: str) -> None:
     """Remove an earlier demo run at path (only if it is a run folder), so the demo can rerun."""
+    from ..train.lock import holder
+    from . import CliError
+
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "config.json")) and os.listdir(path):
-            from . import CliError
-
             raise CliError(f"{path} exists and is not a run folder; choose another --out")
+        owner = holder(path)
+        if owner is not None:
+            raise CliError(f"{path} is being written by pid {owner.get('pid')} ({owner.get('command', '')}); "
+                           "wait for it or choose another --out")
         shutil.rmtree(path)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 DESCRIPTION = """Export the LSTM of a run folder (written by `lstmkit train`) to ONNX.
 
@@ -62,6 +63,7 @@ def run(args) -> int:
 
     from ..apps.text.model import CharLM
     from ..interop.onnx_export import add_embedding_input, add_linear_head, export_onnx, export_route
+    from .._io import atomic_path
     from ..train.run import load_run
     from . import CliError
 
@@ -69,7 +71,9 @@ def run(args) -> int:
         import onnx
     except ImportError:
         raise CliError("ONNX export needs the onnx package: pip install 'lstmkit[onnx]'") from None
-    cfg, _task, model = load_run(args.run_dir)
+    if not os.path.isdir(args.run_dir):
+        raise CliError(f"no run folder at {args.run_dir}")
+    cfg, _task, model = load_run(args.run_dir, command="export")
     name, lstm = _pick(model, args.module)
     head = None
     readout = getattr(model, "readout", None)
@@ -86,7 +90,8 @@ def run(args) -> int:
         add_embedding_input(proto, model.embedding.weight, name="ids")
         add_linear_head(proto, model.decoder.weight, model.decoder.bias, source="output", name="logits")
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, args.onnx)
+    with atomic_path(args.onnx) as tmp:  # a failed or killed export leaves no half file
+        onnx.save(proto, tmp)
     inputs = ", ".join(i.name for i in proto.graph.input)
     outputs = ", ".join(o.name for o in proto.graph.output)
     print(f"wrote {args.onnx}: {cfg.task} run's {name or 'model'} ({lstm!r}) via {export_route(lstm, args.method)} route")

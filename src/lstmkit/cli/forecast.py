@@ -45,7 +45,10 @@ def run(args) -> int:
     from ..apps.forecast.transforms import Preprocessor
     from . import CliError, load_run_of
 
-    cfg, task, model = load_run_of(args.run_dir, ForecastTask, "forecast")
+    for name in ("horizon", "last", "stride"):
+        if getattr(args, name) < 0:
+            raise CliError(f"--{name} must be >= 0, got {getattr(args, name)}")
+    cfg, task, model = load_run_of(args.run_dir, ForecastTask, "forecast", "forecast")
     c = task.cfg
     if args.data:
         series = resolve(args.data, task.series.target, date=c.date or None, covariates=c.covariates,

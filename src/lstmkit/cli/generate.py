@@ -46,7 +46,7 @@ def run(args) -> int:
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    cfg, task, model = load_run_of(args.run_dir, TextTask, "text")
+    cfg, task, model = load_run_of(args.run_dir, TextTask, "text", "generate")
     chars = generate(model, task.vocab, args.prime, args.length, args.temperature, args.top_k, args.top_p, args.seed)
     first = next(chars, "")  # errors about the prime surface before anything is printed
     out = sys.stdout

@@ -161,7 +161,7 @@ def run(args) -> int:
     args.run_dir = resolve_run(args.run_dir)  # a shipped model's name (lstmkit inspect shakespeare)
     if not os.path.isdir(args.run_dir):
         raise CliError(f"no run folder at {args.run_dir}")
-    cfg, task, model = load_run(args.run_dir)
+    cfg, task, model = load_run(args.run_dir, kind=("text", "forecast"), command="inspect")
     name = os.path.basename(os.path.normpath(args.run_dir))
     if isinstance(task, TextTask):
         if args.window:

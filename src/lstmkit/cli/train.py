@@ -57,7 +57,7 @@ def list_tasks() -> int:
 def run(args) -> int:
     from ..train import checkpoint as ckpt
     from ..train.config import load_file, merge, parse_overrides, parse_run_config
-    from ..train.run import make_trainer
+    from ..train.run import a_run_of, make_trainer, run_kind
     from . import CliError
 
     if args.list:
@@ -78,8 +78,9 @@ def run(args) -> int:
         if not os.path.isdir(args.resume):
             raise CliError(f"--resume: no run folder at {args.resume}")
         saved = ckpt.load_config(args.resume)
-        if "task" in data and str(data["task"]) != saved.get("task"):
-            raise CliError(f"--resume: {args.resume} is a {saved.get('task')!r} run, not {data['task']!r}")
+        kind = run_kind(args.resume, saved)
+        if "task" in data and str(data["task"]).rpartition(":")[2] != kind:
+            raise CliError(f"--resume: {args.resume} is {a_run_of(kind)}, not {data['task']!r}")
         data = merge(saved, data)
         data["run_dir"] = args.resume
     if not data:
@@ -89,9 +90,9 @@ def run(args) -> int:
     trainer = make_trainer(cfg)
     if resume:
         if os.path.isfile(os.path.join(trainer.run_dir, ckpt.CONFIG)):
-            saved_task = ckpt.load_config(trainer.run_dir).get("task")
-            if saved_task != cfg.task:
-                raise CliError(f"--resume: {trainer.run_dir} is a {saved_task!r} run, not {cfg.task!r}")
+            saved_task = run_kind(trainer.run_dir)
+            if saved_task != cfg.task.rpartition(":")[2]:
+                raise CliError(f"--resume: {trainer.run_dir} is {a_run_of(saved_task)}, not {cfg.task!r}")
         if not ckpt.has_checkpoint(trainer.run_dir):
             # `--resume` on every launch of a preemptible job: the first launch starts the run
             print(f"{trainer.run_dir} has no checkpoint yet: starting it from step 0", file=sys.stderr)
@@ -103,7 +104,8 @@ def run(args) -> int:
     if distributed.env_info().is_main:
         print(f"run folder   {result.run_dir}")
         print(f"steps        {result.step}" + ("  (stopped early)" if result.stopped_early else ""))
-        print(f"train loss   {result.loss:.6g}")
+        print(f"train loss   {result.loss:.6g}" if result.loss == result.loss
+              else "train loss   - (no step taken: the run had already finished)")
         for k, v in result.metrics.items():
             print(f"eval {k:<7} {v:.6g}")
         if result.curve:

@@ -76,7 +76,7 @@ def run(args) -> int:
         raise CliError("give the text to translate as arguments, or --file F, or --test (exactly one of them)"
                        if given == 0 else "give text arguments, --file or --test, not several of them")
     torch.set_num_threads(args.threads)
-    cfg, task, model = load_run_of(args.run_dir, TranslateTask, "translate")
+    cfg, task, model = load_run_of(args.run_dir, TranslateTask, "translate", "translate")
     opts = cfg.options
     beam = opts.beam if args.beam is None else args.beam
     alpha = opts.length_penalty if args.length_penalty is None else args.length_penalty

@@ -160,7 +160,7 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
         eval_every=eval_every or d.eval_every, seed=seed, progress=progress, plot=run_dir is not None,
         checkpoint_every=0, log_every=max(1, eval_every or d.eval_every),
     )
-    trainer = Trainer(adapter, config, run_dir)
+    trainer = Trainer(adapter, config, run_dir, run_config=_run_config(name, task, model, length, adapter, config))
     result = trainer.fit()
     seconds = adapter.elapsed()
     steps = result.step
@@ -180,6 +180,20 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
                   "train_sequences": ref.train_sequences, "success_rate": ref.success_rate, "rnn": ref.rnn},
     }
     return row, trainer.model
+
+
+def _run_config(name: str, task: LagTask, model: str, length: Optional[int], adapter: PaperTask,
+                config: TrainConfig) -> dict[str, Any]:
+    """config.json of the run folder: the registered task and options that rebuild this model."""
+    from ..train.config import to_dict
+    from . import ALIASES
+    from .trainer_tasks import PaperTaskConfig
+
+    key = ALIASES.get(name.replace("-", "_"), name.replace("-", "_"))
+    options = PaperTaskConfig(model=model, length=length or 0, hidden_size=adapter.hidden_size, data_seed=adapter.seed,
+                              eval_size=task.defaults.eval_size, backend=adapter.backend,
+                              forget_bias=adapter.forget_bias, input_bias=adapter.input_bias, chrono=adapter.chrono or 0)
+    return {"task": key, **to_dict(options), "train": to_dict(config)}
 
 
 # --- reporting ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ this one gives the Trainer's run folders, resume and schedules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from ..train.registry import register_task
 from . import TASKS, make_task
@@ -28,6 +29,9 @@ class PaperTaskConfig:
     data_seed: int = 0
     eval_size: int = 512
     backend: str = "auto"
+    forget_bias: Optional[float] = None  # None → the task's default
+    input_bias: Optional[float] = None
+    chrono: Optional[int] = None  # T_max of the chrono initialization; 0 turns it off
 
 
 def _factory(name: str):
@@ -35,7 +39,8 @@ def _factory(name: str):
         fixed = TASKS[name][1] is None
         task = make_task(name, None if (fixed or not cfg.length) else cfg.length)
         return PaperTask(task, cfg.model, cfg.hidden_size or task.defaults.hidden_size, cfg.data_seed,
-                         eval_size=cfg.eval_size, backend=cfg.backend)
+                         eval_size=cfg.eval_size, backend=cfg.backend, forget_bias=cfg.forget_bias,
+                         input_bias=cfg.input_bias, chrono=cfg.chrono)
     return make
 
 

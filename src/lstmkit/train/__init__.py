@@ -8,13 +8,16 @@ lstmkit.train.checkpoint for the run folder's layout.
 """
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig, TrainConfig, parse_run_config
+from .lock import RunLock, RunLockedError
 from .registry import available_tasks, get_task, register_task
 from .run import build_task, load_run, make_trainer
+from .signals import Interrupted
 from .task import Task, detach_state, reset_rows, shard, split_time, tree_map
 from .trainer import FitResult, LRSchedule, Trainer, seed_everything
 
 __all__ = [
-    "CheckpointError", "ConfigError", "FitResult", "LRSchedule", "RunConfig", "Task", "TrainConfig", "Trainer",
+    "CheckpointError", "ConfigError", "FitResult", "Interrupted", "LRSchedule", "RunConfig", "RunLock",
+    "RunLockedError", "Task", "TrainConfig", "Trainer",
     "available_tasks", "build_task", "detach_state", "get_task", "load_checkpoint", "load_run", "make_trainer",
     "parse_run_config", "register_task", "reset_rows", "save_checkpoint", "seed_everything", "shard",
     "split_time", "tree_map",

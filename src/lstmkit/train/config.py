@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -101,8 +102,8 @@ class TrainConfig:
         if self.log_every < 1:
             raise ConfigError(f"train.log_every must be >= 1, got {self.log_every}")
         for name in ("lr", "weight_decay", "clip_norm", "min_lr_ratio"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"train.{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 < self.plateau_factor < 1:
             raise ConfigError(f"train.plateau_factor must be in (0, 1), got {self.plateau_factor}")
 
@@ -276,13 +277,16 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, CliValue):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
+        if number is not None and number == number:  # NaN is no setting of anything
+            return number
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -311,21 +315,27 @@ class RunConfig:
         return out
 
 
-RESERVED_KEYS = ("task", "run_dir", "train")
+RESERVED_KEYS = ("task", "run_dir", "train", "format")
 
 
 def parse_run_config(data: dict[str, Any]) -> RunConfig:
     """Check a flat run mapping (file + overrides merged) against TrainConfig and the task's config."""
     from .registry import get_task  # late: the registry imports the task packages
 
+    if not isinstance(data, dict):
+        raise ConfigError(f"a run config is a table of keys, got {type(data).__name__}")
     data = dict(data)
+    data.pop("format", None)  # the run-folder format of a config.json, checked when the folder is read
     name = data.pop("task", None)
     if name is None:
         raise ConfigError("missing key 'task' (which task to train; `lstmkit train --list` shows them)")
     name = check_value("task", str, name)
     entry = get_task(name)
     run_dir = check_value("run_dir", str, data.pop("run_dir", ""))
-    train = from_dict(TrainConfig, merge(entry.train_defaults or {}, data.pop("train", {})), "train.")
+    train_data = data.pop("train", {})
+    if not isinstance(train_data, dict):
+        raise ConfigError(f"train: expected a table of training options ([train] / --train.KEY), got {train_data!r}")
+    train = from_dict(TrainConfig, merge(entry.train_defaults or {}, train_data), "train.")
     options = from_dict(entry.config, data) if entry.config is not None else None
     if entry.config is None and data:
         raise ConfigError(f"unknown key {sorted(data)[0]!r}: task {name!r} takes no options")

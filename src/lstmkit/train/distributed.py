@@ -86,6 +86,15 @@ def mean(value: float, info: DistInfo) -> float:
     return float(t.item()) / info.world_size
 
 
+def max_int(value: int, info: DistInfo) -> int:
+    """The largest of every rank's value (on every rank)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def gather(obj: Any, info: DistInfo) -> list[Any]:
     """Every rank's obj as a list indexed by rank (on every rank)."""
     if not info.enabled:

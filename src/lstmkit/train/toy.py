@@ -59,6 +59,11 @@ class EchoTask(Task):
             raise ValueError(f"echo: model must be 'lstm' or 'rnn', got {cfg.model!r}")
         if not 0 < cfg.lag <= cfg.window:
             raise ValueError(f"echo: lag must be in [1, window={cfg.window}], got {cfg.lag}")
+        if not 0 <= cfg.dropout_p < 1:
+            raise ValueError(f"echo: dropout_p must be in [0, 1), got {cfg.dropout_p}")
+        if cfg.hidden_size < 1 or cfg.doc_batches < 1 or cfg.eval_docs < 1:
+            raise ValueError(f"echo: hidden_size, doc_batches and eval_docs must be >= 1, got "
+                             f"{cfg.hidden_size}, {cfg.doc_batches}, {cfg.eval_docs}")
         self.cfg = cfg
 
     def build_model(self) -> nn.Module:

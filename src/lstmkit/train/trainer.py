@@ -16,9 +16,11 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from .config import ConfigError, TrainConfig, to_dict
+from .lock import RunLock, remove_dead_temps
+from .signals import Interrupted, StopSignals, signal_name
 from .task import Task, detach_state, to_device
 
-STATE_FORMAT = 1
+STATE_FORMAT = ckpt.STATE_FORMAT
 
 
 @dataclass
@@ -220,6 +222,11 @@ class Trainer:
     ``fit(resume=False)`` trains to config.steps (or early stop) and returns a FitResult; with
     resume=True it continues from the run folder's checkpoint exactly as if never interrupted.
     ``trainer.model`` is the (unwrapped) model afterwards.
+
+    With a run_dir, fit holds the folder's lock (lstmkit.train.lock): a second writer is refused
+    with a RunLockedError naming this process. SIGINT / SIGTERM end training after the current
+    step with a final checkpoint and an Interrupted exception (a KeyboardInterrupt) saying how to
+    resume; a second signal stops at once, leaving the last complete checkpoint.
     """
 
     def __init__(self, task: Task, config: Optional[TrainConfig] = None, run_dir: Optional[str] = None,
@@ -254,7 +261,8 @@ class Trainer:
         state: Any = None
         if info.is_main:
             try:
-                state = ckpt.load_checkpoint(self.run_dir, model, map_location="cpu")
+                state = ckpt.load_checkpoint(self.run_dir, model, map_location="cpu", repair=True)
+                ckpt.check_state(state, os.path.join(self.run_dir, ckpt.STATE), ckpt.TRAINER_FIELDS)
             except ckpt.CheckpointError as e:
                 state = {"error": str(e)}
         state = ddp.broadcast(state, info)
@@ -265,6 +273,19 @@ class Trainer:
     # ..................................................................... the loop
 
     def fit(self, resume: bool = False) -> FitResult:
+        lock = None
+        if self.run_dir is not None and ddp.env_info().is_main:
+            lock = RunLock(self.run_dir).acquire()
+            remove_dead_temps(self.run_dir)
+        try:
+            hint = f"resume with: lstmkit train --resume {self.run_dir}"
+            with StopSignals(enabled=self.run_dir is not None, hint=hint) as stop:
+                return self._fit(resume, stop)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, resume: bool, stop: StopSignals) -> FitResult:
         c, task = self.cfg, self.task
         t_start = time.perf_counter()
         if c.threads:
@@ -295,14 +316,20 @@ class Trainer:
         schedule = LRSchedule(c)
 
         step, position, window, carry = 0, 0, 0, None
+        loss_sum, loss_n = 0.0, 0  # training losses since the last logged row
         best, bad_evals, stopped = None, 0, False
         last_metrics: dict[str, float] = {}
         if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+                schedule.load_state_dict(state["schedule"])
+                last_metrics = {str(k): float(v) for k, v in dict(state.get("metrics") or {}).items()}
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+                raise ckpt.CheckpointError(
+                    f"{os.path.join(self.run_dir, ckpt.STATE)} does not fit this run's model and optimizer "
+                    f"({ckpt._first_line(e)}); was it copied from another run?") from None
             step, position, window = state["step"], state["position"], state["window"]
             best, bad_evals, stopped = state["best"], state["bad_evals"], state["stopped"]
-            last_metrics = dict(state.get("metrics", {}))
             ranks = state["ranks"]
             if len(ranks) != info.world_size and (window or any(r["carry"] is not None for r in ranks)):
                 raise ckpt.CheckpointError(
@@ -310,8 +337,15 @@ class Trainer:
                     f"resume it with {len(ranks)} ranks, not {info.world_size}")
             mine = ranks[info.rank] if info.rank < len(ranks) else None
             if mine is not None:
-                set_rng_state(mine["rng"])
+                try:
+                    set_rng_state(mine["rng"])
+                except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+                    raise ckpt.CheckpointError(f"{os.path.join(self.run_dir, ckpt.STATE)} holds broken RNG states "
+                                               f"({ckpt._first_line(e)})") from None
                 carry = to_device(mine["carry"], device)
+                log = mine.get("log")
+                if isinstance(log, list) and len(log) == 2:
+                    loss_sum, loss_n = float(log[0]), int(log[1])
             else:
                 seed_everything(c.seed + 1_000_003 * info.rank + step, c.deterministic)
             if writes:
@@ -325,15 +359,26 @@ class Trainer:
                 ckpt.save_config(self.run_dir, self.run_config)
                 open(os.path.join(self.run_dir, ckpt.METRICS), "w").close()
 
+        saved = [step if state is not None else None]  # the step of the folder's last complete checkpoint
+
         def checkpoint() -> None:
-            per_rank = ddp.gather({"rng": rng_state(), "carry": to_device(carry, torch.device("cpu"))}, info)
+            per_rank = ddp.gather({"rng": rng_state(), "carry": to_device(carry, torch.device("cpu")),
+                                   "log": [loss_sum, loss_n]}, info)  # a logged mean spanning the checkpoint
             if writes:
-                ckpt.save_checkpoint(self.run_dir, raw, {
-                    "format": STATE_FORMAT, "step": step, "position": position, "window": window,
-                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "best": best, "bad_evals": bad_evals, "stopped": stopped, "metrics": last_metrics,
-                    "ranks": per_rank, "world_size": info.world_size,
-                })
+                try:
+                    ckpt.save_checkpoint(self.run_dir, raw, {
+                        "format": STATE_FORMAT, "step": step, "position": position, "window": window,
+                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                        "best": best, "bad_evals": bad_evals, "stopped": stopped, "metrics": last_metrics,
+                        "ranks": per_rank, "world_size": info.world_size,
+                    })
+                except OSError as e:  # disk full, quota, read-only: the previous checkpoint is untouched
+                    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+                    kept = (f"the checkpoint of step {saved[0]} is intact" if saved[0] is not None
+                            else "no earlier checkpoint exists")
+                    raise ckpt.CheckpointError(f"could not write the checkpoint of step {step} to {self.run_dir} "
+                                               f"({what}); {kept}") from None
+                saved[0] = step
 
         def evaluate() -> dict[str, float]:
             metrics: Any = None
@@ -362,7 +407,7 @@ class Trainer:
             stream = stream_from(position)
 
         model.train()
-        loss_sum, loss_n, items, t_log = 0.0, 0, 0, time.perf_counter()
+        items, t_log = 0, time.perf_counter()
         last_loss = float("nan")
         while step < c.steps and not stopped:
             # Next window: a new batch when the current one is used up.
@@ -440,9 +485,18 @@ class Trainer:
                         stopped = True
                         progress.write(f"stopped at step {step}: {why if isinstance(why, str) else 'task says done'}")
 
+            signalled = stop.received
+            if info.world_size > 1:  # every rank stops at the same step (the checkpoint gathers all ranks)
+                signalled = ddp.max_int(signalled or 0, info) or None
             if self.run_dir is not None and (
-                    (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.steps or stopped):
+                    (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.steps or stopped
+                    or signalled):
                 checkpoint()
+            if signalled and step < c.steps and not stopped:
+                progress.close()
+                ddp.barrier(info)
+                raise Interrupted(signalled, f"{signal_name(signalled)} at step {step}/{c.steps}: checkpoint written "
+                                             f"to {self.run_dir}; resume with: lstmkit train --resume {self.run_dir}")
         progress.close()
         ddp.barrier(info)
         return self._finish(step, last_loss, last_metrics, best, stopped, t_start, writes)

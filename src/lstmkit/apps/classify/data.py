@@ -230,6 +230,8 @@ def load_csv(path: str, classes: Optional[list[str]] = None, require_labels: boo
             raise DataError(f"{where}line {n}: column {header[bad]!r} is {r[bad]!r}, expected a number") from None
         if not all(math.isfinite(v) for v in feats):
             raise DataError(f"{where}line {n}: non-finite feature value (nan or inf)")
+        if any(abs(v) > FLOAT32_MAX for v in feats):
+            raise DataError(f"{where}line {n}: a feature value beyond float32's range (±{FLOAT32_MAX:.4g})")
         if label_col is not None:
             lab = r[label_col].strip()
             if lab == "":
@@ -248,6 +250,9 @@ def load_csv(path: str, classes: Optional[list[str]] = None, require_labels: boo
     if label_col is not None:
         y, classes = encode_labels([seq_label[s] for s in groups], classes, where)
     return SequenceData(x, lengths, y, classes or [], os.path.basename(path))
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_float(s: str) -> bool:

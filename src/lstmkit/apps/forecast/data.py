@@ -127,6 +127,10 @@ def from_frame(df, target: str, *, date: Optional[str] = None, covariates: Seque
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"{where}: column {c!r} row {i + 1} holds {df[c].iloc[i]!r}, which is not a number")
         values[c] = col.to_numpy(dtype=np.float64)
+        infinite = np.flatnonzero(np.isinf(values[c]))
+        if len(infinite):
+            i = int(infinite[0])
+            raise DataError(f"{where}: column {c!r} row {i + 1} holds {df[c].iloc[i]!r}, which is not a finite number")
     frame = pd.DataFrame(values)
     freq = None
     if date:

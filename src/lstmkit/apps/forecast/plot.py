@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..._io import atomic_path
 from .data import Series
 from .forecaster import Forecast
 
@@ -43,8 +44,7 @@ def plot_forecast(path: str, history: Series, forecast: Forecast, actual: Option
     ax.set_ylabel(history.target)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path, suffix=os.path.splitext(path)[1] or ".png") as tmp:  # no half PNG if stopped
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
