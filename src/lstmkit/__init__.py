@@ -9,9 +9,9 @@ from .cell import LSTMCell
 from .kernels import LSTMGates, RNNStates, available_backends
 from .lstm import LSTM, LSTMResult
 from .rnn import RNN, RNNResult
-from .xlstm import SLSTMGates, sLSTM, sLSTMResult
+from .xlstm import SLSTMGates, mLSTM, sLSTM, sLSTMResult
 from .interop import export_onnx  # onnx itself is imported only when called
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends", "export_onnx",
-           "SLSTMGates", "sLSTM", "sLSTMResult"]
+           "SLSTMGates", "mLSTM", "sLSTM", "sLSTMResult"]

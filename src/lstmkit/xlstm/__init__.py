@@ -4,7 +4,8 @@ lk.sLSTM: scalar memory with exponential gating, a normalizer and a stabilizer s
 head-wise recurrent matrices. lk.mLSTM: a matrix memory with a covariance update and no
 hidden-to-hidden recurrence, in recurrent, parallel and chunkwise forms.
 """
+from .mlstm import mLSTM
 from .slstm import sLSTM, sLSTMResult
 from .slstm_reference import SLSTMGates
 
-__all__ = ["SLSTMGates", "sLSTM", "sLSTMResult"]
+__all__ = ["SLSTMGates", "mLSTM", "sLSTM", "sLSTMResult"]
