@@ -10,10 +10,10 @@ from torch import Tensor, nn
 
 from .. import _checks as check
 from ..kernels.stack import run_stack
-from . import _layout
+from . import _layout, slstm_fused
 from .slstm_reference import FORGET_GATES, SLSTMGates, SLSTMLayerParams, slstm_layer
 
-BACKENDS = ("auto", "reference")
+BACKENDS = ("auto", "reference", "fused")
 STATE_NAMES = ("h0", "c0", "n0", "m0")
 
 
@@ -156,7 +156,12 @@ class sLSTM(nn.Module):
         return out
 
     def _resolve_backend(self, x: Tensor) -> str:
-        return "reference"
+        if self.backend == "reference":
+            return "reference"
+        reason = slstm_fused.unsupported(x)
+        if self.backend == "fused" and reason is not None:
+            raise ValueError(f"backend 'fused' cannot run this call: {reason}; use backend='auto'")
+        return "reference" if reason is not None else "fused"
 
     def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
         weight = self.weight_ih_l0
@@ -168,10 +173,7 @@ class sLSTM(nn.Module):
         state = _layout.initial_state(hx, STATE_NAMES, [(LD, B, H)] * 4, prep.batched, weight, zeros)
         if hx is not None and bool((state[2] < 0).any()):
             raise ValueError("n0 (the normalizer state) must be >= 0, got negative values")
-        if self._resolve_backend(x) == "fused":
-            from .slstm_fused import fused_slstm_layer as layer
-        else:
-            layer = slstm_layer
+        layer = slstm_fused.fused_slstm_layer if self._resolve_backend(x) == "fused" else slstm_layer
         layer_fn = functools.partial(layer, forget_gate=self.forget_gate)
         out, state_n, trace = run_stack(
             layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout, self.training, return_gates
