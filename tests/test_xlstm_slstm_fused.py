@@ -59,6 +59,11 @@ def test_fused_matches_reference(cfg):
     want = _run(m, "reference", x, hx, cfg["lengths"], cfg["record"])
     for k, (a, b) in enumerate(zip(got, want)):
         assert_close(a, b, dtype, f"value {k}")
+    m.backend = "fused"
+    with torch.no_grad():  # the inference op: bit for bit the recording forward's values
+        out, state = m(x, hx, lengths=cfg["lengths"])
+    for k, v in enumerate([out, *state]):
+        torch.testing.assert_close(v, got[k], rtol=0, atol=0)
 
 
 def test_gradcheck_of_the_operator_float64():
@@ -89,6 +94,12 @@ def _op_args(dtype=torch.float32, lengths=True, reverse=False, exp_forget=False,
 def test_opcheck_forward(lengths, reverse, exp_forget):
     args = _op_args(torch.float64, lengths, reverse, exp_forget)
     torch.library.opcheck(torch.ops.lstmkit_xlstm.slstm_forward.default, args)
+
+
+@pytest.mark.parametrize("lengths, reverse", [(False, False), (True, True)])
+def test_opcheck_inference(lengths, reverse):
+    args = _op_args(torch.float32, lengths, reverse, requires_grad=False)
+    torch.library.opcheck(torch.ops.lstmkit_xlstm.slstm_inference.default, args)
 
 
 def test_opcheck_backward():
@@ -128,3 +139,16 @@ def test_auto_runs_fused_on_cpu_and_fused_refuses_what_it_cannot_run():
     half.backend = "auto"
     out, _ = half(torch.randn(5, 2, 3, dtype=torch.bfloat16))  # falls back to the reference loop
     assert out.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_fused_matches_reference_where_steps_use_blas(heads):
+    """Per-step products above the kernel's small-product loop (B·4H·H > 2^15) go to BLAS."""
+    torch.manual_seed(5)
+    m = lk.sLSTM(5, 48, num_heads=heads, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(4, 8, 5, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3, 4, 2, 4, 4, 3])
+    got = _run(m, "fused", x, None, lengths, True)
+    want = _run(m, "reference", x, None, lengths, True)
+    for k, (a, b) in enumerate(zip(got, want)):
+        assert_close(a, b, torch.float64, f"value {k}")

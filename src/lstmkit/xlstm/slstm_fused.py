@@ -1,6 +1,7 @@
 """sLSTM's fused backend: the C++ kernel (kernels/csrc/slstm_fused.cpp) as PyTorch operators.
 
-The extension defines ``torch.ops.lstmkit_xlstm.slstm_forward`` and ``slstm_backward`` with
+The extension defines ``torch.ops.lstmkit_xlstm.slstm_forward``, ``slstm_backward`` and
+``slstm_inference`` (the forward without records, for calls autograd wants nothing from) with
 TORCH_LIBRARY; this module gives them fake kernels (shapes from shapes, for torch.compile and
 torch.export) and registers the backward op as the forward's autograd, so every caller runs the
 hand-written backward through time.
@@ -82,7 +83,7 @@ def unsupported(x: Tensor) -> Optional[str]:
 
 
 def _register_python_parts() -> None:
-    """Fake kernels of both ops and the forward's autograd (the backward op)."""
+    """Fake kernels of the ops and the forward's autograd (the backward op)."""
 
     @torch.library.register_fake("lstmkit_xlstm::slstm_forward")
     def _(xp, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget):
@@ -90,6 +91,11 @@ def _register_python_parts() -> None:
         H = GH // 4
         state = [h0.new_empty(B, H) for _ in range(4)]
         return (xp.new_empty(T, B, H), *state, xp.new_empty(T, B, 6 * H), *(xp.new_empty(T, B, H) for _ in range(3)))
+
+    @torch.library.register_fake("lstmkit_xlstm::slstm_inference")
+    def _(xp, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget):
+        T, B, GH = xp.shape
+        return (xp.new_empty(T, B, GH // 4), *(h0.new_empty(B, GH // 4) for _ in range(4)))
 
     @torch.library.register_fake("lstmkit_xlstm::slstm_backward")
     def _(g_out, g_hn, g_cn, g_nn, g_mn, g_gates, g_cs, g_ns, g_ms, w_hh, h0, c0, n0, m0, lengths, reverse,
@@ -130,13 +136,14 @@ def fused_slstm_layer(
     """Same contract as slstm_reference.slstm_layer, run by the fused operator."""
     if not load_extension():
         raise RuntimeError(f"lstmkit's fused sLSTM kernel is not available: {_error}")
-    xp = F.linear(x, p.w_ih, p.b_ih)  # (T, B, 4H): every step's input projection in one GEMM
-    if p.b_hh is not None:
-        xp = xp + p.b_hh
-    out, h_n, c_n, n_n, m_n, gates, cs, ns, ms = torch.ops.lstmkit_xlstm.slstm_forward(
-        xp.contiguous(), block_diagonal(p.w_hh), h0.contiguous(), c0.contiguous(), n0.contiguous(), m0.contiguous(),
-        lengths, reverse, forget_gate == "exp",
-    )
+    bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh  # (4H,): both biases in the one GEMM
+    xp = F.linear(x, p.w_ih, bias).contiguous()  # (T, B, 4H): every step's input projection
+    args = (xp, block_diagonal(p.w_hh), h0.contiguous(), c0.contiguous(), n0.contiguous(), m0.contiguous(),
+            lengths, reverse, forget_gate == "exp")
+    if not record and not (torch.is_grad_enabled() and any(t.requires_grad for t in args[:6])):
+        out, h_n, c_n, n_n, m_n = torch.ops.lstmkit_xlstm.slstm_inference(*args)
+        return out, (h_n, c_n, n_n, m_n), None
+    out, h_n, c_n, n_n, m_n, gates, cs, ns, ms = torch.ops.lstmkit_xlstm.slstm_forward(*args)
     trace = None
     if record:
         i, f, z, o = gates[..., : 4 * out.shape[-1]].chunk(4, dim=-1)  # each (T, B, H)

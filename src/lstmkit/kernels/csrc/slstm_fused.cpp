@@ -16,8 +16,9 @@
 //   m_t = max(log f + m̂, ĩ);  i' = exp(ĩ − m_t);  f' = exp(log f + m̂ − m_t)
 //   c_t = f' c_{t-1} + i' tanh(z̃);  n_t = f' n_{t-1} + i';  h_t = σ(õ) c_t / n_t
 //
-// Forward: per step one GEMM h_{t-1} W_hh^T, then one pass over the rows (split across
-// threads) that computes the cells in place. Backward: in reverse, one pass over the rows turns
+// Forward: per step one GEMM h_{t-1} W_hh^T, then one vectorized pass over the rows (split
+// across threads) that computes the cells in place. Inference (slstm_inference) runs the same
+// loop recording only the output. Backward: in reverse, one pass over the rows turns
 // dh_t, dc_t, dn_t, dm_t into dG[t] = d[ĩ f̃ z̃ õ] and the carried dc, dn, dm; one GEMM gives
 // dh_{t-1} = dG[t] W_hh; after the loop dW_hh = dG^T H_prev is one GEMM over all steps. The max
 // routes its gradient like torch.maximum (half to each side at a tie), so the kernel's
@@ -28,6 +29,7 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cmath>
@@ -40,16 +42,141 @@ namespace {
 using at::Tensor;
 
 template <typename T>
-inline T log_sigmoid(T x) {
-  return std::min(x, T(0)) - std::log1p(std::exp(-std::abs(x)));
+using Vec = at::vec::Vectorized<T>;
+
+template <typename T>
+inline Vec<T> log_sigmoid(const Vec<T>& x) {  // min(x, 0) − log1p(exp(−|x|)): no overflow either side
+  return at::vec::minimum(x, Vec<T>(0)) - x.abs().neg().exp().log1p();
 }
 
 template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+inline Vec<T> sigmoid(const Vec<T>& x) {
+  return Vec<T>(1) / (Vec<T>(1) + x.neg().exp());
+}
+
+// One row's cells for one step, vectorized over the H units (a partial vector at the tail).
+// x: the row's xp (4H), r: its recurrent product (4H); h, c, n, m: its state, updated in place;
+// out (H): the step's output; g (6H), cs, ns, ms (H each): its records, skipped when g is null.
+template <typename T>
+void cell_forward(const T* x, const T* r, T* h, T* c, T* n, T* m, T* g, T* cs, T* ns, T* ms, T* out, int64_t H,
+                  bool exp_forget) {
+  using V = Vec<T>;
+  const V zero(0), neg_inf(-std::numeric_limits<T>::infinity());
+  for (int64_t j = 0; j < H; j += V::size()) {
+    const int64_t k = std::min<int64_t>(V::size(), H - j);
+    const V ip = V::loadu(x + j, k) + V::loadu(r + j, k);
+    const V fp = V::loadu(x + H + j, k) + V::loadu(r + H + j, k);
+    const V zp = V::loadu(x + 2 * H + j, k) + V::loadu(r + 2 * H + j, k);
+    const V op = V::loadu(x + 3 * H + j, k) + V::loadu(r + 3 * H + j, k);
+    const V c_prev = V::loadu(c + j, k), n_prev = V::loadu(n + j, k), m_prev = V::loadu(m + j, k);
+    const V lf = exp_forget ? fp : log_sigmoid(fp);
+    const V a = lf + V::blendv(neg_inf, m_prev, n_prev > zero);  // an empty memory's m is −∞
+    const V mt = at::vec::maximum(a, ip);
+    const V i = (ip - mt).exp(), f = (a - mt).exp();
+    const V z = zp.tanh(), o = sigmoid(op);
+    const V ct = f * c_prev + i * z, nt = f * n_prev + i;
+    const V ht = o * ct / nt;
+    if (g != nullptr) {
+      i.store(g + j, k), f.store(g + H + j, k), z.store(g + 2 * H + j, k), o.store(g + 3 * H + j, k);
+      ip.store(g + 4 * H + j, k), fp.store(g + 5 * H + j, k);
+      ct.store(cs + j, k), nt.store(ns + j, k), mt.store(ms + j, k);
+    }
+    ht.store(out + j, k);
+    ct.store(c + j, k), nt.store(n + j, k), mt.store(m + j, k), ht.store(h + j, k);
+  }
+}
+
+// Loads H-vector k lanes at p + j, or zeros when p is null (an absent incoming gradient).
+template <typename T>
+inline Vec<T> load_or_zero(const T* p, int64_t j, int64_t k) {
+  return p ? Vec<T>::loadu(p + j, k) : Vec<T>(0);
+}
+
+// One row's backward for one step. In: the records g (6H), c_t, n_t, the previous state
+// (c_prev, n_prev, m_prev), the incoming gradients of the step's outputs (each may be null:
+// g_out, g_g (6H), g_c, g_n, g_m) and the running ones dh, dc, dn, dm (of the state after the
+// step). Out: dg (4H) = d[ĩ f̃ z̃ õ]; dc, dn, dm become the previous state's (dh is the caller's).
+template <typename T>
+void cell_backward(const T* g, const T* ct_, const T* nt_, const T* c_prev_, const T* n_prev_, const T* m_prev_,
+                   const T* g_out, const T* g_g, const T* g_c, const T* g_n, const T* g_m, const T* dh, T* dc, T* dn,
+                   T* dm, T* dg, int64_t H, bool exp_forget) {
+  using V = Vec<T>;
+  const V zero(0), one(1), half(0.5), neg_inf(-std::numeric_limits<T>::infinity());
+  auto gg = [&](int gate, int64_t j, int64_t k) { return g_g ? V::loadu(g_g + gate * H + j, k) : zero; };
+  for (int64_t j = 0; j < H; j += V::size()) {
+    const int64_t k = std::min<int64_t>(V::size(), H - j);
+    const V i = V::loadu(g + j, k), f = V::loadu(g + H + j, k), z = V::loadu(g + 2 * H + j, k);
+    const V o = V::loadu(g + 3 * H + j, k), ip = V::loadu(g + 4 * H + j, k), fp = V::loadu(g + 5 * H + j, k);
+    const V ct = V::loadu(ct_ + j, k), nt = V::loadu(nt_ + j, k);
+    const V c_prev = V::loadu(c_prev_ + j, k), n_prev = V::loadu(n_prev_ + j, k), m_prev = V::loadu(m_prev_ + j, k);
+    const V dht = V::loadu(dh + j, k) + load_or_zero(g_out, j, k);
+    V dct = V::loadu(dc + j, k) + load_or_zero(g_c, j, k);
+    V dnt = V::loadu(dn + j, k) + load_or_zero(g_n, j, k);
+    const V dm_in = V::loadu(dm + j, k) + load_or_zero(g_m, j, k);
+    // h = o c / n
+    const V inv_n = one / nt;
+    const V d_o = dht * ct * inv_n + gg(3, j, k);
+    dct = dct + dht * o * inv_n;
+    dnt = dnt - dht * o * ct * inv_n * inv_n;
+    // c = f' c_prev + i' z,  n = f' n_prev + i'
+    const V df = dct * c_prev + dnt * n_prev + gg(1, j, k);
+    const V di = dct * z + dnt + gg(0, j, k);
+    const V dz = dct * i + gg(2, j, k);
+    // i' = exp(ĩ − m), f' = exp(a − m), m = max(a, ĩ) (torch.maximum's rule: half to each at a tie)
+    const V has_prev = n_prev > zero;
+    const V lf = exp_forget ? fp : log_sigmoid(fp);
+    const V a = lf + V::blendv(neg_inf, m_prev, has_prev);
+    const V dmt = dm_in - di * i - df * f;
+    const V to_a = a.gt(ip) + half * a.eq(ip), to_i = a.lt(ip) + half * a.eq(ip);
+    const V da = df * f + dmt * to_a;
+    const V dip = di * i + dmt * to_i + gg(4, j, k);
+    // a = log f + m̂
+    const V dfp = (exp_forget ? da : da * sigmoid(fp.neg())) + gg(5, j, k);
+    dip.store(dg + j, k), dfp.store(dg + H + j, k);
+    (dz * (one - z * z)).store(dg + 2 * H + j, k), (d_o * o * (one - o)).store(dg + 3 * H + j, k);
+    (dct * f).store(dc + j, k), (dnt * f).store(dn + j, k);
+    V::blendv(zero, da, has_prev).store(dm + j, k);
+  }
 }
 
 int64_t row_grain(int64_t H) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(H, 1)); }
+
+// Per-step product C (m×n) = A (m×k) · M (k×n), all row-major and dense. Small products (streaming,
+// B = 1) run as a register-blocked loop: a dispatcher call costs more than the product there.
+// Larger ones go to ATen's GEMM (BLAS) on views of the buffers.
+constexpr int64_t kSmallGemm = 1 << 15;
+
+template <typename T>
+void step_gemm(int64_t m, int64_t n, int64_t k, const T* A, const T* M, T* C) {
+  using V = Vec<T>;
+  constexpr int64_t W = V::size();
+  if (m * n * k > kSmallGemm) {
+    auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+    Tensor c = at::from_blob(C, {m, n}, opts);
+    at::mm_out(c, at::from_blob(const_cast<T*>(A), {m, k}, opts), at::from_blob(const_cast<T*>(M), {k, n}, opts));
+    return;
+  }
+  for (int64_t r = 0; r < m; ++r) {
+    const T* a = A + r * k;
+    T* c = C + r * n;
+    int64_t j = 0;
+    for (; j + 4 * W <= n; j += 4 * W) {  // four vectors of C stay in registers over all of k
+      V c0(T(0)), c1(T(0)), c2(T(0)), c3(T(0));
+      for (int64_t p = 0; p < k; ++p) {
+        const V ap(a[p]);
+        const T* mr = M + p * n + j;
+        c0 = at::vec::fmadd(ap, V::loadu(mr), c0), c1 = at::vec::fmadd(ap, V::loadu(mr + W), c1);
+        c2 = at::vec::fmadd(ap, V::loadu(mr + 2 * W), c2), c3 = at::vec::fmadd(ap, V::loadu(mr + 3 * W), c3);
+      }
+      c0.store(c + j), c1.store(c + j + W), c2.store(c + j + 2 * W), c3.store(c + j + 3 * W);
+    }
+    for (; j < n; ++j) {
+      T acc(0);
+      for (int64_t p = 0; p < k; ++p) acc += a[p] * M[p * n + j];
+      c[j] = acc;
+    }
+  }
+}
 
 // Steps in processing order, and for each row whether step t is active and its first step.
 struct Steps {
@@ -92,62 +219,67 @@ void check_inputs(const Tensor& xp, const Tensor& w_hh, const std::vector<Tensor
   }
 }
 
+// The step loop of forward and inference: records into gates, cs, ns, ms unless they are undefined.
+void forward_loop(const Tensor& xp, const Tensor& w_hh, Tensor& h, Tensor& c, Tensor& n, Tensor& m, Tensor& out,
+                  Tensor& gates, Tensor& cs, Tensor& ns, Tensor& ms, const Steps& steps, bool exp_forget) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
+  const bool record = gates.defined();
+  Tensor w_t = w_hh.t().contiguous();  // (H, 4H)
+  Tensor rec = at::empty({B, 4 * H}, xp.options());
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "slstm_forward", [&] {
+    using T_ = scalar_t;
+    T_ *hp = h.data_ptr<T_>(), *cp = c.data_ptr<T_>(), *np_ = n.data_ptr<T_>(), *mp = m.data_ptr<T_>();
+    const T_* xpp = xp.data_ptr<T_>();
+    const T_* rp = rec.data_ptr<T_>();
+    T_* op = out.data_ptr<T_>();
+    T_* gp = record ? gates.data_ptr<T_>() : nullptr;
+    T_* csp = record ? cs.data_ptr<T_>() : nullptr;
+    T_* nsp = record ? ns.data_ptr<T_>() : nullptr;
+    T_* msp = record ? ms.data_ptr<T_>() : nullptr;
+    for (int64_t k = 0; k < T; ++k) {
+      const int64_t t = steps.at(k);
+      step_gemm<T_>(B, 4 * H, H, hp, w_t.data_ptr<T_>(), rec.data_ptr<T_>());  // (B, 4H) = h_{t-1} W_hh^T
+      at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          if (!steps.active(t, b)) continue;
+          const int64_t row = (t * B + b) * H, s = b * H;
+          cell_forward<T_>(xpp + (t * B + b) * 4 * H, rp + b * 4 * H, hp + s, cp + s, np_ + s, mp + s,
+                           record ? gp + (t * B + b) * 6 * H : nullptr, record ? csp + row : nullptr,
+                           record ? nsp + row : nullptr, record ? msp + row : nullptr, op + row, H, exp_forget);
+        }
+      });
+    }
+  });
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_forward(
     const Tensor& xp, const Tensor& w_hh, const Tensor& h0, const Tensor& c0, const Tensor& n0, const Tensor& m0,
     const c10::optional<Tensor>& lengths, bool reverse, bool exp_forget) {
   check_inputs(xp, w_hh, {h0, c0, n0, m0});
   const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
   const Steps steps = make_steps(T, B, reverse, lengths);
-  Tensor out = at::zeros({T, B, H}, xp.options());
-  Tensor gates = at::zeros({T, B, 6 * H}, xp.options());
-  Tensor cs = at::zeros({T, B, H}, xp.options()), ns = at::zeros_like(cs), ms = at::zeros_like(cs);
+  // Zero-filled where lengths leave steps inactive (those records stay zero); else never read unwritten.
+  auto make = [&](int64_t width) {
+    return steps.len ? at::zeros({T, B, width}, xp.options()) : at::empty({T, B, width}, xp.options());
+  };
+  Tensor out = make(H), gates = make(6 * H), cs = make(H), ns = make(H), ms = make(H);
   Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
-  Tensor w_t = w_hh.t().contiguous();  // (H, 4H)
-  Tensor rec = at::empty({B, 4 * H}, xp.options());
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "slstm_forward", [&] {
-    using T_ = scalar_t;
-    const T_ NEG_INF = -std::numeric_limits<T_>::infinity();
-    T_* hp = h.data_ptr<T_>();
-    T_* cp = c.data_ptr<T_>();
-    T_* np_ = n.data_ptr<T_>();
-    T_* mp = m.data_ptr<T_>();
-    const T_* xpp = xp.data_ptr<T_>();
-    const T_* rp = rec.data_ptr<T_>();
-    T_* op = out.data_ptr<T_>();
-    T_* gp = gates.data_ptr<T_>();
-    T_* csp = cs.data_ptr<T_>();
-    T_* nsp = ns.data_ptr<T_>();
-    T_* msp = ms.data_ptr<T_>();
-    for (int64_t k = 0; k < T; ++k) {
-      const int64_t t = steps.at(k);
-      at::mm_out(rec, h, w_t);  // (B, 4H) = h_{t-1} W_hh^T
-      at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          if (!steps.active(t, b)) continue;
-          const T_* x = xpp + (t * B + b) * 4 * H;
-          const T_* r = rp + b * 4 * H;
-          T_* g = gp + (t * B + b) * 6 * H;
-          const int64_t row = (t * B + b) * H;
-          for (int64_t j = 0; j < H; ++j) {
-            const int64_t s = b * H + j;
-            const T_ ip = x[j] + r[j], fp = x[H + j] + r[H + j];
-            const T_ zp = x[2 * H + j] + r[2 * H + j], opre = x[3 * H + j] + r[3 * H + j];
-            const T_ lf = exp_forget ? fp : log_sigmoid(fp);
-            const T_ a = lf + (np_[s] > 0 ? mp[s] : NEG_INF);
-            const T_ mt = std::max(a, ip);
-            const T_ i = std::exp(ip - mt), f = std::exp(a - mt);
-            const T_ z = std::tanh(zp), o = sigmoid(opre);
-            const T_ ct = f * cp[s] + i * z, nt = f * np_[s] + i;
-            const T_ ht = o * ct / nt;
-            g[j] = i, g[H + j] = f, g[2 * H + j] = z, g[3 * H + j] = o, g[4 * H + j] = ip, g[5 * H + j] = fp;
-            csp[row + j] = ct, nsp[row + j] = nt, msp[row + j] = mt, op[row + j] = ht;
-            cp[s] = ct, np_[s] = nt, mp[s] = mt, hp[s] = ht;
-          }
-        }
-      });
-    }
-  });
+  forward_loop(xp, w_hh, h, c, n, m, out, gates, cs, ns, ms, steps, exp_forget);
   return {out, h, c, n, m, gates, cs, ns, ms};
+}
+
+// Inference: the same steps, recording nothing but the output (no gates, c, n, m per step).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> slstm_inference(
+    const Tensor& xp, const Tensor& w_hh, const Tensor& h0, const Tensor& c0, const Tensor& n0, const Tensor& m0,
+    const c10::optional<Tensor>& lengths, bool reverse, bool exp_forget) {
+  check_inputs(xp, w_hh, {h0, c0, n0, m0});
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
+  const Steps steps = make_steps(T, B, reverse, lengths);
+  Tensor out = steps.len ? at::zeros({T, B, H}, xp.options()) : at::empty({T, B, H}, xp.options());
+  Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
+  Tensor none;
+  forward_loop(xp, w_hh, h, c, n, m, out, none, none, none, none, steps, exp_forget);
+  return {out, h, c, n, m};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
@@ -188,7 +320,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
     T_* dGp = dG.data_ptr<T_>();
     T_* hpp = h_prev.data_ptr<T_>();
     const T_* drp = dh_rec.data_ptr<T_>();
-    const T_ NEG_INF = -std::numeric_limits<T_>::infinity();
     for (int64_t k = T - 1; k >= 0; --k) {
       const int64_t t = steps.at(k);
       at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
@@ -200,48 +331,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
           const T_* cprev = tp < 0 ? c0p + b * H : csp + (tp * B + b) * H;
           const T_* nprev = tp < 0 ? n0p + b * H : nsp + (tp * B + b) * H;
           const T_* mprev = tp < 0 ? m0p + b * H : msp + (tp * B + b) * H;
-          const T_* g = gp + (t * B + b) * 6 * H;
-          const T_* gg_row = ggp ? ggp + (t * B + b) * 6 * H : nullptr;
-          T_* dg = dGp + (t * B + b) * 4 * H;
+          const int64_t g_row = (t * B + b) * 6 * H;
           std::copy(hprev, hprev + H, hpp + row);
-          for (int64_t j = 0; j < H; ++j) {
-            const int64_t s = b * H + j;
-            const T_ i = g[j], f = g[H + j], z = g[2 * H + j], o = g[3 * H + j], ip = g[4 * H + j], fp = g[5 * H + j];
-            const T_ ct = csp[row + j], nt = nsp[row + j];
-            const T_ dht = dhp[s] + (gop ? gop[row + j] : T_(0));
-            T_ dct = dcp[s] + (gcp ? gcp[row + j] : T_(0));
-            T_ dnt = dnp[s] + (gnp ? gnp[row + j] : T_(0));
-            const T_ dmt_in = dmp[s] + (gmp ? gmp[row + j] : T_(0));
-            // h = o c / n
-            const T_ dout = dht * ct / nt + (gg_row ? gg_row[3 * H + j] : T_(0));
-            dct += dht * o / nt;
-            dnt -= dht * o * ct / (nt * nt);
-            // c = f' c_prev + i' z,  n = f' n_prev + i'
-            const T_ df = dct * cprev[j] + dnt * nprev[j] + (gg_row ? gg_row[H + j] : T_(0));
-            const T_ di = dct * z + dnt + (gg_row ? gg_row[j] : T_(0));
-            const T_ dz = dct * i + (gg_row ? gg_row[2 * H + j] : T_(0));
-            // i' = exp(ĩ − m), f' = exp(a − m), m = max(a, ĩ)
-            const T_ lf = exp_forget ? fp : log_sigmoid(fp);
-            const bool has_prev = nprev[j] > 0;
-            const T_ a = lf + (has_prev ? mprev[j] : NEG_INF);
-            T_ dip = di * i + (gg_row ? gg_row[4 * H + j] : T_(0));
-            T_ da = df * f;
-            const T_ dmt = dmt_in - di * i - df * f;
-            if (a > ip) {
-              da += dmt;
-            } else if (a < ip) {
-              dip += dmt;
-            } else {
-              da += dmt / 2, dip += dmt / 2;
-            }
-            // a = log f + m̂
-            const T_ dfp = (exp_forget ? da : da * sigmoid(-fp)) + (gg_row ? gg_row[5 * H + j] : T_(0));
-            dg[j] = dip, dg[H + j] = dfp, dg[2 * H + j] = dz * (1 - z * z), dg[3 * H + j] = dout * o * (1 - o);
-            dcp[s] = dct * f, dnp[s] = dnt * f, dmp[s] = has_prev ? da : T_(0);
-          }
+          cell_backward<T_>(gp + g_row, csp + row, nsp + row, cprev, nprev, mprev, gop ? gop + row : nullptr,
+                            ggp ? ggp + g_row : nullptr, gcp ? gcp + row : nullptr, gnp ? gnp + row : nullptr,
+                            gmp ? gmp + row : nullptr, dhp + b * H, dcp + b * H, dnp + b * H, dmp + b * H,
+                            dGp + (t * B + b) * 4 * H, H, exp_forget);
         }
       });
-      at::mm_out(dh_rec, dG[t], w);  // (B, H) = dG[t] W_hh
+      step_gemm<T_>(B, H, 4 * H, dGp + t * B * 4 * H, w.data_ptr<T_>(), dh_rec.data_ptr<T_>());  // (B, H) = dG[t] W_hh
       for (int64_t b = 0; b < B; ++b) {
         if (steps.active(t, b)) std::copy(drp + b * H, drp + (b + 1) * H, dhp + b * H);
       }
@@ -259,6 +357,9 @@ TORCH_LIBRARY(lstmkit_xlstm, m) {
       "bool reverse, bool exp_forget) -> (Tensor out, Tensor h_n, Tensor c_n, Tensor n_n, Tensor m_n, "
       "Tensor gates, Tensor cs, Tensor ns, Tensor ms)");
   m.def(
+      "slstm_inference(Tensor xp, Tensor w_hh, Tensor h0, Tensor c0, Tensor n0, Tensor m0, Tensor? lengths, "
+      "bool reverse, bool exp_forget) -> (Tensor out, Tensor h_n, Tensor c_n, Tensor n_n, Tensor m_n)");
+  m.def(
       "slstm_backward(Tensor? g_out, Tensor? g_hn, Tensor? g_cn, Tensor? g_nn, Tensor? g_mn, Tensor? g_gates, "
       "Tensor? g_cs, Tensor? g_ns, Tensor? g_ms, Tensor w_hh, Tensor h0, Tensor c0, Tensor n0, Tensor m0, "
       "Tensor? lengths, bool reverse, bool exp_forget, Tensor out, Tensor gates, Tensor cs, Tensor ns, Tensor ms) "
@@ -267,5 +368,6 @@ TORCH_LIBRARY(lstmkit_xlstm, m) {
 
 TORCH_LIBRARY_IMPL(lstmkit_xlstm, CPU, m) {
   m.impl("slstm_forward", &slstm_forward);
+  m.impl("slstm_inference", &slstm_inference);
   m.impl("slstm_backward", &slstm_backward);
 }
