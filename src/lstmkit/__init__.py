@@ -3,15 +3,16 @@
     >>> import lstmkit as lk
     >>> lstm = lk.LSTM(32, 128, num_layers=2, batch_first=True)
 
-See lk.LSTM, lk.LSTMCell, lk.RNN, and the xLSTM cells lk.sLSTM, lk.mLSTM.
+See lk.LSTM, lk.LSTMCell, lk.RNN, and the xLSTM cells lk.sLSTM, lk.mLSTM and their
+blocks, lk.xLSTMBlockStack.
 """
 from .cell import LSTMCell
 from .kernels import LSTMGates, RNNStates, available_backends
 from .lstm import LSTM, LSTMResult
 from .rnn import RNN, RNNResult
-from .xlstm import SLSTMGates, mLSTM, sLSTM, sLSTMResult
+from .xlstm import SLSTMGates, mLSTM, sLSTM, sLSTMResult, xLSTMBlockStack
 from .interop import export_onnx  # onnx itself is imported only when called
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends", "export_onnx",
-           "SLSTMGates", "mLSTM", "sLSTM", "sLSTMResult"]
+           "SLSTMGates", "mLSTM", "sLSTM", "sLSTMResult", "xLSTMBlockStack"]
