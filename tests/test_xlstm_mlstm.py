@@ -172,3 +172,13 @@ def test_empty_memory_rule_keeps_tiny_input_gates_from_vanishing():
         # the unstabilized C_u q / max(|n_uᵀq|, 1) with C_u ~ exp(−200)
         assert m.item() == -200.0 and torch.equal(n, torch.full_like(n, 3.0)) and torch.equal(C, torch.full_like(C, 3.0))
         assert torch.isfinite(h).all() and h.abs().max() < 1e-30
+
+
+def test_packed_sequence_matches_padded_with_lengths():
+    m = _model(3, 4, bidirectional=True, num_heads=2, chunk_size=2)
+    seqs = [torch.randn(n, 3, dtype=torch.float64) for n in (4, 6, 2)]
+    out, state = m(torch.nn.utils.rnn.pack_sequence(seqs, enforce_sorted=False))
+    want, want_state = m(torch.nn.utils.rnn.pad_sequence(seqs), lengths=[4, 6, 2])
+    assert_close(torch.nn.utils.rnn.pad_packed_sequence(out)[0], want)
+    for a, b in zip(state, want_state):
+        assert_close(a, b)

@@ -214,3 +214,18 @@ def test_errors(kwargs, call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         m = lk.sLSTM(3, 4, **kwargs)
         call(m)
+
+
+def test_packed_sequence_matches_padded_with_lengths():
+    m = _model(3, 4, bidirectional=True, num_heads=2)
+    seqs = [torch.randn(n, 3, dtype=torch.float64) for n in (4, 6, 2)]
+    packed = torch.nn.utils.rnn.pack_sequence(seqs, enforce_sorted=False)
+    out, state = m(packed)
+    padded = torch.nn.utils.rnn.pad_sequence(seqs)
+    want, want_state = m(padded, lengths=[4, 6, 2])
+    got, lengths = torch.nn.utils.rnn.pad_packed_sequence(out)
+    assert_close(got, want)
+    for a, b in zip(state, want_state):
+        assert_close(a, b)
+    with pytest.raises(ValueError, match="either a PackedSequence or lengths="):
+        m(packed, lengths=[4, 6, 2])

@@ -8,10 +8,11 @@ Shape legend: T steps, B batch, I input features, L layers, D directions.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import _checks as check
 
@@ -20,23 +21,36 @@ class Prepared(NamedTuple):
     x: Tensor  # (T, B, I) time-major, contiguous
     batched: bool
     lengths: Optional[Tensor]  # (B,) int64 on CPU, or None when every sequence runs T steps
+    packed: Optional[PackedSequence] = None  # the caller's PackedSequence, to pack the output alike
+    all_lengths: Optional[Tensor] = None  # lengths even when all are T (repacking needs them)
 
 
 def prepare_input(input: Any, input_size: int, batch_first: bool, weight: Tensor, lengths: Any) -> Prepared:
-    """Validate the input and lengths; return them time-major."""
-    check.input_tensor(input, input_size, weight)
-    batched = input.dim() == 3
-    x = input if batched else input.unsqueeze(1)  # (T, B=1, I) unbatched
-    if batched and batch_first:
-        x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
+    """Validate the input and lengths; return them time-major (a PackedSequence gives its lengths)."""
+    packed = input if isinstance(input, PackedSequence) else None
+    if packed is not None:
+        if lengths is not None:
+            raise ValueError("give either a PackedSequence or lengths=, not both: a PackedSequence carries its lengths")
+        check.same_dtype_device("input", packed.data, weight)
+        if packed.data.dim() != 2 or packed.data.shape[-1] != input_size:
+            raise ValueError(f"PackedSequence data must be (total_steps, input_size={input_size}), got {tuple(packed.data.shape)}")
+        x, lengths = pad_packed_sequence(packed)  # (T, B, I), lengths in the caller's batch order
+        batched = True
+    else:
+        check.input_tensor(input, input_size, weight)
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(1)  # (T, B=1, I) unbatched
+        if batched and batch_first:
+            x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
     T, B = x.shape[0], x.shape[1]
     check.sizes(T, B)
     check.finite("input", x)
+    all_lengths = None
     if lengths is not None:
-        lengths = check.lengths_tensor(lengths, B, T)
+        lengths = all_lengths = check.lengths_tensor(lengths, B, T)
         if bool((lengths == T).all()):
             lengths = None
-    return Prepared(x.contiguous(), batched, lengths)
+    return Prepared(x.contiguous(), batched, lengths, packed, all_lengths)
 
 
 def initial_state(hx: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], batched: bool, weight: Tensor,
@@ -57,8 +71,17 @@ def initial_state(hx: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...
     return tuple(state)
 
 
-def restore_output(out: Tensor, batched: bool, batch_first: bool) -> Tensor:
-    """(T, B, ·) back to the caller's layout."""
+def restore_output(out: Tensor, prep: Prepared, batch_first: bool) -> Union[Tensor, PackedSequence]:
+    """(T, B, ·) back to the caller's layout: packed like the input, batch-first, or unbatched."""
+    batched = prep.batched
+    if prep.packed is not None:
+        like = prep.packed
+        lengths = prep.all_lengths
+        if like.sorted_indices is not None:
+            out = out.index_select(1, like.sorted_indices.to(out.device))
+            lengths = lengths[like.sorted_indices.cpu()]
+        data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+        return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
     if not batched:
         return out.squeeze(1)
     return out.transpose(0, 1) if batch_first else out

@@ -108,6 +108,7 @@ class mLSTM(nn.Module):
         sequence exactly (unidirectional).
         lengths: as lk.LSTM: outputs past a length are 0, the final state is each sequence's
         own last step, the reverse direction starts there.
+        A PackedSequence input works too (its lengths are used) and gives a PackedSequence output.
 
     Example:
         >>> import lstmkit as lk, torch
@@ -199,7 +200,7 @@ class mLSTM(nn.Module):
                                      chunk_size=self.chunk_size)
         out, state_n, _ = run_stack(layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout,
                                     self.training, False)
-        out = _layout.restore_output(out, prep.batched, self.batch_first)
+        out = _layout.restore_output(out, prep, self.batch_first)
         if not prep.batched:
             state_n = tuple(s.squeeze(1) for s in state_n)
         return out, state_n

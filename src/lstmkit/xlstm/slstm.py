@@ -66,6 +66,7 @@ class sLSTM(nn.Module):
         hx: (h0, c0, n0, m0), each (L·D, B, H) ((L·D, H) unbatched); zeros when None. n0 ≥ 0.
         lengths: (B,) lengths of right-padded sequences: outputs past a length are 0, the final
             state is each sequence's own last step, the reverse direction starts there.
+        A PackedSequence input works too (its lengths are used) and gives a PackedSequence output.
         Returns (output, (h_n, c_n, n_n, m_n)), or with return_gates=True an sLSTMResult whose
         gates (SLSTMGates: i, f, z, o, c, n, m, h) are (L, D, T, B, H).
 
@@ -178,7 +179,7 @@ class sLSTM(nn.Module):
         out, state_n, trace = run_stack(
             layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout, self.training, return_gates
         )
-        out = _layout.restore_output(out, prep.batched, self.batch_first)
+        out = _layout.restore_output(out, prep, self.batch_first)
         if not prep.batched:
             state_n = tuple(s.squeeze(1) for s in state_n)
         if return_gates:
