@@ -25,7 +25,8 @@ def test_parity_batches(script):
     for b in range(50):
         L = int(lengths[b])
         assert (x[b, :L].sum(-1) == 1).all() and (x[b, L:] == 0).all()  # one-hot bits, zero padding
-        assert int(y[b]) == int(x[b, :L, 1].sum()) % 2
+        assert int(y[b, L - 1]) == int(x[b, :L, 1].sum()) % 2 and (y[b, L:] == -100).all()
+        assert all(int(y[b, t]) == int(x[b, : t + 1, 1].sum()) % 2 for t in range(L))
 
 
 def test_tiny_run_writes_json_and_markdown(script, tmp_path):
