@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from .. import _checks as check
 from ..kernels.stack import run_stack
@@ -20,7 +21,7 @@ STATE_NAMES = ("h0", "c0", "n0", "m0")
 class sLSTMResult(NamedTuple):
     """What ``sLSTM(..., return_gates=True)`` returns; unpacks as (output, (h_n, c_n, n_n, m_n), gates)."""
 
-    output: Tensor
+    output: Union[Tensor, PackedSequence]
     state: tuple[Tensor, Tensor, Tensor, Tensor]
     gates: SLSTMGates
 
