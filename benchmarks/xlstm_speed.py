@@ -18,7 +18,8 @@ Parts:
           against chunkwise.
 
 Machines are shared and noisy: compare ratios within one run, never absolute times across runs.
-A JSON copy of every figure goes to --json (default benchmarks/results/xlstm_speed.json).
+A JSON copy of every figure goes to --json (default benchmarks/results/xlstm_speed.json), one
+entry per part with the command, threads and load average it ran with.
 """
 from __future__ import annotations
 
@@ -147,12 +148,16 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
     torch.set_num_threads(args.threads)
-    result = dict(torch=torch.__version__, threads=args.threads, machine=platform.machine(), repeats=args.repeats,
-                  command=" ".join(["python", "benchmarks/xlstm_speed.py", *(argv if argv is not None else sys.argv[1:])]))
+    # One entry per part; a run of one part keeps the other's last figures in the file.
+    result = json.loads(args.json.read_text()) if args.json.exists() else {}
+    run = dict(torch=torch.__version__, threads=args.threads, machine=platform.machine(), repeats=args.repeats,
+               load_average_at_start=os.getloadavg()[0],
+               command=" ".join(["python", "benchmarks/xlstm_speed.py", *(argv if argv is not None else sys.argv[1:])]))
     if args.part in ("all", "slstm"):
-        result["slstm"] = slstm_part(shapes, args.repeats)
+        result["slstm"] = dict(run, rows=slstm_part(shapes, args.repeats))
     if args.part in ("all", "mlstm"):
-        result["mlstm"] = mlstm_part([int(v) for v in args.lengths.split(",")], args.repeats, args.parallel_limit)
+        result["mlstm"] = dict(run, rows=mlstm_part([int(v) for v in args.lengths.split(",")], args.repeats,
+                                                    args.parallel_limit))
     write_json(args.json, result)
     print(f"wrote {args.json}")
     return 0
