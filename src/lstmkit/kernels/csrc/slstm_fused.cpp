@@ -273,8 +273,15 @@ void forward_loop(const Tensor& xp, const Tensor& w_hh, Tensor& h, Tensor& c, Te
       step_gemm<T_>(B, 4 * H, H, hp, w_t.data_ptr<T_>(), rec.data_ptr<T_>());  // (B, 4H) = h_{t-1} W_hh^T
       at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          if (!steps.active(t, b)) continue;
           const int64_t row = (t * B + b) * H, s = b * H;
+          if (!steps.active(t, b)) {  // past the length: the state holds, the records are zero
+            std::fill(op + row, op + row + H, T_(0));
+            if (record) {
+              std::fill(gp + (t * B + b) * 6 * H, gp + (t * B + b + 1) * 6 * H, T_(0));
+              for (T_* r : {csp, nsp, msp}) std::fill(r + row, r + row + H, T_(0));
+            }
+            continue;
+          }
           cell_forward<T_>(xpp + (t * B + b) * 4 * H, rp + b * 4 * H, hp + s, cp + s, np_ + s, mp + s,
                            record ? gp + (t * B + b) * 6 * H : nullptr, record ? csp + row : nullptr,
                            record ? nsp + row : nullptr, record ? msp + row : nullptr, op + row, H, exp_forget);
@@ -290,10 +297,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   check_inputs(xp, w_hh, {h0, c0, n0, m0});
   const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
   const Steps steps = make_steps(T, B, reverse, lengths);
-  // Zero-filled where lengths leave steps inactive (those records stay zero); else never read unwritten.
-  auto make = [&](int64_t width) {
-    return steps.len ? at::zeros({T, B, width}, xp.options()) : at::empty({T, B, width}, xp.options());
-  };
+  // Every row of every step is written by the loop (zeros past a length).
+  auto make = [&](int64_t width) { return at::empty({T, B, width}, xp.options()); };
   Tensor out = make(H), gates = make(6 * H), cs = make(H), ns = make(H), ms = make(H);
   Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
   forward_loop(xp, w_hh, h, c, n, m, out, gates, cs, ns, ms, steps, exp_forget);
@@ -307,7 +312,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> slstm_inference(
   check_inputs(xp, w_hh, {h0, c0, n0, m0});
   const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
   const Steps steps = make_steps(T, B, reverse, lengths);
-  Tensor out = steps.len ? at::zeros({T, B, H}, xp.options()) : at::empty({T, B, H}, xp.options());
+  Tensor out = at::empty({T, B, H}, xp.options());
   Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
   Tensor none;
   forward_loop(xp, w_hh, h, c, n, m, out, none, none, none, none, steps, exp_forget);
@@ -329,8 +334,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
     return g.has_value() && g->defined() ? g->contiguous().clone() : at::zeros({B, H}, opts);
   };
   Tensor dh = start(g_hn), dc = start(g_cn), dn = start(g_nn), dm = start(g_mn);
-  Tensor dG = at::zeros({T, B, 4 * H}, opts);
-  Tensor h_prev = at::zeros({T, B, H}, opts);  // h_{t-1} of every active (t, b): dW_hh's right factor
+  // Both written row by row in the loop (zeros past a length, where h_prev must not be garbage:
+  // it enters dW_hh's GEMM).
+  Tensor dG = at::empty({T, B, 4 * H}, opts);
+  Tensor h_prev = at::empty({T, B, H}, opts);  // h_{t-1} of every active (t, b): dW_hh's right factor
   Tensor dh_rec = at::empty({B, H}, opts);
   Tensor w = w_hh.contiguous();  // (4H, H)
   // Optional gradients made contiguous once (kept alive here while their pointers are used).
@@ -356,9 +363,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
       const int64_t t = steps.at(k);
       at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          if (!steps.active(t, b)) continue;
-          const int64_t tp = steps.prev(t, b);
           const int64_t row = (t * B + b) * H;
+          if (!steps.active(t, b)) {
+            std::fill(dGp + (t * B + b) * 4 * H, dGp + (t * B + b + 1) * 4 * H, T_(0));
+            std::fill(hpp + row, hpp + row + H, T_(0));
+            continue;
+          }
+          const int64_t tp = steps.prev(t, b);
           const T_* hprev = tp < 0 ? h0p + b * H : outp + (tp * B + b) * H;
           const T_* cprev = tp < 0 ? c0p + b * H : csp + (tp * B + b) * H;
           const T_* nprev = tp < 0 ? n0p + b * H : nsp + (tp * B + b) * H;
