@@ -175,3 +175,15 @@ def test_torch_compile_fullgraph_runs_the_operators():
     assert_close(got, want)
     for a, b in zip(torch.autograd.grad(got, [x, *params]), torch.autograd.grad(want, [x, *params])):
         assert_close(a, b)
+
+
+def test_operator_checks_its_arguments():
+    args = list(_op_args(requires_grad=False))
+    bad_lengths = list(args)
+    bad_lengths[6] = torch.tensor([5, 6, 1])
+    with pytest.raises(RuntimeError, match=r"lengths must lie in \[1, 5\], got 6"):
+        torch.ops.lstmkit_xlstm.slstm_forward(*bad_lengths)
+    bad_w = list(args)
+    bad_w[1] = torch.zeros(16, 3)
+    with pytest.raises(RuntimeError, match=r"w_hh must be \(4H, H\) = \(16, 4\)"):
+        torch.ops.lstmkit_xlstm.slstm_inference(*bad_w)

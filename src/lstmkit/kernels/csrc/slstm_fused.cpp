@@ -234,21 +234,27 @@ Steps make_steps(int64_t T, int64_t B, bool reverse, const c10::optional<Tensor>
                     lengths->size(0) == B && lengths->is_contiguous(),
                 "slstm: lengths must be a contiguous (B,) int64 CPU tensor");
     len = lengths->data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      TORCH_CHECK(len[b] >= 1 && len[b] <= T, "slstm: lengths must lie in [1, ", T, "], got ", len[b]);
+    }
   }
   return Steps{T, B, reverse, len};
 }
 
-void check_inputs(const Tensor& xp, const Tensor& w_hh, const std::vector<Tensor>& state) {
-  TORCH_CHECK(xp.dim() == 3 && xp.is_contiguous(), "slstm: xp must be a contiguous (T, B, 4H) tensor");
-  const int64_t B = xp.size(1), GH = xp.size(2), H = GH / 4;
-  TORCH_CHECK(GH == 4 * H, "slstm: xp's last dimension must be 4H, got ", GH);
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == GH && w_hh.size(1) == H, "slstm: w_hh must be (4H, H)");
-  TORCH_CHECK(w_hh.scalar_type() == xp.scalar_type(), "slstm: w_hh's dtype must be xp's");
+void check_weights_and_state(int64_t B, int64_t H, at::ScalarType dtype, const Tensor& w_hh,
+                             const std::vector<Tensor>& state) {
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 4 * H && w_hh.size(1) == H && w_hh.scalar_type() == dtype,
+              "slstm: w_hh must be (4H, H) = (", 4 * H, ", ", H, ") of the inputs' dtype");
   for (const auto& s : state) {
-    TORCH_CHECK(s.dim() == 2 && s.size(0) == B && s.size(1) == H && s.is_contiguous() &&
-                    s.scalar_type() == xp.scalar_type(),
-                "slstm: every state must be a contiguous (B, H) tensor of xp's dtype");
+    TORCH_CHECK(s.dim() == 2 && s.size(0) == B && s.size(1) == H && s.is_contiguous() && s.scalar_type() == dtype,
+                "slstm: every state must be a contiguous (B, H) = (", B, ", ", H, ") tensor of the inputs' dtype");
   }
+}
+
+void check_inputs(const Tensor& xp, const Tensor& w_hh, const std::vector<Tensor>& state) {
+  TORCH_CHECK(xp.dim() == 3 && xp.is_contiguous() && xp.size(2) % 4 == 0,
+              "slstm: xp must be a contiguous (T, B, 4H) tensor");
+  check_weights_and_state(xp.size(1), xp.size(2) / 4, xp.scalar_type(), w_hh, state);
 }
 
 // The step loop of forward and inference: records into gates, cs, ns, ms unless they are undefined.
@@ -327,6 +333,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
     const c10::optional<Tensor>& lengths, bool reverse, bool exp_forget, const Tensor& out, const Tensor& gates,
     const Tensor& cs, const Tensor& ns, const Tensor& ms) {
   const int64_t T = out.size(0), B = out.size(1), H = out.size(2);
+  TORCH_CHECK(out.is_contiguous() && gates.is_contiguous() && cs.is_contiguous() && ns.is_contiguous() &&
+                  ms.is_contiguous() && gates.size(2) == 6 * H && cs.sizes() == out.sizes(),
+              "slstm_backward: out, cs, ns, ms (T, B, H) and gates (T, B, 6H) must be slstm_forward's outputs");
+  check_weights_and_state(B, H, out.scalar_type(), w_hh, {h0, c0, n0, m0});
   const Steps steps = make_steps(T, B, reverse, lengths);
   auto opts = out.options();
   // Running gradients of the state after the step being processed; they start as the final state's.
