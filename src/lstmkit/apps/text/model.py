@@ -1,4 +1,4 @@
-"""The character language model: embedding → lk.LSTM → linear decoder (weights optionally tied).
+"""The character language model: embedding → lk.LSTM (or lk.sLSTM / lk.mLSTM) → linear decoder (weights optionally tied).
 
 Shapes: B = batch (parallel streams), T = time, V = vocabulary, E = embedding, H = hidden,
 L = layers.
@@ -17,6 +17,9 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from ...lstm import LSTM
+from ...xlstm import mLSTM, sLSTM
+
+CELLS = ("lstm", "slstm", "mlstm")
 
 
 class CharLM(nn.Module):
@@ -28,10 +31,13 @@ class CharLM(nn.Module):
         tie_weights [False]: the decoder reuses the embedding matrix (needs E == H).
         backend ["auto"] and any other keyword (layer_norm, peephole, coupled, zoneout, ...):
             passed to lk.LSTM.
+        cell ["lstm"]: "slstm" or "mlstm" puts lk.sLSTM / lk.mLSTM (num_heads heads [4]) where
+            the LSTM is; the state is then (h, c, n, m) or (C, n, m), and lstm_kwargs must be empty.
     """
 
     def __init__(self, vocab_size: int, embedding_size: int = 64, hidden_size: int = 256, num_layers: int = 1,
-                 dropout: float = 0.0, tie_weights: bool = False, backend: str = "auto", **lstm_kwargs: Any) -> None:
+                 dropout: float = 0.0, tie_weights: bool = False, backend: str = "auto", cell: str = "lstm",
+                 num_heads: int = 4, **lstm_kwargs: Any) -> None:
         super().__init__()
         if vocab_size < 1:
             raise ValueError(f"CharLM: vocab_size must be >= 1, got {vocab_size}")
@@ -40,8 +46,21 @@ class CharLM(nn.Module):
                              f"and {hidden_size}")
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.drop = nn.Dropout(dropout)
-        self.lstm = LSTM(embedding_size, hidden_size, num_layers, batch_first=True,
-                         dropout=dropout if num_layers > 1 else 0.0, backend=backend, **lstm_kwargs)
+        if cell not in CELLS:
+            raise ValueError(f"CharLM: cell must be one of {CELLS}, got {cell!r}")
+        used = {k: v for k, v in lstm_kwargs.items() if v}
+        if cell != "lstm" and used:
+            raise ValueError(f"CharLM: {', '.join(sorted(used))} apply to cell='lstm' only, got cell={cell!r}")
+        between = dropout if num_layers > 1 else 0.0
+        if cell == "slstm":
+            self.lstm = sLSTM(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
+                              num_heads=num_heads, backend=backend)
+        elif cell == "mlstm":
+            self.lstm = mLSTM(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
+                              num_heads=num_heads)
+        else:
+            self.lstm = LSTM(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
+                             backend=backend, **lstm_kwargs)
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embedding.weight  # (V, H) == (V, E)

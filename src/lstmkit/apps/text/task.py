@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from ...train.registry import register_task
 from ...train.task import Task
 from .data import BUILTIN, Vocab, load_text, ngram_nats, split_text, streams
-from .model import CharLM
+from .model import CELLS, CharLM
 
 VARIANTS = ("layer_norm", "peephole", "coupled")
 
@@ -58,6 +58,8 @@ class TextConfig:
     zoneout: float = 0.0
     recurrent_dropout: float = 0.0
     backend: str = "auto"
+    model: str = "lstm"  # the recurrent cell: "lstm", or the xLSTM cells "slstm" / "mlstm"
+    num_heads: int = 4  # heads of the sLSTM / mLSTM cells (must divide hidden_size)
     eval_streams: int = 16  # the valid text is scored as this many parallel streams
     ngram_context: int = 3  # the n-gram baseline's characters of context (its order); 0: no baseline
     vocab: str = ""  # filled in from the text at the start of training; kept so generation needs no data
@@ -66,7 +68,9 @@ class TextConfig:
     ngram_order: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "embedding_size", "hidden_size", "num_layers", "eval_streams"):
+        if self.model not in CELLS:
+            raise ValueError(f"text: model must be one of {', '.join(CELLS)}, got {self.model!r}")
+        for name in ("seq_len", "embedding_size", "hidden_size", "num_layers", "eval_streams", "num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"text: {name} must be >= 1, got {getattr(self, name)}")
         for name in ("dropout", "zoneout", "recurrent_dropout"):
@@ -112,8 +116,14 @@ class TextTask(Task):
     def build_model(self) -> nn.Module:
         c = self.cfg
         return CharLM(len(self.vocab), c.embedding_size, c.hidden_size, c.num_layers, c.dropout, c.tie_weights,
-                      backend=c.backend, layer_norm=c.layer_norm, peephole=c.peephole, coupled=c.coupled,
-                      zoneout=c.zoneout, recurrent_dropout=c.recurrent_dropout)
+                      backend=c.backend, cell=c.model, num_heads=c.num_heads, layer_norm=c.layer_norm,
+                      peephole=c.peephole, coupled=c.coupled, zoneout=c.zoneout, recurrent_dropout=c.recurrent_dropout)
+
+    def reset_state(self, state: Any, mask: Tensor) -> Any:
+        """Zero the rows of restarted streams; every cell's state tensors have the batch at dim 1
+        ((L, B, H) for the LSTM and sLSTM, up to (L, B, NH, d, d) for mLSTM's matrix memory)."""
+        keep = ~mask.bool()
+        return type(state)(t * keep.to(t.dtype).view(1, -1, *([1] * (t.dim() - 2))) for t in state)
 
     def global_batch(self, k: int, batch_size: int) -> dict[str, Tensor]:
         """Batch k: characters [j·s, (j+1)·s) of each of the B streams (j = k mod windows per pass)."""

@@ -1,0 +1,197 @@
+"""lk.sLSTM: the xLSTM paper's scalar-memory cell with torch.nn.LSTM's contract."""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .. import _checks as check
+from ..kernels.stack import run_stack
+from . import _layout, slstm_fused
+from .slstm_reference import FORGET_GATES, SLSTMGates, SLSTMLayerParams, slstm_layer
+
+BACKENDS = ("auto", "reference", "fused")
+STATE_NAMES = ("h0", "c0", "n0", "m0")
+
+
+class sLSTMResult(NamedTuple):
+    """What ``sLSTM(..., return_gates=True)`` returns; unpacks as (output, (h_n, c_n, n_n, m_n), gates)."""
+
+    output: Union[Tensor, PackedSequence]
+    state: tuple[Tensor, Tensor, Tensor, Tensor]
+    gates: SLSTMGates
+
+
+class sLSTM(nn.Module):
+    r"""Multi-layer sLSTM (Beck et al. 2024): exponential gating, normalizer, stabilizer, heads.
+
+    Each layer, each direction, each step t computes (gate order i, f, z, o)::
+
+        ĩ, f̃, z̃, õ = W_ih x_t + b_ih + R(h_{t-1}) + b_hh
+        log f_t = log σ(f̃)  (forget_gate="sigmoid")  or  f̃  (forget_gate="exp")
+        m_t = max(log f_t + m_{t-1}, ĩ)
+        i'_t = exp(ĩ − m_t),  f'_t = exp(log f_t + m_{t-1} − m_t),  z_t = tanh(z̃),  o_t = σ(õ)
+        c_t = f'_t c_{t-1} + i'_t z_t,   n_t = f'_t n_{t-1} + i'_t,   h_t = o_t ⊙ c_t / n_t
+
+    R is head-wise ("memory mixing" within a head only): with NH heads of dh = H / NH units,
+    unit u's pre-activations see only h_{t-1}[head(u)·dh : head(u)·dh + dh]. Where n_{t-1} = 0
+    (an empty memory: the default initial state) m_{t-1} is taken as −∞, so the first step has
+    m = ĩ, i' = 1, n = 1 — the official implementation's rule, here per element; h is the same
+    as without it, and it keeps 0/0 from ever happening (lstmkit.xlstm.slstm_reference).
+
+    Args:
+        input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0
+            (between layers, in training), bidirectional=False, device=None, dtype=None: as
+            torch.nn.LSTM.
+        num_heads (int, default 1): must divide hidden_size.
+        forget_gate ("sigmoid" | "exp", default "sigmoid").
+        forget_bias (float or None, default 1.0): bias_ih's forget rows start at this value
+            (bias_hh's at 0); with forget_gate="exp" it is log f itself. None keeps the uniform
+            initialization.
+        backend ("auto" | "reference" | "fused"): "reference" is a readable loop with autograd
+            (any device); "fused" lstmkit's C++ CPU kernel with a hand-written backward;
+            "auto" takes fused where it can run (CPU, float32/float64), else reference.
+
+    Parameters (per layer k, "_reverse" suffix for the backward direction), as torch.nn.LSTM's
+    with num_heads=1; rows in gate order i, f, z, o:
+        weight_ih_l{k} (4H, I_k); weight_hh_l{k} (4H, dh) — row r of gate block g is unit
+        u = r − g·H and holds its weights from its own head's dh units of h_{t-1} (with one head
+        (4H, H), torch's shape); bias_ih_l{k}, bias_hh_l{k} (4H,).
+
+    Forward: ``slstm(input, hx=None, *, lengths=None, return_gates=False)``.
+        input (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched.
+        hx: (h0, c0, n0, m0), each (L·D, B, H) ((L·D, H) unbatched); zeros when None. n0 ≥ 0.
+        lengths: (B,) lengths of right-padded sequences: outputs past a length are 0, the final
+            state is each sequence's own last step, the reverse direction starts there.
+        A PackedSequence input works too (its lengths are used) and gives a PackedSequence output.
+        Returns (output, (h_n, c_n, n_n, m_n)), or with return_gates=True an sLSTMResult whose
+        gates (SLSTMGates: i, f, z, o, c, n, m, h) are (L, D, T, B, H).
+
+    Example:
+        >>> import lstmkit as lk, torch
+        >>> out, (h, c, n, m) = lk.sLSTM(3, 8, num_heads=2)(torch.randn(5, 2, 3))
+        >>> out.shape, n.shape
+        (torch.Size([5, 2, 8]), torch.Size([1, 2, 8]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        num_heads: int = 1,
+        forget_gate: str = "sigmoid",
+        forget_bias: Optional[float] = 1.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.input_size = check.positive_int("input_size", input_size)
+        self.hidden_size = check.positive_int("hidden_size", hidden_size)
+        self.num_layers = check.positive_int("num_layers", num_layers)
+        self.num_heads = check.positive_int("num_heads", num_heads)
+        if hidden_size % num_heads:
+            raise ValueError(f"num_heads must divide hidden_size={hidden_size}, got num_heads={num_heads}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = check.probability("dropout", dropout)
+        self.bidirectional = bool(bidirectional)
+        self.forget_gate = check.choice("forget_gate", forget_gate, FORGET_GATES)
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))
+                                        or not math.isfinite(forget_bias)):
+            raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
+        self.forget_bias = forget_bias
+        self.backend = check.choice("backend", backend, BACKENDS)
+        factory = {"device": device, "dtype": dtype}
+        H, dh, D = hidden_size, hidden_size // num_heads, self.num_directions
+        self._param_names: list[list[list[str]]] = []
+        for layer in range(self.num_layers):
+            layer_input = input_size if layer == 0 else H * D
+            directions = []
+            for direction in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = {f"weight_ih{sfx}": (4 * H, layer_input), f"weight_hh{sfx}": (4 * H, dh)}
+                if self.bias:
+                    shapes.update({f"bias_ih{sfx}": (4 * H,), f"bias_hh{sfx}": (4 * H,)})
+                for name, shape in shapes.items():
+                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+                directions.append(list(shapes))
+            self._param_names.append(directions)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """Uniform in ±1/sqrt(hidden_size) as torch.nn.LSTM, then the forget-gate bias."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        H = self.hidden_size
+        with torch.no_grad():
+            for w in self.parameters():
+                w.uniform_(-bound, bound)
+            if self.bias and self.forget_bias is not None:
+                for name, w in self.named_parameters():
+                    if name.startswith("bias_ih"):
+                        w[H:2 * H].fill_(self.forget_bias)
+                    elif name.startswith("bias_hh"):
+                        w[H:2 * H].zero_()
+
+    def _layer_params(self) -> list[list[SLSTMLayerParams]]:
+        out = []
+        for layer in self._param_names:
+            row = []
+            for names in layer:
+                named = {n.split("_l")[0]: getattr(self, n) for n in names}  # 'weight_ih_l0' -> 'weight_ih'
+                row.append(SLSTMLayerParams(named["weight_ih"], named["weight_hh"], named.get("bias_ih"), named.get("bias_hh")))
+            out.append(row)
+        return out
+
+    def _resolve_backend(self, x: Tensor) -> str:
+        if self.backend == "reference":
+            return "reference"
+        reason = slstm_fused.unsupported(x)
+        if self.backend == "fused" and reason is not None:
+            raise ValueError(f"backend 'fused' cannot run this call: {reason}; use backend='auto'")
+        return "reference" if reason is not None else "fused"
+
+    def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
+        weight = self.weight_ih_l0
+        prep = _layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
+        x = prep.x
+        B = x.shape[1]
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        zeros = [torch.zeros(LD, B, H, dtype=x.dtype, device=x.device) for _ in STATE_NAMES]
+        state = _layout.initial_state(hx, STATE_NAMES, [(LD, B, H)] * 4, prep.batched, weight, zeros)
+        if hx is not None and bool((state[2] < 0).any()):
+            raise ValueError("n0 (the normalizer state) must be >= 0, got negative values")
+        layer = slstm_fused.fused_slstm_layer if self._resolve_backend(x) == "fused" else slstm_layer
+        layer_fn = functools.partial(layer, forget_gate=self.forget_gate)
+        out, state_n, trace = run_stack(
+            layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout, self.training, return_gates
+        )
+        out = _layout.restore_output(out, prep, self.batch_first)
+        if not prep.batched:
+            state_n = tuple(s.squeeze(1) for s in state_n)
+        if return_gates:
+            return sLSTMResult(out, state_n, _layout.restore_trace(trace, prep.batched, self.batch_first))
+        return out, state_n
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("num_heads", 1), ("forget_gate", "sigmoid"),
+                              ("forget_bias", 1.0), ("backend", "auto")):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
