@@ -125,3 +125,19 @@ def test_copy_memoryless_strategy_scores_the_baseline():
     perfect = torch.nn.functional.one_hot(batch.target, 10).float() * 30
     mp = task.evaluate(perfect, batch)
     assert mp["wrong"] == 0 and task.solved(mp)
+
+
+def test_every_task_has_the_papers_row_to_print_beside_ours():
+    from lstmkit.tasks import TASKS
+    from lstmkit.tasks.runner import markdown_table, summarize
+
+    for name, (_, default) in TASKS.items():
+        for length in ({default, 500, 1000} if name == "adding" else {default}):
+            task = make_task(name, length)
+            ref = task.reference
+            assert ref.source and ref.result and "no row" not in ref.result, (name, length)
+            row = {"task": name, "describe": task.describe(), "model": "lstm", "length": length, "seed": 0,
+                   "steps": 1, "sequences": 1, "seconds": 1.0, "wrong": 0, "n_test": task.n_test, "loss": 0.0,
+                   "solved": True, "paper": {"source": ref.source, "result": ref.result,
+                                             "train_sequences": ref.train_sequences, "rnn": ref.rnn}}
+            assert f"{ref.result} ({ref.source})" in markdown_table([summarize([row])])
