@@ -54,8 +54,8 @@ class Entry(NamedTuple):
 # earlier when solved. The paper ran 10 trials of 2a and Reber (success rates), one elsewhere.
 ENTRIES = {
     "adding100": Entry("adding", 100, {"lstm": Trials(1, 600), "rnn": Trials(1, 600)}),
-    "adding500": Entry("adding", 500, {"lstm": Trials(1, 1800)}),
-    "adding1000": Entry("adding", 1000, {"lstm": Trials(1, 3600)}),
+    "adding500": Entry("adding", 500, {"lstm": Trials(1, 3600)}),
+    "adding1000": Entry("adding", 1000, {"lstm": Trials(1, 7200)}),
     "multiplication": Entry("multiplication", 100, {"lstm": Trials(1, 600)}),
     "6a": Entry("temporal_order_6a", None, {"lstm": Trials(1, 600), "rnn": Trials(1, 600)}),
     "6b": Entry("temporal_order_6b", None, {"lstm": Trials(1, 600)}),

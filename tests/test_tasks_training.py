@@ -61,6 +61,15 @@ def test_long_lag_cells_do_not_drift_into_saturation_at_the_start():
         assert c.abs().mean() < 3.0 and (1 - c.tanh() ** 2).mean() > 0.25, (seed, c.abs().mean())
 
 
+def test_long_adding_decays_the_rate_and_stops_only_at_none_wrong_of_2560():
+    # at a constant rate adding T=500 stopped with 12 of 2,560 test sequences wrong (paper: 0)
+    row = run_task("adding", "lstm", 500, seed=0, hidden_size=4, batch_size=4, max_steps=2, eval_every=2,
+                   time_budget=3600)
+    assert row["schedule"] == "cosine" and row["validation_size"] == 2560 and row["stop_wrong"] == 0.0
+    short = run_task("adding", "lstm", 20, seed=0, hidden_size=4, batch_size=4, max_steps=1, eval_every=1)
+    assert short["schedule"] == "constant" and short["validation_size"] == 512
+
+
 def test_time_budget_stops_training():
     row = run_task("adding", "rnn", 100, seed=0, hidden_size=8, max_steps=10_000, eval_every=2, time_budget=0.0)
     assert row["stop_reason"] == "time budget" and row["steps"] == 2

@@ -151,12 +151,13 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
     hidden_size = hidden_size or d.hidden_size
     batch_size = batch_size or d.batch_size
     budget = d.time_budget if time_budget is None else time_budget
-    adapter = PaperTask(task, model, hidden_size, seed, eval_size=d.eval_size, time_budget=budget, backend=backend,
-                          forget_bias=forget_bias, input_bias=input_bias, chrono=chrono)
+    adapter = PaperTask(task, model, hidden_size, seed, eval_size=d.eval_size, stop_wrong=d.stop_wrong,
+                        time_budget=budget, backend=backend, forget_bias=forget_bias, input_bias=input_bias,
+                        chrono=chrono)
     config = TrainConfig(
         steps=max_steps or d.max_steps, batch_size=batch_size, optimizer="adamw", lr=lr or d.lr,
         weight_decay=d.weight_decay if weight_decay is None else weight_decay,
-        clip_norm=d.clip, schedule="constant", warmup_steps=d.warmup_steps if warmup_steps is None else warmup_steps,
+        clip_norm=d.clip, schedule=d.schedule, warmup_steps=d.warmup_steps if warmup_steps is None else warmup_steps,
         eval_every=eval_every or d.eval_every, seed=seed, progress=progress, plot=run_dir is not None,
         checkpoint_every=0, log_every=max(1, eval_every or d.eval_every),
     )
@@ -172,7 +173,9 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
         "wrong": test["wrong"], "n_test": test["n"], "loss": test["loss"], "solved": task.solved(test),
         "stop_reason": adapter.stop_reason or "max steps",
         **{k: v for k, v in test.items() if k not in ("wrong", "n", "loss")},
-        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr, "warmup_steps": config.warmup_steps,
+        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr, "schedule": config.schedule,
+        "max_steps": config.steps, "warmup_steps": config.warmup_steps,
+        "validation_size": adapter.validation.size, "stop_wrong": adapter.stop_wrong,
         "weight_decay": config.weight_decay, "forget_bias": adapter.forget_bias if model == "lstm" else None,
         "input_bias": adapter.input_bias if model == "lstm" else None,
         "chrono": adapter.chrono if model == "lstm" else None,
