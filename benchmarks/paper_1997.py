@@ -152,6 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to run (default both)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for paper_1997.md / .json")
+    p.add_argument("--progress", action="store_true", help="log each trial's progress to stderr")
     p.add_argument("--plan", action="store_true", help="print the trials and the longest duration, run nothing")
     p.add_argument("--render", action="store_true", help="rewrite paper_1997.md from paper_1997.json, run nothing")
     args = p.parse_args(argv)
@@ -186,7 +187,8 @@ def main(argv=None) -> int:
         entry = ENTRIES[key]
         started, load0, rows = now(), load(), []
         for seed in range(t.seeds):
-            row = run_task(entry.task, model, entry.length, seed=seed, time_budget=t.budget)
+            row = run_task(entry.task, model, entry.length, seed=seed, time_budget=t.budget,
+                           progress="log" if args.progress else "off")
             rows.append(row)
             print(f"{key} {model} seed {seed}: {row['wrong']}/{row['n_test']} wrong, loss {row['loss']:.4f}, "
                   f"{'solved' if row['solved'] else 'NOT solved'} ({row['stop_reason']}), "
