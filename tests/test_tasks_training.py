@@ -66,8 +66,20 @@ def test_long_adding_decays_the_rate_and_stops_only_at_none_wrong_of_2560():
     row = run_task("adding", "lstm", 500, seed=0, hidden_size=4, batch_size=4, max_steps=2, eval_every=2,
                    time_budget=3600)
     assert row["schedule"] == "cosine" and row["validation_size"] == 2560 and row["stop_wrong"] == 0.0
+    assert row["max_error"] >= 0.0 and make_task("adding", 500).defaults.stop_max_error < 0.04
     short = run_task("adding", "lstm", 20, seed=0, hidden_size=4, batch_size=4, max_steps=1, eval_every=1)
     assert short["schedule"] == "constant" and short["validation_size"] == 512
+
+
+def test_long_adding_stops_only_with_a_margin_under_the_tolerance():
+    from lstmkit.tasks.runner import PaperTask
+
+    adapter = PaperTask(make_task("adding", 500), "lstm", 4, eval_size=4)
+    assert not adapter._stop_rule({"wrong": 0, "n": 2560, "max_error": 0.035})  # none wrong, but no margin
+    assert not adapter._stop_rule({"wrong": 1, "n": 2560, "max_error": 0.02})
+    assert adapter._stop_rule({"wrong": 0, "n": 2560, "max_error": 0.029})
+    short = PaperTask(make_task("adding", 100), "lstm", 4, eval_size=4)
+    assert short._stop_rule({"wrong": 1, "n": 512, "max_error": 0.5})  # T=100 keeps its 0.2 % rule
 
 
 def test_time_budget_stops_training():

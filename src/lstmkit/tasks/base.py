@@ -98,6 +98,9 @@ class TaskDefaults:
     # stop at the first check with at most this fraction of the check's sequences wrong (tasks
     # that count wrong sequences); 0 with eval_size 2,560 asks the test's own standard
     stop_wrong: float = 0.002
+    # regression tasks: also ask every check sequence's absolute error to stay below this (a margin
+    # under the paper's tolerance, so that unseen test sequences pass too); None: no margin
+    stop_max_error: Optional[float] = None
 
 
 class LagTask:

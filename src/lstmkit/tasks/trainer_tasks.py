@@ -35,8 +35,7 @@ def _factory(name: str):
         fixed = TASKS[name][1] is None
         task = make_task(name, None if (fixed or not cfg.length) else cfg.length)
         return PaperTask(task, cfg.model, cfg.hidden_size or task.defaults.hidden_size, cfg.data_seed,
-                         eval_size=cfg.eval_size or task.defaults.eval_size, stop_wrong=task.defaults.stop_wrong,
-                         backend=cfg.backend)
+                         eval_size=cfg.eval_size or task.defaults.eval_size, backend=cfg.backend)
     return make
 
 
