@@ -225,6 +225,7 @@ def header(run: dict) -> list[str]:
         f"1-minute load average (os.getloadavg) at the start / end of the run: {run['load_at_start']:.1f} / "
         + (f"{run['load_at_end']:.1f}" if run["load_at_end"] is not None else "—")
         + f"; per row, start→end: {loads}.",
+        *missing_line(run),
         "Time budget per trial: " + ", ".join(f"{s['entry']}/{s['model']} {s['budget_per_trial']:.0f} s"
                                              for s in run["rows"]) + ".",
         "",
@@ -232,6 +233,16 @@ def header(run: dict) -> list[str]:
         "the criterion. 'training sequences' counts sequences seen up to that check (the paper: online SGD,",
         "one sequence per update).",
     ]
+
+
+def missing_line(run: dict) -> list[str]:
+    """For a partial run: the entries it leaves out and what the full run costs at most."""
+    missing = [key for key in ENTRIES if key not in run["entries"]]
+    if run["mode"] == "full" or not missing:
+        return []
+    full = sum(t.seeds * t.budget for _, _, t in plan(list(ENTRIES), list(MODELS), quick=False))
+    return [f"Not in this run: {', '.join(missing)}; the full table (`python benchmarks/paper_1997.py`) is capped "
+            f"at {full / 60:.0f} min of training on a quiet 2-core machine (trials stop earlier when solved)."]
 
 
 def _write(run: dict, md_path: str, json_path: str) -> None:

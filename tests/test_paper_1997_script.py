@@ -48,8 +48,9 @@ def test_a_run_writes_only_its_own_rows_with_machine_threads_and_load(script, tm
     assert row["threads"] == 1 and row["budget_per_trial"] == 0.0 and "load_at_end" in row
     md = (tmp_path / "paper_1997.md").read_text()
     assert "`benchmarks/paper_1997.py --quick`: a `--quick` run" in md and "not the whole table" in md
-    assert "| long lag 2a p=100 | LSTM | 0/1 |" in md and "adding" not in md.split("Notes:")[0]
+    assert "| long lag 2a p=100 | LSTM | 0/1 |" in md and "| adding" not in md
     assert "load average (os.getloadavg)" in md and "2a/lstm" in md
+    assert "Not in this run: adding100, adding500, adding1000, multiplication, 6a, 6b, reber, copy;" in md
 
 
 def test_render_rewrites_the_markdown_from_the_json(script, tmp_path):
