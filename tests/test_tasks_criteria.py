@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from lstmkit.tasks import make_task
@@ -66,11 +67,47 @@ def test_reber_top_k_must_equal_the_legal_set():
 def test_long_lag_is_wrong_if_any_step_misses():
     task = make_task("long_lag", 10)
     batch = task.test_set(0)
-    perfect = torch.nn.functional.one_hot(batch.target, 11).float()
+    perfect = torch.nn.functional.one_hot(batch.target, 11).float() * 30  # softmax ≈ the targets
     assert task.wrong(perfect, batch).tolist() == [False, False]
     forgetful = perfect.clone()
-    forgetful[:, -1] = torch.nn.functional.one_hot(torch.tensor([10, 10]), 11).float()  # always "y"
+    forgetful[:, -1] = torch.nn.functional.one_hot(torch.tensor([10, 10]), 11).float() * 30  # always "y"
     assert task.wrong(forgetful, batch).tolist() == [True, False]
+
+
+def test_long_lag_needs_the_papers_margin_not_just_the_right_arg_max():
+    # the paper: every output unit within 0.25 of its target. A final step that puts 0.6 on the
+    # right symbol and 0.4 on the other has the right arg-max but is still a coin toss
+    task = make_task("long_lag", 10)
+    batch = task.test_set(0)
+    y = torch.nn.functional.one_hot(batch.target, 11).float() * 30
+    right, other = batch.target[:, -1], 19 - batch.target[:, -1]  # x (9) <-> y (10)
+    for p_right, wrong in ((0.6, True), (0.8, False)):
+        final = torch.full((2, 11), -30.0)
+        final[torch.arange(2), right] = math.log(p_right)
+        final[torch.arange(2), other] = math.log(1 - p_right)
+        y[:, -1] = final
+        assert task.wrong(y, batch).tolist() == [wrong, wrong]
+        assert (y.argmax(-1) == batch.target).all()
+
+
+def test_long_lag_loss_weighs_the_final_step_like_all_deterministic_steps_together():
+    # a net that has learned the deterministic steps but not the lag: chance (ln 2) at the end.
+    # Averaged over the p steps this costs ln 2 / p and drowns (the bug that kept 2a at p = 100
+    # unsolved); the task's loss must keep it at full weight
+    for p in (10, 100):
+        task = make_task("long_lag", p)
+        batch = task.test_set(0)
+        y = torch.nn.functional.one_hot(batch.target, p + 1).float() * 50
+        y[:, -1] = 0.0
+        y[:, -1, p - 1 : p + 1] = 30.0  # x and y equally likely, nothing else
+        y.requires_grad_(True)
+        loss = task.loss(y, batch)
+        assert loss.item() == pytest.approx(math.log(2), rel=1e-4)
+        loss.backward()
+        final, deterministic = y.grad[:, -1].abs().sum(), y.grad[:, :-1].abs().sum()
+        assert final > 1e3 * deterministic  # the gradient is the final step's
+        m = task.evaluate(y.detach(), batch)
+        assert m["final_loss"] == pytest.approx(math.log(2), rel=1e-4) and m["wrong"] == 2
 
 
 def test_copy_memoryless_strategy_scores_the_baseline():
@@ -88,3 +125,19 @@ def test_copy_memoryless_strategy_scores_the_baseline():
     perfect = torch.nn.functional.one_hot(batch.target, 10).float() * 30
     mp = task.evaluate(perfect, batch)
     assert mp["wrong"] == 0 and task.solved(mp)
+
+
+def test_every_task_has_the_papers_row_to_print_beside_ours():
+    from lstmkit.tasks import TASKS
+    from lstmkit.tasks.runner import markdown_table, summarize
+
+    for name, (_, default) in TASKS.items():
+        for length in ({default, 500, 1000} if name == "adding" else {default}):
+            task = make_task(name, length)
+            ref = task.reference
+            assert ref.source and ref.result and "no row" not in ref.result, (name, length)
+            row = {"task": name, "describe": task.describe(), "model": "lstm", "length": length, "seed": 0,
+                   "steps": 1, "sequences": 1, "seconds": 1.0, "wrong": 0, "n_test": task.n_test, "loss": 0.0,
+                   "solved": True, "paper": {"source": ref.source, "result": ref.result,
+                                             "train_sequences": ref.train_sequences, "rnn": ref.rnn}}
+            assert f"{ref.result} ({ref.source})" in markdown_table([summarize([row])])

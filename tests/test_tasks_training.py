@@ -35,6 +35,53 @@ def test_lstm_solves_a_short_long_lag_task_and_stops_when_solved():
     assert json.dumps(row)  # rows are plain JSON
 
 
+def test_lstm_solves_long_lag_2a_with_the_task_defaults():
+    # p = 20 fails the same way p = 100 did before the fix (final step at chance, ln 2, after
+    # 600+ steps) when the loss averages the final step over the p steps; with the task's loss
+    # and initialization it is solved in ~150 steps, to the paper's margin (every output within 0.25)
+    torch.set_num_threads(1)
+    row = run_task("long_lag", "lstm", 20, seed=0, max_steps=500, time_budget=3600)
+    assert row["solved"] and row["wrong"] == 0 and row["stop_reason"] == "solved", row
+    assert row["final_loss"] < math.log(4 / 3), row  # p(right symbol) > 0.75 on both sequences
+
+
+def test_long_lag_cells_do_not_drift_into_saturation_at_the_start():
+    # with input gates at lk.LSTM's default (i ≈ 0.5) and f ≈ σ(5), the cells integrate their
+    # bias-driven input over p = 100 steps to |c| ≈ 7 and tanh squashes the first symbol away;
+    # the task starts its input gates shut (the paper's cure for state drift, Section 5.4)
+    from lstmkit.tasks.model import build_model
+
+    task = make_task("long_lag", 100)
+    test = task.test_set(0)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = build_model("lstm", task, task.defaults.hidden_size, backend="reference")
+        with torch.no_grad():
+            _, (h, c) = model.core(test.x)
+        assert c.abs().mean() < 3.0 and (1 - c.tanh() ** 2).mean() > 0.25, (seed, c.abs().mean())
+
+
+def test_long_adding_decays_the_rate_and_stops_only_at_none_wrong_of_2560():
+    # at a constant rate adding T=500 stopped with 12 of 2,560 test sequences wrong (paper: 0)
+    row = run_task("adding", "lstm", 500, seed=0, hidden_size=4, batch_size=4, max_steps=2, eval_every=2,
+                   time_budget=3600)
+    assert row["schedule"] == "cosine" and row["validation_size"] == 2560 and row["stop_wrong"] == 0.0
+    assert row["max_error"] >= 0.0 and make_task("adding", 500).defaults.stop_max_error < 0.04
+    short = run_task("adding", "lstm", 20, seed=0, hidden_size=4, batch_size=4, max_steps=1, eval_every=1)
+    assert short["schedule"] == "constant" and short["validation_size"] == 512
+
+
+def test_long_adding_stops_only_with_a_margin_under_the_tolerance():
+    from lstmkit.tasks.runner import PaperTask
+
+    adapter = PaperTask(make_task("adding", 500), "lstm", 4, eval_size=4)
+    assert not adapter._stop_rule({"wrong": 0, "n": 2560, "max_error": 0.035})  # none wrong, but no margin
+    assert not adapter._stop_rule({"wrong": 1, "n": 2560, "max_error": 0.02})
+    assert adapter._stop_rule({"wrong": 0, "n": 2560, "max_error": 0.029})
+    short = PaperTask(make_task("adding", 100), "lstm", 4, eval_size=4)
+    assert short._stop_rule({"wrong": 1, "n": 512, "max_error": 0.5})  # T=100 keeps its 0.2 % rule
+
+
 def test_time_budget_stops_training():
     row = run_task("adding", "rnn", 100, seed=0, hidden_size=8, max_steps=10_000, eval_every=2, time_budget=0.0)
     assert row["stop_reason"] == "time budget" and row["steps"] == 2

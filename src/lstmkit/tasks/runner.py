@@ -40,7 +40,8 @@ class PaperTask(TrainerTask):
         seed: data seed (batches, validation set, Reber's training strings).
         eval_size: sequences in each validation check.
         stop_wrong: stop once at most this fraction of the validation set is wrong (tasks that
-            count wrong sequences); tasks whose criterion is not a count use task.solved().
+            count wrong sequences; default: the task's, with its stop_max_error margin); tasks
+            whose criterion is not a count use task.solved().
         time_budget: seconds after which the next check stops training.
         backend: the recurrent core's backend.
         forget_bias: the LSTM's initial forget-gate bias (default: the task's).
@@ -49,13 +50,14 @@ class PaperTask(TrainerTask):
     """
 
     def __init__(self, task: LagTask, model: str = "lstm", hidden_size: int = 64, seed: int = 0,
-                 eval_size: int = 512, stop_wrong: float = 0.002, time_budget: float = math.inf,
+                 eval_size: int = 512, stop_wrong: Optional[float] = None, time_budget: float = math.inf,
                  backend: str = "auto", forget_bias: Optional[float] = None,
                  input_bias: Optional[float] = None, chrono: Optional[int] = None) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         self.task, self.model_kind, self.hidden_size, self.seed = task, model, hidden_size, seed
-        self.stop_wrong, self.time_budget, self.backend = stop_wrong, time_budget, backend
+        self.stop_wrong = task.defaults.stop_wrong if stop_wrong is None else stop_wrong
+        self.time_budget, self.backend = time_budget, backend
         self.forget_bias = task.defaults.forget_bias if forget_bias is None else forget_bias
         self.input_bias = task.defaults.input_bias if input_bias is None else input_bias
         self.chrono = task.defaults.chrono if chrono is None else (chrono or None)  # 0 turns it off
@@ -112,6 +114,9 @@ class PaperTask(TrainerTask):
 
     def _stop_rule(self, metrics: dict[str, Any]) -> bool:
         if self.task.kind == "regression" or self.task.readout == "last":
+            margin = self.task.defaults.stop_max_error
+            if margin is not None and metrics["max_error"] >= margin:
+                return False
             return metrics["wrong"] <= self.stop_wrong * metrics["n"]
         return self.task.solved(metrics)
 
@@ -151,12 +156,13 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
     hidden_size = hidden_size or d.hidden_size
     batch_size = batch_size or d.batch_size
     budget = d.time_budget if time_budget is None else time_budget
-    adapter = PaperTask(task, model, hidden_size, seed, eval_size=d.eval_size, time_budget=budget, backend=backend,
-                          forget_bias=forget_bias, input_bias=input_bias, chrono=chrono)
+    adapter = PaperTask(task, model, hidden_size, seed, eval_size=d.eval_size, stop_wrong=d.stop_wrong,
+                        time_budget=budget, backend=backend, forget_bias=forget_bias, input_bias=input_bias,
+                        chrono=chrono)
     config = TrainConfig(
         steps=max_steps or d.max_steps, batch_size=batch_size, optimizer="adamw", lr=lr or d.lr,
         weight_decay=d.weight_decay if weight_decay is None else weight_decay,
-        clip_norm=d.clip, schedule="constant", warmup_steps=d.warmup_steps if warmup_steps is None else warmup_steps,
+        clip_norm=d.clip, schedule=d.schedule, warmup_steps=d.warmup_steps if warmup_steps is None else warmup_steps,
         eval_every=eval_every or d.eval_every, seed=seed, progress=progress, plot=run_dir is not None,
         checkpoint_every=0, log_every=max(1, eval_every or d.eval_every),
     )
@@ -172,7 +178,9 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
         "wrong": test["wrong"], "n_test": test["n"], "loss": test["loss"], "solved": task.solved(test),
         "stop_reason": adapter.stop_reason or "max steps",
         **{k: v for k, v in test.items() if k not in ("wrong", "n", "loss")},
-        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr, "warmup_steps": config.warmup_steps,
+        "hidden_size": hidden_size, "batch_size": batch_size, "lr": config.lr, "schedule": config.schedule,
+        "max_steps": config.steps, "warmup_steps": config.warmup_steps,
+        "validation_size": adapter.validation.size, "stop_wrong": adapter.stop_wrong,
         "weight_decay": config.weight_decay, "forget_bias": adapter.forget_bias if model == "lstm" else None,
         "input_bias": adapter.input_bias if model == "lstm" else None,
         "chrono": adapter.chrono if model == "lstm" else None,

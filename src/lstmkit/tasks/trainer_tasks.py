@@ -27,7 +27,7 @@ class PaperTaskConfig:
     length: int = 0  # T or the lag p; 0 → the paper's default (ignored by tasks of fixed length)
     hidden_size: int = 0  # 0 → the task's default
     data_seed: int = 0
-    eval_size: int = 512
+    eval_size: int = 0  # sequences per check; 0 → the task's default (with its stop rule)
     backend: str = "auto"
     forget_bias: Optional[float] = None  # None → the task's default
     input_bias: Optional[float] = None
@@ -39,8 +39,8 @@ def _factory(name: str):
         fixed = TASKS[name][1] is None
         task = make_task(name, None if (fixed or not cfg.length) else cfg.length)
         return PaperTask(task, cfg.model, cfg.hidden_size or task.defaults.hidden_size, cfg.data_seed,
-                         eval_size=cfg.eval_size, backend=cfg.backend, forget_bias=cfg.forget_bias,
-                         input_bias=cfg.input_bias, chrono=cfg.chrono)
+                         eval_size=cfg.eval_size or task.defaults.eval_size, backend=cfg.backend,
+                         forget_bias=cfg.forget_bias, input_bias=cfg.input_bias, chrono=cfg.chrono)
     return make
 
 
