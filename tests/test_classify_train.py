@@ -113,6 +113,20 @@ def test_cli_classify_reports_and_plots(trained, tmp_path, capsys):
     assert rows[0] == "index,predicted,true,probability" and len(rows) == 257
 
 
+def test_cli_classify_default_png_lands_in_the_run_folder(trained, capsys):
+    """A run trained on a data file's path names its default PNG after the file, inside RUN."""
+    pytest.importorskip("matplotlib")
+    import os
+
+    from lstmkit.cli import main
+
+    _, _, run_dir, _ = trained
+    assert main(["classify", run_dir, "--threads", "1"]) == 0
+    capsys.readouterr()
+    png = os.path.join(run_dir, "confusion_train_test.png")
+    assert os.path.isfile(png) and open(png, "rb").read(4) == b"\x89PNG"
+
+
 def test_cli_classify_errors_are_one_line(trained, tmp_path, capsys):
     from lstmkit.cli import main
 

@@ -58,7 +58,7 @@ def run(args) -> int:
         data = task.test_data()
         if data is None:
             raise CliError(f"the run was trained on {cfg.options.data} without test_data: give --data FILE")
-        label = f"{cfg.options.data}_test"
+        label = f"{_safe(cfg.options.data)}_test"  # the training data may be a path: the PNG stays in RUN
     else:
         data = load_data(args.data, args.split, classes=task.classes, require_labels=False)
         label = f"{_safe(args.data)}_{args.split}" if args.data.lower().replace("-", "_") in (
