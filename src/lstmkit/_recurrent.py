@@ -17,9 +17,9 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _checks as check
+from ._layout import prepare_input, restore_output, restore_trace
 from ._torch_compat import graph_capture_backend
 from ._tracing import values_hidden
 from .kernels import BACKEND_NAMES, RunSpec, select_backend
@@ -162,53 +162,22 @@ class RecurrentBase(nn.Module):
     def _run(self, input: Any, hx: Any, lengths: Any, record: bool):
         """Validate, bring to time-major padded form, dispatch, and restore the caller's layout."""
         weight = self.weight_ih_l0
-        packed = isinstance(input, PackedSequence)
-        if packed:
-            if lengths is not None:
-                raise ValueError("give either a PackedSequence or lengths=, not both: a PackedSequence carries its lengths")
-            check.same_dtype_device("input", input.data, weight)
-            if input.data.dim() != 2 or input.data.shape[-1] != self.input_size:
-                raise ValueError(f"PackedSequence data must be (total_steps, input_size={self.input_size}), got {tuple(input.data.shape)}")
-            x, lengths = pad_packed_sequence(input)  # (T, B, I), lengths in the caller's batch order
-            batched = True
-        else:
-            check.input_tensor(input, self.input_size, weight)
-            batched = input.dim() == 3
-            x = input if batched else input.unsqueeze(1)  # (T, B=1, I) for unbatched
-            if batched and self.batch_first:
-                x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
+        prep = prepare_input(input, self.input_size, self.batch_first, weight, lengths)
+        x, batched = prep.x, prep.batched  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
-        check.sizes(T, B)
-        traced = values_hidden(x)
-        if not traced:  # values are checked in eager; traced calls get the operators' own checks
-            check.finite("input", x)
-        if lengths is not None:
-            lengths = check.traced_lengths(lengths, B) if traced else check.lengths_tensor(lengths, B, T)
         state = self._initial_state(hx, B, batched, x)
         spec = RunSpec(
             cell=self.cell, num_layers=self.num_layers, bidirectional=self.bidirectional, bias=self.bias,
             proj_size=self.proj_size, dropout=self.dropout, training=self.training, record=record,
             device_type=x.device.type, dtype=x.dtype, variants=self._variants(),
         )
-        # all-full lengths run as a plain call in eager; a traced call cannot look, so passes them on
-        run_lengths = lengths if traced or lengths is None or not bool((lengths == T).all()) else None
         backend = select_backend(graph_capture_backend(self.backend, spec), spec)
         layer_opts, input_masks = self._step_options(T, B, x)
         extra = {} if layer_opts is None and input_masks is None else {"layer_opts": layer_opts, "input_masks": input_masks}
-        out, state_n, trace = backend.run(spec, x.contiguous(), state, self._layer_params(), run_lengths, **extra)
-        if packed:
-            out = _repack(out, lengths, input)
-        elif not batched:
-            out = out.squeeze(1)
+        out, state_n, trace = backend.run(spec, x, state, self._layer_params(), prep.lengths, **extra)
+        if not batched:
             state_n = tuple(s.squeeze(1) for s in state_n)
-        elif self.batch_first:
-            out = out.transpose(0, 1)
-        if trace is not None:
-            if not batched:
-                trace = type(trace)(*(v.squeeze(3) for v in trace))  # (L, D, T, ·)
-            elif self.batch_first:
-                trace = type(trace)(*(v.transpose(2, 3) for v in trace))  # (L, D, B, T, ·)
-        return out, state_n, trace
+        return restore_output(out, prep, self.batch_first), state_n, restore_trace(trace, batched, self.batch_first)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -226,16 +195,6 @@ _BASE_NAME = re.compile(r"_l\d+(_reverse)?$")
 
 def _base_name(name: str) -> str:
     return _BASE_NAME.sub("", name)
-
-
-def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
-    """Pack time-major padded output (caller's batch order) with the same layout as the input."""
-    if like.sorted_indices is not None:
-        order = like.sorted_indices
-        out = out.index_select(1, order.to(out.device))
-        lengths = lengths[order.cpu()]
-    data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
-    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
 @contextlib.contextmanager

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _checks as check
+from .. import _layout as input_layout
 from ..kernels.stack import run_stack
-from . import _layout
+from . import _state
 from .mlstm_forms import FORMS, run_form
 from .slstm_reference import FORGET_GATES, log_forget
 
@@ -189,18 +190,18 @@ class mLSTM(nn.Module):
 
     def forward(self, input, hx=None, *, lengths=None):
         weight = self.weight_ih_l0
-        prep = _layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
+        prep = input_layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
         x = prep.x
         B = x.shape[1]
         LD, NH, d = self.num_layers * self.num_directions, self.num_heads, self.head_size
         shapes = [(LD, B, NH, d, d), (LD, B, NH, d), (LD, B, NH)]
         zeros = [torch.zeros(s, dtype=x.dtype, device=x.device) for s in shapes]
-        state = _layout.initial_state(hx, STATE_NAMES, shapes, prep.batched, weight, zeros)
+        state = _state.initial_state(hx, STATE_NAMES, shapes, prep.batched, weight, zeros)
         layer_fn = functools.partial(mlstm_layer, num_heads=NH, forget_gate=self.forget_gate, form=self.form,
                                      chunk_size=self.chunk_size)
         out, state_n, _ = run_stack(layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout,
                                     self.training, False)
-        out = _layout.restore_output(out, prep, self.batch_first)
+        out = input_layout.restore_output(out, prep, self.batch_first)
         if not prep.batched:
             state_n = tuple(s.squeeze(1) for s in state_n)
         return out, state_n

@@ -10,8 +10,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import _checks as check
+from .. import _layout as input_layout
+from .._tracing import values_hidden
 from ..kernels.stack import run_stack
-from . import _layout, slstm_fused
+from . import _state, slstm_fused
 from .slstm_reference import FORGET_GATES, SLSTMGates, SLSTMLayerParams, slstm_layer
 
 BACKENDS = ("auto", "reference", "fused")
@@ -167,24 +169,24 @@ class sLSTM(nn.Module):
 
     def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
         weight = self.weight_ih_l0
-        prep = _layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
+        prep = input_layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
         x = prep.x
         B = x.shape[1]
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         zeros = [torch.zeros(LD, B, H, dtype=x.dtype, device=x.device) for _ in STATE_NAMES]
-        state = _layout.initial_state(hx, STATE_NAMES, [(LD, B, H)] * 4, prep.batched, weight, zeros)
-        if hx is not None and bool((state[2] < 0).any()):
+        state = _state.initial_state(hx, STATE_NAMES, [(LD, B, H)] * 4, prep.batched, weight, zeros)
+        if hx is not None and not values_hidden(x) and bool((state[2] < 0).any()):
             raise ValueError("n0 (the normalizer state) must be >= 0, got negative values")
         layer = slstm_fused.fused_slstm_layer if self._resolve_backend(x) == "fused" else slstm_layer
         layer_fn = functools.partial(layer, forget_gate=self.forget_gate)
         out, state_n, trace = run_stack(
             layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout, self.training, return_gates
         )
-        out = _layout.restore_output(out, prep, self.batch_first)
+        out = input_layout.restore_output(out, prep, self.batch_first)
         if not prep.batched:
             state_n = tuple(s.squeeze(1) for s in state_n)
         if return_gates:
-            return sLSTMResult(out, state_n, _layout.restore_trace(trace, prep.batched, self.batch_first))
+            return sLSTMResult(out, state_n, input_layout.restore_trace(trace, prep.batched, self.batch_first))
         return out, state_n
 
     def extra_repr(self) -> str:

@@ -1,25 +1,28 @@
-"""Input and state plumbing shared by lk.sLSTM and lk.mLSTM (the recurrences live elsewhere).
+"""The caller's input layouts, shared by every recurrent module (lk.LSTM, lk.RNN, lk.sLSTM, lk.mLSTM).
 
-Brings the caller's layout (time-major, batch_first or unbatched) to time-major (T, B, I),
-checks lengths and initial states with one clear error each, and restores the layout of the
-outputs and recorded traces.
+Brings the caller's layout (time-major, batch_first, unbatched or a PackedSequence) to
+time-major (T, B, I), checks the input and lengths with one clear error each, and restores the
+layout of the outputs and recorded traces. Value checks (finite input, lengths in [1, T]) run in
+eager only: a traced call (compile, export, meta, torch.func) keeps its shape, dtype and device
+checks and its lengths as given (see _tracing).
 
 Shape legend: T steps, B batch, I input features, L layers, D directions.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .. import _checks as check
+from . import _checks as check
+from ._tracing import values_hidden
 
 
 class Prepared(NamedTuple):
     x: Tensor  # (T, B, I) time-major, contiguous
     batched: bool
-    lengths: Optional[Tensor]  # (B,) int64 on CPU, or None when every sequence runs T steps
+    lengths: Optional[Tensor]  # (B,) int64, or None when every sequence runs T steps (eager) or none were given
     packed: Optional[PackedSequence] = None  # the caller's PackedSequence, to pack the output alike
     all_lengths: Optional[Tensor] = None  # lengths even when all are T (repacking needs them)
 
@@ -43,31 +46,16 @@ def prepare_input(input: Any, input_size: int, batch_first: bool, weight: Tensor
             x = x.transpose(0, 1)  # (B, T, I) -> (T, B, I)
     T, B = x.shape[0], x.shape[1]
     check.sizes(T, B)
-    check.finite("input", x)
+    traced = values_hidden(x)
+    if not traced:  # values are checked in eager; traced calls get the kernels' own checks
+        check.finite("input", x)
     all_lengths = None
     if lengths is not None:
-        lengths = all_lengths = check.lengths_tensor(lengths, B, T)
-        if bool((lengths == T).all()):
+        lengths = all_lengths = check.traced_lengths(lengths, B) if traced else check.lengths_tensor(lengths, B, T)
+        # all-full lengths run as a plain call in eager; a traced call cannot look, so passes them on
+        if not traced and bool((lengths == T).all()):
             lengths = None
     return Prepared(x.contiguous(), batched, lengths, packed, all_lengths)
-
-
-def initial_state(hx: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], batched: bool, weight: Tensor,
-                  defaults: Sequence[Tensor]) -> tuple[Tensor, ...]:
-    """hx as a tuple of tensors, each shaped as in shapes (the batch dimension, index 1, absent
-    for unbatched input); the defaults (batched shapes) when hx is None."""
-    if hx is None:
-        return tuple(defaults)
-    if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
-        raise TypeError(f"hx must be a tuple of {len(names)} tensors ({', '.join(names)}), got {type(hx).__name__}"
-                        + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else ""))
-    state = []
-    for name, t, shape in zip(names, hx, shapes):
-        expected = shape if batched else shape[:1] + shape[2:]
-        check.state_tensor(name, t, tuple(expected), weight)
-        check.finite(name, t)
-        state.append(t if batched else t.unsqueeze(1))
-    return tuple(state)
 
 
 def restore_output(out: Tensor, prep: Prepared, batch_first: bool) -> Union[Tensor, PackedSequence]:
