@@ -327,3 +327,19 @@ def test_compiled_inference_prepares_weights_once_and_sees_in_place_changes(tile
         m.bias_hh_l0.zero_()
         m.weight_hr_l1.mul_(-1)
         assert torch.equal(compiled(x)[0], m(x)[0])
+
+
+def test_the_first_call_of_a_fresh_process_compiles_with_no_graph_break():
+    """The kernel is loaded by the first forward; under fullgraph that happens while Dynamo traces."""
+    _require_kernel()  # built (and cached) here, but not yet loaded in the child
+    script = textwrap.dedent("""
+        import torch, lstmkit as lk
+        from lstmkit.kernels import fused
+        assert fused.loaded_extension() is None
+        for m in (lk.LSTM(4, 8, bidirectional=True), lk.sLSTM(4, 8, num_layers=2)):
+            e = torch._dynamo.explain(m)(torch.randn(6, 3, 4), lengths=torch.tensor([6, 2, 4]))
+            assert (e.graph_count, e.graph_break_count) == (1, 0), [str(r.reason)[:200] for r in e.break_reasons]
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

@@ -148,6 +148,15 @@ def load_extension(verbose: bool = False) -> Any:
     return _ext
 
 
+@torch._dynamo.assume_constant_result
+def available() -> bool:
+    """Whether the kernel is loaded or can be built (building it on first use). Dynamo runs this
+    eagerly while tracing and keeps the answer: the first call of a model under
+    torch.compile(fullgraph=True) builds or loads the kernel without breaking the graph (the
+    build's lock is no context manager Dynamo can trace)."""
+    return load_extension() is not None
+
+
 def library_path() -> str:
     """The kernel's shared library: all an AOTInductor package of an lk model needs loaded
     (``torch.ops.load_library(path)``) to run without lstmkit's Python. Builds it if needed."""
@@ -197,7 +206,7 @@ def fused_lstm_layer(
     hand-written backward for all three). One operator call: torch.ops.lstmkit.lstm_layer when
     autograd or the caller wants the gates, else lstm_layer_infer.
     """
-    if load_extension() is None:
+    if not available():
         raise RuntimeError(f"lstmkit's fused kernel is not available: {_error}")
     opts = opts._replace(h_keep=_mask(opts.h_keep, x), zone_h=_mask(opts.zone_h, x), zone_c=_mask(opts.zone_c, x))
     call = LayerCall(x.contiguous(), h0.contiguous(), c0.contiguous(), p, opts, lengths, reverse)
@@ -322,7 +331,7 @@ class FusedBackend(Backend):
                     f"{', '.join(FUSED_VARIANTS)}; the reference backend runs them all)")
         if spec.dtype not in _DTYPES:
             return f"the fused kernel supports float32 and float64, not {spec.dtype}"
-        if load_extension() is None:
+        if not available():
             return f"the fused kernel could not be built ({(_error or '')[:200]})"
         return None
 

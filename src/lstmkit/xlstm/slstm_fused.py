@@ -71,13 +71,20 @@ def load_extension(verbose: bool = False) -> bool:
     return _loaded
 
 
+@torch._dynamo.assume_constant_result
+def available() -> bool:
+    """load_extension() as Dynamo sees it: run eagerly while tracing, its answer kept, so a model's
+    first call under torch.compile(fullgraph=True) loads the kernel without a graph break."""
+    return load_extension()
+
+
 def unsupported(x: Tensor) -> Optional[str]:
     """None when the fused kernel can run on x, else why not."""
     if x.device.type != "cpu":
         return f"it runs on CPU only, got a tensor on {x.device}"
     if x.dtype not in _DTYPES:
         return f"it runs float32 and float64, got {x.dtype}"
-    if not load_extension():
+    if not available():
         return f"the kernel could not be built ({_error})"
     return None
 
@@ -134,7 +141,7 @@ def fused_slstm_layer(
     forget_gate: str = "sigmoid",
 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor], Optional[SLSTMGates]]:
     """Same contract as slstm_reference.slstm_layer, run by the fused operator."""
-    if not load_extension():
+    if not available():
         raise RuntimeError(f"lstmkit's fused sLSTM kernel is not available: {_error}")
     bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh  # (4H,): both biases in the one GEMM
     xp = F.linear(x, p.w_ih, bias).contiguous()  # (T, B, 4H): every step's input projection
