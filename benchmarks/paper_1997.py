@@ -1,7 +1,7 @@
 """The long-time-lag table of Hochreiter & Schmidhuber (1997), LSTM beside a plain RNN, in one run.
 
 Runs every entry below one after the other in this process (never two trainings at once) with
-lstmkit.tasks.runner (the Trainer underneath), scores each with the paper's own criterion, and
+lstmkit.paper1997.runner (the Trainer underneath), scores each with the paper's own criterion, and
 writes a Markdown table and the raw rows as JSON. The files always hold exactly the rows of one
 run: a run replaces them, it never merges with an earlier one. Each trial stops when solved or
 after its time budget; the full table's budgets add up to the hours printed by ``--plan``.
@@ -32,7 +32,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-from lstmkit.tasks.runner import markdown_table, run_task, summarize  # noqa: E402
+from lstmkit.paper1997.runner import markdown_table, run_task, summarize  # noqa: E402
 
 MODELS = ("lstm", "rnn")
 

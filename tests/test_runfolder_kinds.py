@@ -8,7 +8,7 @@ import os
 import pytest
 
 from lstmkit.cli import main
-from lstmkit.tasks.runner import run_task
+from lstmkit.paper1997.runner import run_task
 from lstmkit.train import CheckpointError, load_run
 from lstmkit.train import checkpoint as ckpt
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lstmkit.cli import main
-from lstmkit.tasks.runner import run_task
+from lstmkit.paper1997.runner import run_task
 from lstmkit.train import load_run
 from lstmkit.train import checkpoint as ckpt
 from runfolder_util import ECHO_ARGS

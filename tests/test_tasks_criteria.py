@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from lstmkit.tasks import make_task
-from lstmkit.tasks.base import Batch
-from lstmkit.tasks.copy import baseline
+from lstmkit.paper1997 import make_task
+from lstmkit.paper1997.base import Batch
+from lstmkit.paper1997.copy import baseline
 
 
 def test_adding_counts_absolute_errors_of_0_04_or_more():
@@ -128,8 +128,8 @@ def test_copy_memoryless_strategy_scores_the_baseline():
 
 
 def test_every_task_has_the_papers_row_to_print_beside_ours():
-    from lstmkit.tasks import TASKS
-    from lstmkit.tasks.runner import markdown_table, summarize
+    from lstmkit.paper1997 import TASKS
+    from lstmkit.paper1997.runner import markdown_table, summarize
 
     for name, (_, default) in TASKS.items():
         for length in ({default, 500, 1000} if name == "adding" else {default}):

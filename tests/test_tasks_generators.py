@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from lstmkit.tasks import TASKS, make_task
-from lstmkit.tasks.base import IGNORE
-from lstmkit.tasks.copy import CopyTask, baseline
-from lstmkit.tasks.reber import (EMBEDDED_RE, REBER_RE, SYMBOLS, EmbeddedReber, embedded_reber_string, is_embedded_reber,
+from lstmkit.paper1997 import TASKS, make_task
+from lstmkit.paper1997.base import IGNORE
+from lstmkit.paper1997.copy import CopyTask, baseline
+from lstmkit.paper1997.reber import (EMBEDDED_RE, REBER_RE, SYMBOLS, EmbeddedReber, embedded_reber_string, is_embedded_reber,
                                  legal_next, reber_string, sample_embedded_reber)
-from lstmkit.tasks.temporal_order import POSITIONS
+from lstmkit.paper1997.temporal_order import POSITIONS
 
 N = 2000
 
@@ -241,7 +241,7 @@ def test_make_task_rejects_bad_names_and_lengths():
 
 @pytest.mark.parametrize("T", [6, 8, 11])
 def test_adding_length_too_short_or_odd_is_one_clear_error(T):
-    from lstmkit.tasks.adding import AddingProblem
+    from lstmkit.paper1997.adding import AddingProblem
 
     with pytest.raises(ValueError, match=rf"T must be an even integer >= 10 .* got {T}"):
         AddingProblem(T).sample(4, torch.Generator().manual_seed(0))

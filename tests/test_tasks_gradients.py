@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import lstmkit as lk
-from lstmkit.tasks import make_task
-from lstmkit.tasks.gradients import gradient_flow, plot_gradient_flow, task_gradient_flow, unrolled_states
-from lstmkit.tasks.model import build_model
+from lstmkit.paper1997 import make_task
+from lstmkit.paper1997.gradients import gradient_flow, plot_gradient_flow, task_gradient_flow, unrolled_states
+from lstmkit.paper1997.model import build_model
 
 
 @pytest.mark.parametrize("a", [0.5, 0.9, 1.1])

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from lstmkit.tasks import make_task
-from lstmkit.tasks.runner import markdown_table, run_task, summarize, train_task
+from lstmkit.paper1997 import make_task
+from lstmkit.paper1997.runner import markdown_table, run_task, summarize, train_task
 
 
 def test_lstm_learns_a_short_adding_problem():
@@ -49,7 +49,7 @@ def test_long_lag_cells_do_not_drift_into_saturation_at_the_start():
     # with input gates at lk.LSTM's default (i ≈ 0.5) and f ≈ σ(5), the cells integrate their
     # bias-driven input over p = 100 steps to |c| ≈ 7 and tanh squashes the first symbol away;
     # the task starts its input gates shut (the paper's cure for state drift, Section 5.4)
-    from lstmkit.tasks.model import build_model
+    from lstmkit.paper1997.model import build_model
 
     task = make_task("long_lag", 100)
     test = task.test_set(0)
@@ -72,7 +72,7 @@ def test_long_adding_decays_the_rate_and_stops_only_at_none_wrong_of_2560():
 
 
 def test_long_adding_stops_only_with_a_margin_under_the_tolerance():
-    from lstmkit.tasks.runner import PaperTask
+    from lstmkit.paper1997.runner import PaperTask
 
     adapter = PaperTask(make_task("adding", 500), "lstm", 4, eval_size=4)
     assert not adapter._stop_rule({"wrong": 0, "n": 2560, "max_error": 0.035})  # none wrong, but no margin
@@ -109,8 +109,8 @@ def test_unknown_model_is_rejected():
 
 
 def test_paper_tasks_are_registered_for_lstmkit_train():
-    from lstmkit.tasks import TASKS
-    from lstmkit.tasks.runner import PaperTask
+    from lstmkit.paper1997 import TASKS
+    from lstmkit.paper1997.runner import PaperTask
     from lstmkit.train import available_tasks, parse_run_config
 
     tasks = available_tasks()
@@ -125,7 +125,7 @@ def test_paper_tasks_are_registered_for_lstmkit_train():
 
 
 def test_chrono_initialization_spreads_the_memory_time_scales():
-    from lstmkit.tasks.model import SequenceModel
+    from lstmkit.paper1997.model import SequenceModel
 
     torch.manual_seed(0)
     model = SequenceModel("lstm", 2, 256, 1, chrono=120)
@@ -168,8 +168,8 @@ def test_progress_eta_is_capped_by_the_time_budget(capsys):
 
 
 def test_paper_task_reports_the_seconds_left_of_its_budget():
-    from lstmkit.tasks import make_task
-    from lstmkit.tasks.runner import PaperTask
+    from lstmkit.paper1997 import make_task
+    from lstmkit.paper1997.runner import PaperTask
 
     task = make_task("adding", 10)
     model_task = PaperTask(task, "lstm", 8, seed=0, eval_size=16, time_budget=30.0)

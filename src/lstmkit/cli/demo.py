@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="LSTM vs plain RNN on a long-time-lag task (a few minutes)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
                               allow_abbrev=False)
-    p.add_argument("--task", default=DEFAULT_TASK, help=f"a task of lstmkit.tasks (default {DEFAULT_TASK})")
+    p.add_argument("--task", default=DEFAULT_TASK, help=f"a task of lstmkit.paper1997 (default {DEFAULT_TASK})")
     p.add_argument("--length", type=int, default=None,
                    help=f"sequence length / lag (default {DEFAULT_LENGTH} for {DEFAULT_TASK}, the task's own otherwise)")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
@@ -54,10 +54,10 @@ def run(args) -> int:
     from . import CliError
 
     try:
-        from ..tasks import make_task
-        from ..tasks.runner import run_task
+        from ..paper1997 import make_task
+        from ..paper1997.runner import run_task
     except ImportError as e:  # pragma: no cover - the tasks package ships with lstmkit
-        raise CliError(f"the demo needs lstmkit.tasks ({e})") from None
+        raise CliError(f"the demo needs lstmkit.paper1997 ({e})") from None
     import torch
 
     from ..train.curves import plot_runs

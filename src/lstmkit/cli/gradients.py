@@ -10,7 +10,7 @@ DESCRIPTION = """Measure how much of the error at a sequence's last step reaches
 step: the norm of dL/dh_t (and of dL/dc_t, the LSTM's memory cell) against the lag T-1-t, for
 an LSTM and a plain tanh RNN, before and after training on the task. The gradients are the
 total derivatives through every later step, taken with torch.autograd.grad on an explicit
-unrolled loop that reproduces the model's forward (see lstmkit.tasks.gradients)."""
+unrolled loop that reproduces the model's forward (see lstmkit.paper1997.gradients)."""
 
 
 def register(subparsers) -> None:
@@ -32,10 +32,10 @@ def run(args) -> int:
     import torch
 
     from . import CliError
-    from ..tasks import TASKS, make_task
-    from ..tasks.gradients import plot_gradient_flow, task_gradient_flow
-    from ..tasks.model import build_model
-    from ..tasks.runner import train_task
+    from ..paper1997 import TASKS, make_task
+    from ..paper1997.gradients import plot_gradient_flow, task_gradient_flow
+    from ..paper1997.model import build_model
+    from ..paper1997.runner import train_task
 
     if args.budget < 0:
         raise CliError(f"--budget must be >= 0, got {args.budget}")

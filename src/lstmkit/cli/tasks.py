@@ -15,7 +15,7 @@ tasks: adding, multiplication, temporal_order_6a (6a), temporal_order_6b (6b), r
        long_lag (2a), copy
 
 Training stops when a validation check meets the criterion, or after --budget seconds or
---steps optimizer steps. Unset settings use each task's defaults (lstmkit.tasks.*)."""
+--steps optimizer steps. Unset settings use each task's defaults (lstmkit.paper1997.*)."""
 
 EXAMPLES = """examples:
   lstmkit tasks adding --length 100              LSTM and RNN, T = 100, up to 10 min each
@@ -47,8 +47,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from . import CliError
-    from ..tasks import make_task
-    from ..tasks.runner import markdown_table, run_task, summarize
+    from ..paper1997 import make_task
+    from ..paper1997.runner import markdown_table, run_task, summarize
 
     if args.seeds < 1:
         raise CliError(f"--seeds must be >= 1, got {args.seeds}")

@@ -9,7 +9,7 @@
     ... def make_sine(cfg: SineConfig) -> Task: ...
 
 A config file then says ``task = "sine-demo"`` and may set ``hidden_size``; anything else is
-rejected by name. Tasks living in ``lstmkit.tasks`` and ``lstmkit.apps`` register on import;
+rejected by name. Tasks living in ``lstmkit.paper1997`` and ``lstmkit.apps`` register on import;
 a task elsewhere is named ``"package.module:name"`` and its module is imported first.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ class TaskEntry:
 _TASKS: dict[str, TaskEntry] = {}
 
 # Packages whose import registers tasks; a missing package is simply not there yet.
-TASK_PACKAGES = ("lstmkit.train.toy", "lstmkit.tasks", "lstmkit.apps")
+TASK_PACKAGES = ("lstmkit.train.toy", "lstmkit.paper1997", "lstmkit.apps")
 
 
 def register_task(name: str, config: Optional[type] = None, *, help: str = "",

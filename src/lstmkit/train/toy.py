@@ -8,7 +8,7 @@ boundary: batches carry the Trainer's ``"reset"`` mask. Rows start documents at 
 batches, so resets are per row.
 
 Used by the Trainer's tests and as a template for stateful streaming tasks; the 1997
-long-time-lag problems live in lstmkit.tasks.
+long-time-lag problems live in lstmkit.paper1997.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train a long-lag task with lstmkit's Trainer and score it with the paper's own criterion.
 
-    >>> from lstmkit.tasks.runner import run_task
+    >>> from lstmkit.paper1997.runner import run_task
     >>> row = run_task("adding", "lstm", length=100, time_budget=600)   # doctest: +SKIP
     >>> row["wrong"], row["n_test"], row["sequences"]                    # doctest: +SKIP
 

@@ -1,7 +1,7 @@
 """The long-time-lag experiments of Hochreiter & Schmidhuber (1997), plus the copy task of
 Arjovsky et al. (2016), with a plain RNN beside the LSTM.
 
-    >>> from lstmkit.tasks import make_task
+    >>> from lstmkit.paper1997 import make_task
     >>> task = make_task("adding", length=100)
     >>> import torch; batch = task.sample(4, torch.Generator().manual_seed(0))
     >>> batch.x.shape[-1], batch.target.shape
