@@ -8,6 +8,7 @@ import torch
 from lstmkit.apps.classify import metrics as M
 from lstmkit.apps.classify.task import ClassifyConfig, ClassifyTask, parse_class_weights, predict, score
 from lstmkit.train import TrainConfig, Trainer
+from lstmkit.train.config import to_dict
 
 CLASSES = 3
 
@@ -41,7 +42,7 @@ def trained(tmp_path_factory):
                          class_weights="balanced", backend="auto")
     task = ClassifyTask(cfg)
     run_dir = str(d / "run")
-    run_config = {"task": "classify", "run_dir": run_dir, **{k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+    run_config = {"task": "classify", "run_dir": run_dir, **to_dict(cfg),
                   "train": {"steps": 150, "batch_size": 32, "lr": 0.01, "progress": "off", "plot": False,
                             "threads": 1}}
     tc = TrainConfig(steps=150, batch_size=32, lr=0.01, progress="off", plot=False, threads=1)

@@ -70,7 +70,7 @@ def test_text_page_is_self_contained_and_holds_every_gate(text_run, tmp_path, ca
     # the values in the page are the LSTM's, to within half a quantization step
     from lstmkit.apps.text.task import TextTask
     from lstmkit.cli import load_run_of
-    from lstmkit.cli.inspect import text_states
+    from lstmkit.apps.text.task import text_states
 
     _, task, model = load_run_of(text_run, TextTask, "text")
     states = text_states(model, task.vocab, TEXT)
@@ -167,7 +167,7 @@ def test_atomic_write_keeps_the_old_page_when_writing_fails(tmp_path, monkeypatc
 def test_live_server_answers_new_text_and_refuses_bad_input(text_run):
     from lstmkit.apps.text.task import TextTask
     from lstmkit.cli import load_run_of
-    from lstmkit.cli.inspect import text_states
+    from lstmkit.apps.text.task import text_states
     from lstmkit.viz.explorer import build_payload, render_page
     from lstmkit.viz.server import make_server
 

@@ -7,7 +7,9 @@ import pytest
 
 from lstmkit.apps.text import data
 from lstmkit.apps.text.build_corpus import strip_gutenberg
-from lstmkit.apps.text.data import TextDataError, Vocab, load_text, ngram_nats, split_text, streams
+from lstmkit.apps import DataError
+from lstmkit.apps.text.data import load_text, ngram_nats, split_text, streams
+from lstmkit.apps.vocab import Vocab
 
 
 def test_vocab_round_trip_including_non_ascii():
@@ -18,12 +20,12 @@ def test_vocab_round_trip_including_non_ascii():
     ids = v.encode(text)
     assert ids.dtype.is_floating_point is False and ids.max() < len(v)
     assert v.decode(ids.tolist()) == text
-    assert Vocab(v.chars) == v  # what a run saves (the chars string) rebuilds the same mapping
+    assert Vocab.of_chars(v.chars) == v  # what a run saves (the chars string) rebuilds the same mapping
 
 
 def test_vocab_unknown_character_is_named():
-    with pytest.raises(TextDataError, match="'z' is not in the model's vocabulary of 3"):
-        Vocab("abc").encode("abz")
+    with pytest.raises(DataError, match="'z' is not in the model's vocabulary of 3"):
+        Vocab.of_chars("abc").encode("abz")
 
 
 def test_embedded_corpus_is_the_plays_without_boilerplate():
@@ -58,15 +60,15 @@ def test_user_file_utf8_with_bom_and_crlf(tmp_path):
 def test_user_file_errors_are_one_line(tmp_path, content, message):
     p = tmp_path / "bad.txt"
     p.write_bytes(content)
-    with pytest.raises(TextDataError, match=message) as e:
+    with pytest.raises(DataError, match=message) as e:
         load_text(str(p))
     assert "\n" not in str(e.value) and str(p) in str(e.value)
 
 
 def test_missing_directory_and_unreadable(tmp_path, monkeypatch):
-    with pytest.raises(TextDataError, match="no such file"):
+    with pytest.raises(DataError, match="no such file"):
         load_text(str(tmp_path / "nope.txt"))
-    with pytest.raises(TextDataError, match="is a directory"):
+    with pytest.raises(DataError, match="is a directory"):
         load_text(str(tmp_path))
     p = tmp_path / "locked.txt"
     p.write_text("hello")
@@ -75,7 +77,7 @@ def test_missing_directory_and_unreadable(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(data, "open", denied, raising=False)
-    with pytest.raises(TextDataError, match="cannot read it .Permission denied"):
+    with pytest.raises(DataError, match="cannot read it .Permission denied"):
         load_text(str(p))
 
 
@@ -87,10 +89,10 @@ def test_split_is_fixed_90_10_contiguous():
 
 
 def test_streams_cut_contiguous_rows():
-    v = Vocab("abcdefghij")
+    v = Vocab.of_chars("abcdefghij")
     S = streams(v.encode("abcdefghij"), 3)  # 10 ids → 3 rows of 3, the last id dropped
     assert [v.decode(r.tolist()) for r in S] == ["abc", "def", "ghi"]
-    with pytest.raises(TextDataError, match="too short for 4 streams"):
+    with pytest.raises(DataError, match="too short for 4 streams"):
         streams(v.encode("abcdefg"), 4)
 
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from conftest import assert_close
-from lstmkit.apps.text import CharLM, TextDataError, Vocab, generate, sample_next
+from lstmkit.apps import DataError
+from lstmkit.apps.text import CharLM, Vocab, generate, sample_next
 
-VOCAB = Vocab("\n .:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+VOCAB = Vocab.of_chars("\n .:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def model(seed=0, **kw) -> CharLM:
@@ -101,7 +102,7 @@ def test_stepwise_logits_equal_whole_sequence_logits(variant):
 
 def test_generate_rejects_prime_outside_vocabulary_and_restores_training_mode():
     m = model().train()
-    with pytest.raises(TextDataError, match="'#' is not in the model's vocabulary"):
+    with pytest.raises(DataError, match="'#' is not in the model's vocabulary"):
         "".join(generate(m, VOCAB, "#x", 5))
     assert m.training
     assert len("".join(generate(m, VOCAB, "", 5, seed=0))) == 5 and m.training

@@ -7,10 +7,11 @@ import struct
 
 import pytest
 
+from lstmkit.apps import DataError
 from lstmkit.apps.translate import dates as D
-from lstmkit.apps.translate.data import (TranslateDataError, catalog_files, clean_pair, gettext_pairs, read_tsv,
+from lstmkit.apps.translate.data import (catalog_files, clean_pair, gettext_pairs, read_tsv,
                                          split_of, split_pairs)
-from lstmkit.apps.translate.vocab import EOS, SPECIALS, UNK, Vocab, tokenize
+from lstmkit.apps.vocab import EOS, SPECIALS, UNK, Vocab, tokenize
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -35,7 +36,7 @@ def test_vocab_round_trip_and_unknowns(kind):
     for text in train:
         ids = v.encode(text)
         assert UNK not in ids and v.decode(ids) == text
-        assert v.decode(ids + [EOS, 7, 8]) == text  # decoding stops at </s>
+        assert v.decode(ids.tolist() + [EOS, 7, 8]) == text  # decoding stops at </s>
     assert Vocab(v.tokens, kind) == v  # what a run saves rebuilds the same mapping
     ids = v.encode("Open the zebra.")
     assert UNK in ids and "<unk>" in v.decode(ids)
@@ -144,7 +145,7 @@ def test_gettext_loader_on_a_written_catalog(tmp_path):
         "Save As": "Enregistrer sous", "Quit": "Quitter", "Installed:": "Installé :", "Print": "Imprimer",
         "It's done": "C'est fait", "Cancel": "Annuler",
     }
-    with pytest.raises(TranslateDataError, match="no gettext catalogs .* in .*de/LC_MESSAGES"):
+    with pytest.raises(DataError, match="no gettext catalogs .* in .*de/LC_MESSAGES"):
         gettext_pairs("de", str(tmp_path))
 
 
@@ -179,15 +180,15 @@ def test_tsv_reading_and_its_errors(tmp_path):
     assert read_tsv(str(p)) == [("hello", "bonjour"), ("good night", "bonne nuit")]
     bad = tmp_path / "bad.tsv"
     bad.write_text("one\tun\ntwo deux\n", encoding="utf-8")
-    with pytest.raises(TranslateDataError, match="bad.tsv, line 2: expected source<TAB>target, got 0 tabs"):
+    with pytest.raises(DataError, match="bad.tsv, line 2: expected source<TAB>target, got 0 tabs"):
         read_tsv(str(bad))
     bad.write_text("one\t \n", encoding="utf-8")
-    with pytest.raises(TranslateDataError, match="line 1: empty target"):
+    with pytest.raises(DataError, match="line 1: empty target"):
         read_tsv(str(bad))
-    with pytest.raises(TranslateDataError, match="no such file"):
+    with pytest.raises(DataError, match="no such file"):
         read_tsv(str(tmp_path / "nope.tsv"))
     bad.write_bytes(b"caf\xe9\tcafe\n")
-    with pytest.raises(TranslateDataError, match="not UTF-8"):
+    with pytest.raises(DataError, match="not UTF-8"):
         read_tsv(str(bad))
 
 

@@ -10,7 +10,7 @@ import torch
 from conftest import assert_close
 from lstmkit.apps.translate.decode import beam_search, beam_search_batch, greedy, length_penalty, translate
 from lstmkit.apps.translate.model import Seq2Seq
-from lstmkit.apps.translate.vocab import BOS, EOS, PAD, Vocab
+from lstmkit.apps.vocab import BOS, EOS, PAD, Vocab
 
 V_SRC, V_TGT = 20, 12
 

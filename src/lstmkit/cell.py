@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks as check
+from ._masking import zoneout_blend
 from ._torch_compat import NotScriptable
 from ._torch_quantize import DynamicQuantizable
 from ._tracing import values_hidden
@@ -135,9 +136,7 @@ class LSTMCell(OptionAttributes, NotScriptable, DynamicQuantizable, nn.Module):
         as lk.LSTM's); the expectation z in eval."""
         if z == 0:
             return new
-        if self.training:
-            return torch.where(zoneout_mask(tuple(new.shape), z, new), prev, new)
-        return torch.lerp(new, prev, z)
+        return zoneout_blend(new, prev, zoneout_mask(tuple(new.shape), z, new) if self.training else z)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

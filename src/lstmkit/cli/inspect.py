@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 DESCRIPTION = """Write the gate explorer of a trained run: one self-contained HTML page (works offline,
 loads nothing) showing what every unit of the LSTM did over one input.
@@ -55,74 +55,7 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-# ------------------------------------------------------------------ what the model saw
-def text_states(model, vocab, text: str, title: str = ""):
-    """GateStates of a CharLM's LSTM over ``text`` (its embedded characters are the LSTM's input)."""
-    import torch
-
-    from ..viz import collect_states
-
-    ids = vocab.encode(text)  # TextDataError names a character the model has not seen
-    with torch.no_grad():
-        x = model.embedding(ids.to(next(model.parameters()).device))  # (T, E)
-    return collect_states(model.lstm, x, list(text), title=title)
-
-
-def series_states(task, model, window: Optional[str], member: int, title: str = ""):
-    """GateStates of one forecast member's LSTM over a window of the run's series, transformed
-    exactly as in training (the scaler statistics stored in the model)."""
-    import numpy as np
-    import torch
-
-    from ..apps.forecast.forecaster import channels
-    from ..apps.forecast.transforms import Preprocessor
-    from ..viz import collect_states
-    from . import CliError
-
-    c = task.cfg
-    if not 1 <= member <= len(model.members):
-        raise CliError(f"--member must be in [1, {len(model.members)}] (the run's ensemble), got {member}")
-    pre = Preprocessor(log=c.log, detrend=c.detrend, seasonal_diff=c.seasonal_diff, diff=c.diff, scale=c.scale)
-    pre.load_array(model.scaler.numpy())
-    series = task.series
-    z, Xz = pre.transform(series.y, series.X)
-    A = channels(z, Xz)  # (T - lost, C): row k is series row k + lost
-    lost, T = pre.lost, len(series)
-    start, end = parse_window(window, T)
-    if start < lost:
-        if window:
-            raise CliError(f"--window must start at row {lost} or later: differencing uses the first {lost} rows")
-        start = lost
-    if end - start < 2:
-        raise CliError(f"--window {start}:{end} holds {end - start} step(s); give at least 2")
-    x = torch.from_numpy(A[start - lost:end - lost].astype(np.float32))  # (T', C)
-    labels = [_label(series.index[k]) for k in range(start, end)]
-    title = title or f"{series.target}: rows {start}–{end - 1}"
-    return collect_states(model.members[member - 1].lstm, x, labels, series=series.y[start:end], title=title)
-
-
-def parse_window(window: Optional[str], T: int) -> tuple[int, int]:
-    from . import CliError
-
-    if not window:
-        return 0, T
-    parts = window.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        start = int(parts[0]) if parts[0] else 0
-        end = int(parts[1]) if parts[1] else T
-    except ValueError:
-        raise CliError(f"--window must be START:END (row numbers, e.g. 96:144), got {window!r}") from None
-    if not 0 <= start < end <= T:
-        raise CliError(f"--window must satisfy 0 <= START < END <= {T} (the series' rows), got {window!r}")
-    return start, end
-
-
-def _label(t: Any) -> str:
-    return str(t.date()) if hasattr(t, "date") and getattr(t, "hour", 0) == 0 else str(t)
-
-
+# ------------------------------------------------------------------ the input
 def read_text(args) -> str:
     from ..apps.text.data import load_text
     from . import CliError
@@ -145,8 +78,7 @@ def read_text(args) -> str:
 def run(args) -> int:
     import torch
 
-    from ..apps.forecast.task import ForecastTask
-    from ..apps.text.task import TextTask
+    from ..apps.explore import ExplorerRequest, explorable_tasks
     from ..pretrained import default_output, resolve_run
     from ..train.run import load_run
     from ..viz import PatternError, pattern_mask, rank_units
@@ -161,22 +93,21 @@ def run(args) -> int:
     args.run_dir = resolve_run(args.run_dir)  # a shipped model's name (lstmkit inspect shakespeare)
     if not os.path.isdir(args.run_dir):
         raise CliError(f"no run folder at {args.run_dir}")
-    cfg, task, model = load_run(args.run_dir, kind=("text", "forecast"), command="inspect")
+    _, task, model = load_run(args.run_dir, kind=explorable_tasks(), command="inspect")
     name = os.path.basename(os.path.normpath(args.run_dir))
-    if isinstance(task, TextTask):
+    if task.explorer_reads == "text":  # what the app's page is drawn over: its hook says (apps/explore.py)
         if args.window:
             raise CliError("--window is for forecast runs; a text run reads --text or --text-file")
         text = read_text(args)
         if args.pattern:
             compile_pattern(args.pattern)  # a bad regex fails here, as one line
-        states = text_states(model, task.vocab, text, title=f"{name}: {len(text):,} characters")
-    elif isinstance(task, ForecastTask):
+        request = ExplorerRequest(text=text, title=f"{name}: {len(text):,} characters")
+    else:
         if args.text is not None or args.text_file or args.pattern:
             raise CliError("--text, --text-file and --pattern are for text runs; a forecast run takes --window")
         text = None
-        states = series_states(task, model, args.window, args.member, title="")
-    else:
-        raise CliError(f"{args.run_dir} is a {cfg.task!r} run; inspect reads 'text' and 'forecast' runs")
+        request = ExplorerRequest(window=args.window, member=args.member)
+    states = task.gate_states(model, request)
 
     L, D = states.num_layers, states.num_directions
     if not 1 <= args.layer <= L:
@@ -220,6 +151,7 @@ def run(args) -> int:
 
 def serve(args, model, task, states, text: Optional[str], options: dict) -> None:
     """Serve the page on 127.0.0.1:args.port until Ctrl-C; a text run answers new text live."""
+    from ..apps.explore import ExplorerRequest
     from ..viz.explorer import build_payload, render_page
     from ..viz.server import HOST, make_server
     from . import CliError
@@ -235,7 +167,7 @@ def serve(args, model, task, states, text: Optional[str], options: dict) -> None
             raise ValueError('expected {"text": "..."} with at least one character')
         if len(new) > args.max_chars:
             raise ValueError(f"the text has {len(new):,} characters; this server takes at most {args.max_chars:,}")
-        s = text_states(model, task.vocab, new, title=f"{len(new):,} characters")
+        s = task.gate_states(model, ExplorerRequest(text=new, title=f"{len(new):,} characters"))
         return build_payload(s, **{**options, "text": new, "unit": min(options["unit"], s.units(options["quantity"]) - 1),
                                    "live": True})
 

@@ -48,6 +48,11 @@ def list_tasks() -> int:
         print(f"{name}: {entry.help}")
         if entry.config is not None:
             for f in dataclasses.fields(entry.config):
+                if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+                    section = f.default_factory()  # a section such as [lstm]: its keys, dotted
+                    print(f"    [{f.name}] " + " ".join(f"--{f.name}.{k.name} {getattr(section, k.name)!r}"
+                                                     for k in dataclasses.fields(section)))
+                    continue
                 default = f.default if f.default is not dataclasses.MISSING else "(required)"
                 print(f"    --{f.name} {default!r}")
     print("train (every task): " + " ".join(f"--train.{f.name}" for f in dataclasses.fields(TrainConfig)))

@@ -7,10 +7,11 @@ from (or hand over to) a full-sequence call ``model(x, hx)``.
 Shape legend: B batch (1 for streaming), I input_size, H hidden_size, P = proj_size or H,
 L num_layers.
 
-What is precomputed at construction: detached, contiguous weight snapshots; the two biases
-summed into one (b = b_ih + b_hh); with a projection, [W_ih | W_hh]ᵀ concatenated so the
-gates of a step are one addmm. Per step and layer, a plain layer is then one call to
-``torch.lstm_cell`` (one dispatch into ATen: both GEMVs and the gate arithmetic run in C++).
+What is precomputed at construction: detached, contiguous weight snapshots and the two biases
+summed into one (b = b_ih + b_hh). Per step and layer, a plain layer is then one call to
+``torch.lstm_cell`` (one dispatch into ATen: both GEMVs and the gate arithmetic run in C++);
+a layer torch.lstm_cell cannot run (a projection, a variant) steps through the reference
+backend's own step function, so the equations stay written once.
 
 Measured on this machine (benchmarks/streaming.py, batch 1): that path beats calling the
 fused kernel with T = 1 — the kernel is built for whole sequences (it allocates gate and
@@ -24,9 +25,9 @@ engine="onnxruntime")`` offers that route behind the same tensor-in, tensor-out 
 gives part of the gain back in conversions (see engine below). Bidirectional networks cannot
 stream: the reverse direction needs the end of the sequence first.
 
-Variants stream too, as the module computes them in eval mode: peephole, coupled and LayerNorm
-layers step through the reference backend's own step function (the equations written once),
-zoneout is its expectation, and the dropouts are off.
+Variants stream too, as the module computes them in eval mode: peephole, coupled, LayerNorm and
+projected layers step through the reference backend's own step function, zoneout is its
+expectation (the shared zoneout_blend), and the dropouts are off.
 
 Example:
     >>> import torch, lstmkit as lk
@@ -45,12 +46,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .._masking import zoneout_blend
+from .._recurrent import evaluating
 from ..kernels.reference import input_projection, lstm_cell_step
 from ..kernels.types import LSTMStepOptions
-from .._recurrent import evaluating
 from ..lstm import LSTM
 
 
@@ -94,22 +95,18 @@ class StreamingLSTM:
 
     def refresh(self) -> None:
         """Take a new snapshot of the model's weights (call after training or loading weights)."""
-        layers = []
         with evaluating(self.model):  # inference: no dropouts, zoneout's expectation
-            self._variant = bool(self.model._variants())
+            # torch.lstm_cell runs the plain cell only; anything else takes the reference step
+            self._variant = bool(self.model._variants()) or self.model.proj_size > 0
             params = self.model._layer_params()
         with torch.no_grad():
-            # A variant layer steps through the reference equations and needs every tensor of the
-            # layer (peepholes, LN); a plain one the packed weights of torch.lstm_cell below.
+            # A reference-step layer needs every tensor of the layer (peepholes, LN, W_hr); a plain
+            # one the weights of torch.lstm_cell with its two biases summed.
             self._params = [_snapshot(p) for (p,) in params] if self._variant else []
-            for (p,) in ([] if self._variant else params):
-                b = None if p.b_ih is None else (p.b_ih + p.b_hh).detach().clone()  # (4H,)
-                if p.w_hr is None:
-                    layers.append((p.w_ih.detach().clone(), p.w_hh.detach().clone(), b, None))  # clone: a snapshot
-                else:  # lstm_cell needs h and c of one size: the projected cell is written out
-                    w_cat = torch.cat([p.w_ih, p.w_hh], dim=1).t().contiguous()  # (I + P, 4H)
-                    layers.append((w_cat, None, b, p.w_hr.detach().clone()))  # w_hr (P, H)
-        self._layers = layers
+            self._layers = [] if self._variant else [
+                (p.w_ih.detach().clone(), p.w_hh.detach().clone(),  # clone: a snapshot
+                 None if p.b_ih is None else (p.b_ih + p.b_hh).detach().clone())  # (4H,)
+                for (p,) in params]
         w = self.model.weight_ih_l0
         self._dtype, self._device = w.dtype, w.device
         if self.engine == "onnxruntime":
@@ -170,37 +167,28 @@ class StreamingLSTM:
         L = self.num_layers
         hs, cs = [], []
         inp = x
-        for (w_a, w_hh, b, w_hr), h_prev, c_prev in zip(self._layers, h0.unbind(0), c0.unbind(0)):
-            if w_hr is None:
-                h, c = torch.lstm_cell(inp, (h_prev, c_prev), w_a, w_hh, b, None)  # (B, H) each
-            else:
-                pre = torch.cat([inp, h_prev], dim=1)  # (B, I + P)
-                gates = torch.addmm(b, pre, w_a) if b is not None else pre @ w_a  # (B, 4H), order i, f, g, o
-                i, f, g, o = gates.chunk(4, dim=1)
-                c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
-                h = F.linear(torch.sigmoid(o) * torch.tanh(c), w_hr)  # (B, H) -> (B, P)
+        for (w_ih, w_hh, b), h_prev, c_prev in zip(self._layers, h0.unbind(0), c0.unbind(0)):
+            h, c = torch.lstm_cell(inp, (h_prev, c_prev), w_ih, w_hh, b, None)  # (B, H) each
             hs.append(h)
             cs.append(c)
             inp = h
         if L == 1:
             h_n, c_n = hs[0].unsqueeze(0), cs[0].unsqueeze(0)  # views: cheaper than stack
         else:
-            h_n, c_n = torch.stack(hs), torch.stack(cs)  # (L, B, P), (L, B, H)
+            h_n, c_n = torch.stack(hs), torch.stack(cs)  # (L, B, H)
         return inp, h_n, c_n
 
     def _variant_step(self, x: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One step of a variant LSTM through the reference equations (lstm_cell_step)."""
-        m = self.model
-        opts = LSTMStepOptions(coupled=m.coupled, ln_eps=m.layer_norm_eps)
+        """One step of a projected or variant LSTM through the reference equations (lstm_cell_step)."""
+        o = self.model.options
+        opts = LSTMStepOptions(coupled=o.coupled, ln_eps=o.layer_norm_eps)
+        z_c, z_h = o.zoneout
         hs, cs = [], []
         inp = x
         for p, h_prev, c_prev in zip(self._params, h0.unbind(0), c0.unbind(0)):
-            x_proj = input_projection(inp.unsqueeze(0), p, m.layer_norm_eps)[0]  # (B, GH)
-            h, c, _ = lstm_cell_step(x_proj, h_prev, c_prev, p, opts)
-            if m.zoneout_h:  # expectation of zoneout: z·h_{t-1} + (1 - z)·h̃_t
-                h = torch.lerp(h, h_prev, m.zoneout_h)
-            if m.zoneout_c:
-                c = torch.lerp(c, c_prev, m.zoneout_c)
+            x_proj = input_projection(inp.unsqueeze(0), p, opts.ln_eps)[0]  # (B, GH)
+            h, c, _ = lstm_cell_step(x_proj, h_prev, c_prev, p, opts)  # (B, P), (B, H)
+            h, c = zoneout_blend(h, h_prev, z_h), zoneout_blend(c, c_prev, z_c)  # eval: the rates
             hs.append(h)
             cs.append(c)
             inp = h

@@ -7,12 +7,15 @@ W_hhᵀ·diag(act'), so it shrinks (or grows) geometrically; the LSTM's cell has
 c_t = f_t ⊙ c_{t-1} + …, so ∂L/∂c_t is carried back scaled only by the forget gates.
 
 Method (chosen to be checkable): the model's own weights are run through an explicit Python
-loop over steps — the plain LSTM / RNN equations of docs/explanation/lstm.md, restated here because this
-loop must keep every h_t and c_t as a graph node — and ``torch.autograd.grad`` gives the
-*total* derivative of L with respect to each of them (through all later steps, not just the
-direct path). The loop's outputs are checked against the model's own forward (any backend)
-before use, so the measured graph is the model's graph; a variant this loop does not know
-(peepholes, layer norm, …) fails that check instead of giving a wrong picture.
+loop over steps — for an LSTM the reference backend's step function (lstm_cell_step, so
+peephole, coupled and LayerNorm cores are measured by the same equations the module runs), for
+a plain RNN its one-line update — keeping every h_t and c_t as a graph node, and
+``torch.autograd.grad`` gives the *total* derivative of L with respect to each of them (through
+all later steps, not just the direct path). The loop's outputs are checked against the model's
+own forward (any backend) before use, so the measured graph is the model's graph; what the
+loop cannot repeat (the random masks of zoneout and the dropouts in training mode; zoneout in
+eval mode is its expectation, as in the module) fails that check instead of giving a wrong
+picture.
 
 Shape legend: B batch, T steps, I inputs, H hidden units.
 """
@@ -24,6 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._masking import zoneout_blend
+from ..kernels.reference import input_projection, lstm_cell_step
+from ..kernels.types import LSTMStepOptions
 from ..lstm import LSTM
 from ..rnn import RNN
 
@@ -44,24 +50,27 @@ def unrolled_states(core, x: Tensor) -> tuple[list[Tensor], Optional[list[Tensor
         raise ValueError("gradient flow expects a batch_first core (x is (B, T, I))")
     B, T, _ = x.shape
     H = core.hidden_size
-    w_ih, w_hh = core.weight_ih_l0, core.weight_hh_l0
-    b_ih = getattr(core, "bias_ih_l0", None) if core.bias else None
-    b_hh = getattr(core, "bias_hh_l0", None) if core.bias else None
-    x_proj = F.linear(x, w_ih, b_ih).unbind(1)  # T × (B, G·H)
     h = x.new_zeros(B, H)
     hs: list[Tensor] = []
     if isinstance(core, LSTM):
+        (p,), = core._layer_params()  # the layer's weights as the backends see them
+        opts = LSTMStepOptions(coupled=core.options.coupled, ln_eps=core.options.layer_norm_eps)
+        x_proj = input_projection(x.transpose(0, 1), p, opts.ln_eps).unbind(0)  # T × (B, G·H)
         c = x.new_zeros(B, H)
         cs: list[Tensor] = []
+        z_c, z_h = core.options.zoneout
         for t in range(T):
-            i, f, g, o = (x_proj[t] + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)  # gate order i, f, g, o
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            h_new, c_new, _ = lstm_cell_step(x_proj[t], h, c, p, opts)
+            h, c = zoneout_blend(h_new, h, z_h), zoneout_blend(c_new, c, z_c)  # zoneout's eval-mode expectation
             hs.append(h)
             cs.append(c)
         return hs, cs
     if isinstance(core, RNN):
+        b_ih = core.bias_ih_l0 if core.bias else None
+        b_hh = core.bias_hh_l0 if core.bias else None
+        x_proj = F.linear(x, core.weight_ih_l0, b_ih).unbind(1)  # T × (B, H)
         act = torch.tanh if core.nonlinearity == "tanh" else torch.relu
+        w_hh = core.weight_hh_l0
         for t in range(T):
             h = act(x_proj[t] + F.linear(h, w_hh, b_hh))
             hs.append(h)

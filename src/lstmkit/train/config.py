@@ -189,6 +189,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
         return data
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a table, got {data!r}")
+    data = move_renamed(data, getattr(cls, "RENAMED", {}), where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -202,6 +203,31 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
         return cls(**kwargs)
     except TypeError as e:  # a required field is missing
         raise ConfigError(f"{where[:-1] or cls.__name__}: {e}") from None
+
+
+def move_renamed(data: dict[str, Any], renamed: dict[str, str], where: str = "") -> dict[str, Any]:
+    """Old keys of a config class moved to where they live now (``{"layer_norm": "lstm.layer_norm"}``),
+    so configs written before a key moved still load; a key given in both places is an error."""
+    if not any(old in data for old in renamed):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        parts = new.split(".")
+        d = data
+        for p in parts[:-1]:
+            sub = d.get(p, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{where}{p}: expected a table, got {sub!r}")
+            d[p] = dict(sub)  # a copy: the caller's table stays as it was
+            d = d[p]
+        if parts[-1] in d:
+            raise ConfigError(f"{where}{old} and {where}{new} are the same setting (the first is its old place); "
+                              "give only one")
+        d[parts[-1]] = value
+    return data
 
 
 def to_dict(obj: Any) -> Any:

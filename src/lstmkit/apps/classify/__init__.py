@@ -12,7 +12,8 @@ Pieces: data (built-in sets, CSV / NPZ files), model (lk.LSTM + length-aware poo
 from .data import BUILTIN, DataError, SequenceData, load_csv, load_data, load_npz
 from .metrics import confusion_matrix, format_report, per_class, plot_confusion, summary
 from .model import POOLINGS, AttentionPool, SequenceClassifier, pool_last, pool_max, pool_mean
-from .task import ClassifyConfig, ClassifyTask, predict, score
+from .predict import predict, score
+from .task import ClassifyConfig, ClassifyTask
 
 __all__ = [
     "BUILTIN", "POOLINGS", "AttentionPool", "ClassifyConfig", "ClassifyTask", "DataError", "SequenceClassifier",

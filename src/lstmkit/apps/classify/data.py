@@ -40,14 +40,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import DataError
+
 BUILTIN = ("japanese_vowels", "digits", "fashion_mnist")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                    "Bag", "Ankle boot"]
-
-
-class DataError(ValueError):
-    """A data set cannot be loaded; the message names the file (or set) and what is wrong."""
 
 
 @dataclass

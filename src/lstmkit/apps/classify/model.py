@@ -17,14 +17,10 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..._masking import length_mask
 from ...lstm import LSTM
 
 POOLINGS = ("last", "mean", "max", "attention")
-
-
-def length_mask(lengths: Tensor, T: int) -> Tensor:
-    """(B,) lengths → (B, T) bool, True at the valid steps t < length."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def pool_last(out: Tensor, lengths: Tensor, bidirectional: bool) -> Tensor:
@@ -76,7 +72,8 @@ class SequenceClassifier(nn.Module):
         dropout [0.0]: between LSTM layers and on the pooled vector, in training.
         feature_mean, feature_std: (F,) standardization applied to the input (kept as buffers
             so a saved model carries it); default 0 and 1.
-        backend ["auto"] and any other keyword: passed to lk.LSTM (variants such as layer_norm).
+        backend ["auto"] and any other keyword: passed to lk.LSTM (the ``[lstm]`` section's variants:
+            layer_norm, proj_size, ...; with proj_size the pooled vector is D·proj_size).
 
     forward(x (B, T, F), lengths (B,) or None = all T) → logits (B, C).
 
@@ -99,7 +96,7 @@ class SequenceClassifier(nn.Module):
         self.pooling, self.bidirectional = pooling, bidirectional
         self.lstm = LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional,
                          dropout=dropout if num_layers > 1 else 0.0, backend=backend, **lstm_kwargs)
-        size = hidden_size * (2 if bidirectional else 1)
+        size = self.lstm.state_size * (2 if bidirectional else 1)  # D·P
         self.attention = AttentionPool(size) if pooling == "attention" else None
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(size, num_classes)

@@ -14,14 +14,14 @@ the training data, or the test split when val_fraction is 0. ``lstmkit classify 
 the test split (or any file) afterwards with the full report and the confusion-matrix PNG.
 
 Measured on JapaneseVowels (test 98.65-98.92 % over seeds 0-2; logistic regression 98.9 %):
-bidirectional = true, hidden_size = 128, layer_norm = true, dropout = 0.3, input_noise = 0.1,
-val_fraction = 0, [train] steps = 1500, lr = 0.003 (batch 32).
+bidirectional = true, hidden_size = 128, dropout = 0.3, input_noise = 0.1, val_fraction = 0,
+[lstm] layer_norm = true, [train] steps = 1500, lr = 0.003 (batch 32).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import torch
@@ -30,9 +30,10 @@ from torch import Tensor, nn
 
 from ...train.registry import register_task
 from ...train.task import Task
-from . import metrics as M
+from ..lstm_config import LSTMConfig
 from .data import DataError, SequenceData, load_data, split_indices
 from .model import POOLINGS, SequenceClassifier
+from .predict import predict, score
 
 
 @dataclass
@@ -47,11 +48,13 @@ class ClassifyConfig:
     bidirectional: bool = False
     pooling: str = "last"  # last | mean | max | attention
     dropout: float = 0.0  # between layers and on the pooled vector
-    layer_norm: bool = False  # LayerNorm LSTM variant
     class_weights: str = "none"  # none | balanced | comma-separated weights, one per class
     input_noise: float = 0.0  # std of Gaussian noise added to standardized inputs in training
     data_seed: int = 0  # the validation split and the batch order
     backend: str = "auto"
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)  # [lstm]: lk.LSTM's variants
+    # Runs written before the [lstm] section held this variant at the top level.
+    RENAMED: ClassVar[dict[str, str]] = LSTMConfig.legacy_keys("layer_norm")
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -65,6 +68,7 @@ class ClassifyConfig:
             raise ValueError(f"classify: dropout must be in [0, 1), got {self.dropout}")
         if self.input_noise < 0:
             raise ValueError(f"classify: input_noise must be >= 0, got {self.input_noise}")
+        self.lstm.check_hidden_size(self.hidden_size, "classify")
         # Files are recorded by absolute path, so `lstmkit classify RUN` works from any folder.
         for name in ("data", "test_data"):
             path = getattr(self, name)
@@ -98,35 +102,6 @@ def parse_class_weights(spec: str, y: np.ndarray, classes: list[str]) -> Optiona
     if len(w) != C or any(v < 0 for v in w):
         raise ValueError(f"classify: class_weights needs {C} non-negative numbers (classes {classes}), got {spec!r}")
     return torch.tensor(w, dtype=torch.float32)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, data: SequenceData, batch_size: int = 512) -> np.ndarray:
-    """Logits (N, C) of every sequence, in batches of similar length (padding trimmed per batch)."""
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    order = np.argsort(data.lengths, kind="stable")
-    out: Optional[np.ndarray] = None
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
-        T = int(data.lengths[idx].max())
-        x = torch.from_numpy(np.ascontiguousarray(data.x[idx, :T])).to(dev)
-        logits = model(x, torch.from_numpy(data.lengths[idx])).float().cpu().numpy()
-        if out is None:
-            out = np.zeros((len(data), logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    model.train(was_training)
-    assert out is not None
-    return out
-
-
-def score(logits: np.ndarray, data: SequenceData) -> tuple[dict[str, float], np.ndarray]:
-    """({loss, accuracy, macro_f1, balanced_accuracy}, confusion matrix) of logits on labelled data."""
-    C = len(data.classes)
-    cm = M.confusion_matrix(data.y, logits.argmax(1), C)
-    loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.y)))
-    return {"loss": loss, **M.summary(cm)}, cm
 
 
 class ClassifyTask(Task):
@@ -167,7 +142,7 @@ class ClassifyTask(Task):
         c = self.cfg
         return SequenceClassifier(self.train.num_features, len(self.classes), c.hidden_size, c.num_layers,
                                   c.bidirectional, c.pooling, c.dropout, torch.from_numpy(self.mean),
-                                  torch.from_numpy(self.std), backend=c.backend, layer_norm=c.layer_norm)
+                                  torch.from_numpy(self.std), backend=c.backend, **c.lstm.kwargs())
 
     def global_batch(self, k: int, batch_size: int) -> dict[str, Tensor]:
         """Global batch k: slice k mod (N // B) of the permutation of epoch k // (N // B)."""

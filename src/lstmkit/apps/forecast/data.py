@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import DataError
+
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "data")
 
 # name -> (file, seasonal period, one-line description)
@@ -30,10 +32,6 @@ DATASETS = {
     "sunspots": ("sunspots.csv", 11, "yearly sunspot numbers 1700-2008 (NOAA NGDC via statsmodels)"),
 }
 STOCK_SYMBOLS = ("MSFT", "AMZN", "IBM", "GOOG", "AAPL")
-
-
-class DataError(ValueError):
-    """The data cannot be forecast as given; the message (one line) says what and where."""
 
 
 @dataclass

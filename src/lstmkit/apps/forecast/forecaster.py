@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from ..lstm_config import LSTMConfig
 from .data import DataError, Series
 from .model import LOSSES, ForecastNet
 from .transforms import Preprocessor
@@ -45,6 +46,7 @@ class ForecasterConfig:
             preprocessing, fitted on the training part only (see transforms.py).
         samples [400]: sample paths for Gaussian intervals.
         backend ["auto"]: lk.LSTM backend.
+        lstm [LSTMConfig()]: the ``[lstm]`` section, lk.LSTM's variants for every member.
     """
 
     horizon: int = 12
@@ -63,6 +65,7 @@ class ForecasterConfig:
     scale: bool = True
     samples: int = 400
     backend: str = "auto"
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or self.lookback < 1 or self.ensemble < 1 or self.hidden_size < 1:
@@ -74,6 +77,7 @@ class ForecasterConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if not 0 < self.level < 1:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
+        self.lstm.check_hidden_size(self.hidden_size, "forecast")
 
     @property
     def quantiles(self) -> tuple[float, float, float]:
@@ -157,7 +161,8 @@ class LSTMForecaster:
         c = self.config
         S, K = self.out_shape(n_channels)
         return ForecastNet(n_channels, S, K, hidden_size=c.hidden_size, num_layers=c.num_layers, loss=c.loss,
-                           quantiles=c.quantiles, members=c.ensemble, dropout=c.dropout, backend=c.backend)
+                           quantiles=c.quantiles, members=c.ensemble, dropout=c.dropout, backend=c.backend,
+                           **c.lstm.kwargs())
 
     def prepare(self, train: Series) -> tuple[np.ndarray, np.ndarray]:
         """Fit the preprocessor on ``train`` alone and return its windows (x, y)."""

@@ -25,14 +25,15 @@ LOSSES = ("gaussian", "quantile", "mse")
 
 
 class Member(nn.Module):
-    def __init__(self, n_in: int, hidden: int, layers: int, n_out: int, dropout: float, backend: str) -> None:
+    def __init__(self, n_in: int, hidden: int, layers: int, n_out: int, dropout: float, backend: str,
+                 **lstm_kwargs) -> None:
         super().__init__()
         self.lstm = LSTM(n_in, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0,
-                         backend=backend)
-        self.head = nn.Linear(hidden, n_out)
+                         backend=backend, **lstm_kwargs)
+        self.head = nn.Linear(self.lstm.state_size, n_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.lstm(x)  # (B, L, H)
+        out, _ = self.lstm(x)  # (B, L, P)
         return self.head(out[:, -1])  # (B, n_out)
 
 
@@ -41,7 +42,8 @@ class ForecastNet(nn.Module):
 
     def __init__(self, n_in: int, out_steps: int, out_channels: int, *, hidden_size: int = 32, num_layers: int = 1,
                  loss: str = "gaussian", quantiles: Sequence[float] = (0.05, 0.5, 0.95), members: int = 1,
-                 dropout: float = 0.0, backend: str = "auto") -> None:
+                 dropout: float = 0.0, backend: str = "auto", **lstm_kwargs) -> None:
+        """lstm_kwargs: the ``[lstm]`` section's variants, passed to every member's lk.LSTM."""
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
@@ -49,7 +51,7 @@ class ForecastNet(nn.Module):
         self.quantiles = tuple(float(q) for q in quantiles)
         self.P = {"gaussian": 2, "quantile": len(self.quantiles), "mse": 1}[loss]
         self.members = nn.ModuleList(
-            Member(n_in, hidden_size, num_layers, out_steps * out_channels * self.P, dropout, backend)
+            Member(n_in, hidden_size, num_layers, out_steps * out_channels * self.P, dropout, backend, **lstm_kwargs)
             for _ in range(members))
         # the preprocessor's training statistics travel with the weights (model.safetensors):
         # [mean, std, trend a, trend b, x_mean (C-1), x_std (C-1)]; see Preprocessor.to_array / load_array

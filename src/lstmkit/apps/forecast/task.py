@@ -22,9 +22,12 @@ from torch import Tensor, nn
 
 from ...train.registry import register_task
 from ...train.task import Task
+from ...viz import GateStates, collect_states
+from ..explore import ExplorerRequest, explorable, parse_window
 from . import metrics as M
 from .data import Series, resolve
 from .forecaster import ForecasterConfig, LSTMForecaster, channels, make_windows
+from .transforms import Preprocessor
 
 
 @dataclass
@@ -41,11 +44,13 @@ class ForecastTaskConfig(ForecasterConfig):
 
 
 def forecaster_config(cfg: ForecasterConfig) -> ForecasterConfig:
-    names = {f.name for f in dataclasses.fields(ForecasterConfig)}
-    return ForecasterConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in names})
+    return ForecasterConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ForecasterConfig)})
 
 
+@explorable("forecast")
 class ForecastTask(Task):
+    explorer_reads = "series"  # the gate explorer aligns the gates with the series' rows
+
     def __init__(self, cfg: ForecastTaskConfig) -> None:
         self.cfg = cfg
         self.series: Series = resolve(cfg.data, cfg.target or None, date=cfg.date or None,
@@ -109,6 +114,35 @@ class ForecastTask(Task):
             out[f"{name.replace(' ', '_')}_MAPE"] = M.mape(actual, b)
             out[f"{name.replace(' ', '_')}_MASE"] = M.mase(actual, b, self.train_series.y, m)
         return {k: v for k, v in out.items() if not np.isnan(v)}
+
+    def gate_states(self, model: nn.Module, request: ExplorerRequest) -> GateStates:
+        """The gate explorer's hook: one member's LSTM over a window of the run's series, transformed
+        exactly as in training (the scaler statistics stored in the model)."""
+        member = request.member
+        if not 1 <= member <= len(model.members):
+            raise ValueError(f"--member must be in [1, {len(model.members)}] (the run's ensemble), got {member}")
+        c = self.cfg
+        pre = Preprocessor(log=c.log, detrend=c.detrend, seasonal_diff=c.seasonal_diff, diff=c.diff, scale=c.scale)
+        pre.load_array(model.scaler.numpy())
+        series = self.series
+        z, Xz = pre.transform(series.y, series.X)
+        A = channels(z, Xz)  # (T - lost, C): row k is series row k + lost
+        lost, T = pre.lost, len(series)
+        start, end = parse_window(request.window, T)
+        if start < lost:
+            if request.window:
+                raise ValueError(f"--window must start at row {lost} or later: differencing uses the first {lost} rows")
+            start = lost
+        if end - start < 2:
+            raise ValueError(f"--window {start}:{end} holds {end - start} step(s); give at least 2")
+        x = torch.from_numpy(A[start - lost:end - lost].astype(np.float32))  # (T', C)
+        labels = [_label(series.index[k]) for k in range(start, end)]
+        title = request.title or f"{series.target}: rows {start}–{end - 1}"
+        return collect_states(model.members[member - 1].lstm, x, labels, series=series.y[start:end], title=title)
+
+
+def _label(t: Any) -> str:
+    return str(t.date()) if hasattr(t, "date") and getattr(t, "hour", 0) == 0 else str(t)
 
 
 @register_task("forecast", ForecastTaskConfig,

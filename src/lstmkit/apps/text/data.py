@@ -1,10 +1,6 @@
-"""Text for the character language model: the embedded corpus or a user's UTF-8 file, a character
-vocabulary, the fixed 90/10 split, and the character n-gram baseline.
-
-    >>> from lstmkit.apps.text.data import Vocab
-    >>> v = Vocab.from_text("to be or not")
-    >>> v.decode(v.encode("be not"))
-    'be not'
+"""Text for the character language model: the embedded corpus or a user's UTF-8 file, the fixed
+90/10 split, the streams training cuts it into, and the character n-gram baseline. The character
+vocabulary is the apps' one Vocab (lstmkit.apps.vocab: ``Vocab.from_text``).
 """
 from __future__ import annotations
 
@@ -12,50 +8,49 @@ import gzip
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
 from importlib import resources
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import torch
 from torch import Tensor
+
+from ..errors import DataError
 
 BUILTIN = "shakespeare"  # lstmkit/data/shakespeare.txt.gz (see lstmkit/data/README.md)
 VALID_FRACTION = 0.1
 
 
-class TextDataError(ValueError):
-    """The text cannot be used; the message names the file and says why."""
+TextDataError = DataError  # the name of the class before the apps shared one
 
 
 def load_text(source: str = BUILTIN) -> str:
     """The embedded corpus ("shakespeare") or the UTF-8 text in file ``source``.
 
-    Raises TextDataError (one line) for a missing, unreadable, binary (NUL bytes or not UTF-8)
+    Raises DataError (one line) for a missing, unreadable, binary (NUL bytes or not UTF-8)
     or empty file.
     """
     if source == BUILTIN:
         return gzip.decompress(resources.files("lstmkit").joinpath("data/shakespeare.txt.gz").read_bytes()).decode("utf-8")
     if not os.path.exists(source):
-        raise TextDataError(f"{source}: no such file (give a UTF-8 text file, or {BUILTIN!r} for the embedded corpus)")
+        raise DataError(f"{source}: no such file (give a UTF-8 text file, or {BUILTIN!r} for the embedded corpus)")
     if os.path.isdir(source):
-        raise TextDataError(f"{source}: is a directory, expected a UTF-8 text file")
+        raise DataError(f"{source}: is a directory, expected a UTF-8 text file")
     try:
         with open(source, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise TextDataError(f"{source}: cannot read it ({e.strerror})") from None
+        raise DataError(f"{source}: cannot read it ({e.strerror})") from None
     if b"\x00" in raw:
         at = raw.index(b"\x00")
-        raise TextDataError(f"{source}: looks binary (a NUL byte at offset {at}); "
+        raise DataError(f"{source}: looks binary (a NUL byte at offset {at}); "
                             "expected UTF-8 text")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise TextDataError(f"{source}: not UTF-8 text (undecodable byte at offset {e.start}); "
+        raise DataError(f"{source}: not UTF-8 text (undecodable byte at offset {e.start}); "
                             "convert it, e.g. iconv -t UTF-8") from None
     text = text.replace("\r\n", "\n")
     if not text.strip():
-        raise TextDataError(f"{source}: is empty (no text to learn from)")
+        raise DataError(f"{source}: is empty (no text to learn from)")
     return text
 
 
@@ -63,32 +58,6 @@ def split_text(text: str, valid_fraction: float = VALID_FRACTION) -> tuple[str, 
     """(train, valid): the first 90 % and the last 10 % of the text, a fixed contiguous split."""
     cut = int(round(len(text) * (1.0 - valid_fraction)))
     return text[:cut], text[cut:]
-
-
-@dataclass(frozen=True)
-class Vocab:
-    """Characters ↔ ids. ``chars`` is the ordered alphabet; id = position in it."""
-
-    chars: str
-
-    @classmethod
-    def from_text(cls, text: str) -> "Vocab":
-        return cls("".join(sorted(set(text))))
-
-    def __len__(self) -> int:
-        return len(self.chars)
-
-    def encode(self, text: str) -> Tensor:
-        """(len(text),) int64 ids; a character outside the vocabulary is an error naming it."""
-        index = {c: i for i, c in enumerate(self.chars)}
-        try:
-            return torch.tensor([index[c] for c in text], dtype=torch.long)
-        except KeyError as e:
-            raise TextDataError(f"character {e.args[0]!r} is not in the model's vocabulary of {len(self)} "
-                                "characters") from None
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
 
 
 def ngram_nats(train: str, valid: str, context: int = 3, k: float = 0.01) -> float:
@@ -148,7 +117,7 @@ def streams(ids: Tensor, n: int) -> Tensor:
     """(n, L) : ids cut into n equal contiguous streams (the tail that does not fit is dropped)."""
     L = len(ids) // n
     if L < 2:
-        raise TextDataError(f"text of {len(ids)} characters is too short for {n} streams (need >= {2 * n})")
+        raise DataError(f"text of {len(ids)} characters is too short for {n} streams (need >= {2 * n})")
     return ids[: n * L].view(n, L)  # (n, L)
 
 

@@ -2,7 +2,7 @@
 
     >>> import torch
     >>> from lstmkit.apps.text import CharLM, Vocab, generate
-    >>> vocab = Vocab("\\nabc")
+    >>> vocab = Vocab.of_chars("\\nabc")
     >>> model = CharLM(len(vocab), 8, 8).eval()
     >>> len("".join(generate(model, vocab, prime="ab", length=10, seed=0)))
     10
@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from .data import TextDataError, Vocab
+from ..vocab import Vocab
 
 
 def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
@@ -65,7 +65,7 @@ def generate(model: nn.Module, vocab: Vocab, prime: str = "", length: int = 500,
         raise ValueError(f"length must be >= 0, got {length}")
     if not prime:
         prime = "\n" if "\n" in vocab.chars else vocab.chars[0]
-    ids = vocab.encode(prime)  # TextDataError names a character the model has not seen
+    ids = vocab.encode(prime)  # DataError names a character the model has not seen
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -80,4 +80,4 @@ def generate(model: nn.Module, vocab: Vocab, prime: str = "", length: int = 500,
         model.train(was_training)
 
 
-__all__ = ["TextDataError", "check_sampling", "generate", "sample_next"]
+__all__ = ["check_sampling", "generate", "sample_next"]

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ...lstm import LSTM
 from ...xlstm import mLSTM, sLSTM
+from ..lstm_config import LSTMConfig
 
 CELLS = ("lstm", "slstm", "mlstm")
 
@@ -29,8 +30,9 @@ class CharLM(nn.Module):
         vocab_size: V. embedding_size [64]: E. hidden_size [256]: H. num_layers [1]: L.
         dropout [0.0]: on the embeddings, between LSTM layers and before the decoder.
         tie_weights [False]: the decoder reuses the embedding matrix (needs E == H).
-        backend ["auto"] and any other keyword (layer_norm, peephole, coupled, zoneout, ...):
-            passed to lk.LSTM.
+        backend ["auto"] and any other keyword (the ``[lstm]`` section's: layer_norm, peephole,
+            coupled, zoneout, proj_size, ...): passed to lk.LSTM. With proj_size, the decoder
+            reads the projected h (and tie_weights needs embedding_size == proj_size).
         cell ["lstm"]: "slstm" or "mlstm" puts lk.sLSTM / lk.mLSTM (num_heads heads [4]) where
             the LSTM is; the state is then (h, c, n, m) or (C, n, m), and lstm_kwargs must be empty.
     """
@@ -41,14 +43,16 @@ class CharLM(nn.Module):
         super().__init__()
         if vocab_size < 1:
             raise ValueError(f"CharLM: vocab_size must be >= 1, got {vocab_size}")
-        if tie_weights and embedding_size != hidden_size:
-            raise ValueError(f"CharLM: tie_weights needs embedding_size == hidden_size, got {embedding_size} "
-                             f"and {hidden_size}")
+        variants = LSTMConfig(**lstm_kwargs)  # checked here, named as in a config's [lstm] section
+        out_size = variants.output_size(hidden_size)  # size of h
+        if tie_weights and embedding_size != out_size:
+            size = "proj_size" if variants.proj_size else "hidden_size"
+            raise ValueError(f"CharLM: tie_weights needs embedding_size == {size}, got {embedding_size} and {out_size}")
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.drop = nn.Dropout(dropout)
         if cell not in CELLS:
             raise ValueError(f"CharLM: cell must be one of {CELLS}, got {cell!r}")
-        used = {k: v for k, v in lstm_kwargs.items() if v}
+        used = variants.kwargs()
         if cell != "lstm" and used:
             raise ValueError(f"CharLM: {', '.join(sorted(used))} apply to cell='lstm' only, got cell={cell!r}")
         between = dropout if num_layers > 1 else 0.0
@@ -61,9 +65,9 @@ class CharLM(nn.Module):
         else:
             self.lstm = LSTM(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
                              backend=backend, **lstm_kwargs)
-        self.decoder = nn.Linear(hidden_size, vocab_size)
+        self.decoder = nn.Linear(out_size, vocab_size)
         if tie_weights:
-            self.decoder.weight = self.embedding.weight  # (V, H) == (V, E)
+            self.decoder.weight = self.embedding.weight  # (V, P) == (V, E)
 
     def forward(self, ids: Tensor, state: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """ids (B, T) int64, state (h, c) each (L, B, H) or None → logits (B, T, V), new state."""

@@ -26,19 +26,22 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...train.registry import register_task
+from ...viz import GateStates, collect_states
 from ...train.task import Task
-from .data import BUILTIN, Vocab, load_text, ngram_nats, split_text, streams
+from ..errors import DataError
+from ..explore import ExplorerRequest, explorable
+from ..lstm_config import LSTMConfig
+from ..vocab import Vocab
+from .data import BUILTIN, load_text, ngram_nats, split_text, streams
 from .model import CELLS, CharLM
-
-VARIANTS = ("layer_norm", "peephole", "coupled")
 
 
 @dataclass
@@ -51,13 +54,9 @@ class TextConfig:
     hidden_size: int = 512
     num_layers: int = 1
     dropout: float = 0.1
-    tie_weights: bool = False  # needs embedding_size == hidden_size
-    layer_norm: bool = False  # lk.LSTM variants
-    peephole: bool = False
-    coupled: bool = False
-    zoneout: float = 0.0
-    recurrent_dropout: float = 0.0
+    tie_weights: bool = False  # needs embedding_size == hidden_size (proj_size when projecting)
     backend: str = "auto"
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)  # [lstm]: lk.LSTM's variants (model = "lstm" only)
     model: str = "lstm"  # the recurrent cell: "lstm", or the xLSTM cells "slstm" / "mlstm"
     num_heads: int = 4  # heads of the sLSTM / mLSTM cells (must divide hidden_size)
     eval_streams: int = 16  # the valid text is scored as this many parallel streams
@@ -66,6 +65,9 @@ class TextConfig:
     # Runs written before ngram_context existed say ngram_order = n (an n-gram: n - 1 characters of
     # context; 0: none). Read as ngram_context = n - 1 so their folders still load; null in new runs.
     ngram_order: Optional[int] = None
+    # Runs written before the [lstm] section held these variants at the top level.
+    RENAMED: ClassVar[dict[str, str]] = LSTMConfig.legacy_keys(
+        "layer_norm", "peephole", "coupled", "zoneout", "recurrent_dropout")
 
     def __post_init__(self) -> None:
         if self.model not in CELLS:
@@ -73,12 +75,16 @@ class TextConfig:
         for name in ("seq_len", "embedding_size", "hidden_size", "num_layers", "eval_streams", "num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"text: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("dropout", "zoneout", "recurrent_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"text: {name} must be in [0, 1), got {getattr(self, name)}")
-        if self.tie_weights and self.embedding_size != self.hidden_size:
-            raise ValueError(f"text: tie_weights needs embedding_size == hidden_size, got {self.embedding_size} "
-                             f"and {self.hidden_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"text: dropout must be in [0, 1), got {self.dropout}")
+        if self.model != "lstm" and self.lstm.kwargs():
+            raise ValueError(f"text: the [lstm] section ({', '.join(sorted(self.lstm.kwargs()))}) applies to "
+                             f"model = 'lstm' only, got model = {self.model!r}")
+        self.lstm.check_hidden_size(self.hidden_size, "text")
+        out_size = self.lstm.output_size(self.hidden_size)
+        if self.tie_weights and self.embedding_size != out_size:
+            size = "lstm.proj_size" if self.lstm.proj_size else "hidden_size"
+            raise ValueError(f"text: tie_weights needs embedding_size == {size}, got {self.embedding_size} and {out_size}")
         if self.ngram_order is not None:
             self.ngram_context, self.ngram_order = max(0, self.ngram_order - 1), None
         if self.ngram_context < 0:
@@ -88,8 +94,11 @@ class TextConfig:
             self.data = os.path.abspath(self.data)
 
 
+@explorable("text")
 class TextTask(Task):
     """Reads the text lazily: a run rebuilt for generation needs only the saved vocabulary."""
+
+    explorer_reads = "text"  # the gate explorer colours each character of a text
 
     def __init__(self, cfg: TextConfig) -> None:
         self.cfg = cfg
@@ -98,17 +107,17 @@ class TextTask(Task):
         if not cfg.vocab:
             self._load()
             cfg.vocab = self.vocab.chars  # written to config.json by the Trainer
-        self.vocab = Vocab(cfg.vocab)
+        self.vocab = Vocab.of_chars(cfg.vocab)
 
     def _load(self) -> tuple[Tensor, Tensor]:
         if self._split is None:
             text = load_text(self.cfg.data)
             train, valid = split_text(text)
             if len(valid) < 2:
-                raise ValueError(f"{self.cfg.data}: {len(text)} characters is too short to hold out 10 % for validation")
+                raise DataError(f"{self.cfg.data}: {len(text)} characters is too short to hold out 10 % for validation")
             if not self.cfg.vocab:
                 self.vocab = Vocab.from_text(text)
-            vocab = self.vocab if not self.cfg.vocab else Vocab(self.cfg.vocab)
+            vocab = self.vocab if not self.cfg.vocab else Vocab.of_chars(self.cfg.vocab)
             self._text = (train, valid)
             self._split = (vocab.encode(train), vocab.encode(valid))
         return self._split
@@ -116,8 +125,7 @@ class TextTask(Task):
     def build_model(self) -> nn.Module:
         c = self.cfg
         return CharLM(len(self.vocab), c.embedding_size, c.hidden_size, c.num_layers, c.dropout, c.tie_weights,
-                      backend=c.backend, cell=c.model, num_heads=c.num_heads, layer_norm=c.layer_norm,
-                      peephole=c.peephole, coupled=c.coupled, zoneout=c.zoneout, recurrent_dropout=c.recurrent_dropout)
+                      backend=c.backend, cell=c.model, num_heads=c.num_heads, **c.lstm.kwargs())
 
     def reset_state(self, state: Any, mask: Tensor) -> Any:
         """Zero the rows of restarted streams; every cell's state tensors have the batch at dim 1
@@ -166,6 +174,10 @@ class TextTask(Task):
             self._ngram = ngram_nats(*self._text, context=self.cfg.ngram_context)
         return self._ngram
 
+    def gate_states(self, model: nn.Module, request: ExplorerRequest) -> GateStates:
+        """The gate explorer's hook: the CharLM's LSTM over request.text (see text_states)."""
+        return text_states(model, self.vocab, request.text, title=request.title)
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         nats = self.valid_nats(model)
         out = {"loss": nats, "bits_per_char": nats / math.log(2)}
@@ -173,6 +185,14 @@ class TextTask(Task):
             # The order is in the name, so the printed line says which baseline it is.
             out[f"order{self.cfg.ngram_context}_ngram_loss"] = self.ngram_baseline()
         return out
+
+
+def text_states(model: CharLM, vocab: Vocab, text: str, title: str = "") -> GateStates:
+    """GateStates of a CharLM's LSTM over ``text`` (its embedded characters are the LSTM's input)."""
+    ids = vocab.encode(text)  # DataError names a character the model has not seen
+    with torch.no_grad():
+        x = model.embedding(ids.to(next(model.parameters()).device))  # (T, E)
+    return collect_states(model.lstm, x, list(text), title=title)
 
 
 @register_task("text", TextConfig, help="character language model (embedded Shakespeare or a UTF-8 file)",

@@ -33,6 +33,8 @@ import re
 from collections import Counter
 from typing import Iterable, Optional
 
+from ..errors import DataError
+
 LOCALE_DIR = "/usr/share/locale"
 SPLITS = ("train", "valid", "test")
 MAX_CHARS = 120
@@ -40,8 +42,7 @@ MAX_CHARS = 120
 Pair = tuple[str, str]
 
 
-class TranslateDataError(ValueError):
-    """The parallel data cannot be used; the message names the source and says why."""
+TranslateDataError = DataError  # the name of the class before the apps shared one
 
 
 _FORMAT = re.compile(
@@ -93,7 +94,7 @@ def read_catalog(path: str) -> dict:
         try:
             return gettext.GNUTranslations(f)._catalog  # the parsed table; no public accessor exists
         except (OSError, ValueError, UnicodeDecodeError) as e:  # a corrupt catalog: bad magic, bad charset
-            raise TranslateDataError(f"{path}: not a readable gettext catalog ({e})") from None
+            raise DataError(f"{path}: not a readable gettext catalog ({e})") from None
 
 
 def gettext_pairs(language: str = "fr", locale_dir: str = LOCALE_DIR, max_chars: int = MAX_CHARS,
@@ -106,13 +107,13 @@ def gettext_pairs(language: str = "fr", locale_dir: str = LOCALE_DIR, max_chars:
     paths = list(files) if files is not None else catalog_files(language, locale_dir)
     if not paths:
         where = os.path.join(locale_dir, language, "LC_MESSAGES")
-        raise TranslateDataError(f"no gettext catalogs (*.mo) in {where}; install packages with translations "
+        raise DataError(f"no gettext catalogs (*.mo) in {where}; install packages with translations "
                                  f"(e.g. apt-get install iso-codes) or give --data a TSV file of pairs")
     votes: dict[str, Counter] = {}
     for path in paths:
         try:
             catalog = read_catalog(path)
-        except TranslateDataError:
+        except DataError:
             continue
         for msgid, msgstr in catalog.items():
             pair = clean_pair(msgid, msgstr, max_chars)
@@ -130,28 +131,28 @@ def read_tsv(path: str, max_chars: int = 0) -> list[Pair]:
     longer pairs. A source given twice keeps its first target.
     """
     if not os.path.isfile(path):
-        raise TranslateDataError(f"{path}: no such file (give 'dates', 'gettext' or a TSV file of "
+        raise DataError(f"{path}: no such file (give 'dates', 'gettext' or a TSV file of "
                                  "source<TAB>target lines)")
     try:
         with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except UnicodeDecodeError as e:
-        raise TranslateDataError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start})") from None
+        raise DataError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start})") from None
     pairs: dict[str, str] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) != 2:
-            raise TranslateDataError(f"{path}, line {n}: expected source<TAB>target, got {len(parts) - 1} tabs")
+            raise DataError(f"{path}, line {n}: expected source<TAB>target, got {len(parts) - 1} tabs")
         src, tgt = normalize(parts[0]), normalize(parts[1])
         if not src or not tgt:
-            raise TranslateDataError(f"{path}, line {n}: empty {'source' if not src else 'target'}")
+            raise DataError(f"{path}, line {n}: empty {'source' if not src else 'target'}")
         if max_chars and (len(src) > max_chars or len(tgt) > max_chars):
             continue
         pairs.setdefault(src, tgt)
     if not pairs:
-        raise TranslateDataError(f"{path}: holds no pairs")
+        raise DataError(f"{path}: holds no pairs")
     return list(pairs.items())
 
 

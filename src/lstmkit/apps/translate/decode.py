@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .vocab import BOS, EOS, UNK, Vocab
+from ..vocab import BOS, EOS, UNK, Vocab
 
 
 @dataclass

@@ -1,7 +1,8 @@
 r"""Encoder–decoder LSTM with Luong attention (Luong, Pham & Manning 2015), or Bahdanau's additive score.
 
 Shapes: B batch, S source length (padded), T target length, E embedding, H hidden size, D source
-directions (1 or 2), L layers, V_s / V_t vocabulary sizes.
+directions (1 or 2), L layers, V_s / V_t vocabulary sizes. With ``[lstm] proj_size`` = P, every h
+below (encoder outputs, decoder h, the attention query) is P wide instead of H.
 
     encoder   h̄_1 … h̄_S = lk.LSTM(embed(x); lengths)            (B, S, D·H), zero past each length
     bridge    h_0 = tanh(W_h [h_fwd; h_bwd]),  c_0 = W_c [c_fwd; c_bwd]   per layer (bidirectional only)
@@ -24,8 +25,9 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from ..._masking import length_mask
 from ...lstm import LSTM
-from .vocab import PAD
+from ..vocab import PAD
 
 ATTENTIONS = ("general", "dot", "additive")
 
@@ -86,7 +88,9 @@ class Seq2Seq(nn.Module):
         num_layers [1]: L, both sides. bidirectional [True]: the encoder reads both ways.
         attention ["general"]: one of ATTENTIONS. input_feed [False]: Luong's input feeding.
         dropout [0.0]: on embeddings, between layers and on h̃ before the output layer.
-        backend ["auto"]: lk.LSTM backend.
+        backend ["auto"] and any other keyword (the ``[lstm]`` section's variants): passed to both
+            lk.LSTMs. With proj_size P, encoder outputs are D·P, the decoder's h is P (its c H),
+            and attention scores P-sized queries.
 
     Example:
         >>> m = Seq2Seq(20, 30, embedding_size=8, hidden_size=16)
@@ -97,7 +101,7 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, embedding_size: int = 128, hidden_size: int = 256,
                  num_layers: int = 1, bidirectional: bool = True, attention: str = "general", input_feed: bool = False,
-                 dropout: float = 0.0, backend: str = "auto") -> None:
+                 dropout: float = 0.0, backend: str = "auto", **lstm_kwargs) -> None:
         super().__init__()
         for name, v in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
                         ("embedding_size", embedding_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -109,13 +113,14 @@ class Seq2Seq(nn.Module):
         self.src_embedding = nn.Embedding(src_vocab_size, embedding_size, padding_idx=PAD)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, embedding_size, padding_idx=PAD)
         self.encoder = LSTM(embedding_size, H, L, batch_first=True, bidirectional=bidirectional, dropout=between,
-                            backend=backend)
-        self.bridge_h = nn.Linear(D * H, H) if D == 2 else None
+                            backend=backend, **lstm_kwargs)
+        P = self.encoder.state_size  # size of h: proj_size when projecting, else H
+        self.bridge_h = nn.Linear(D * P, P) if D == 2 else None
         self.bridge_c = nn.Linear(D * H, H) if D == 2 else None
         self.decoder = LSTM(embedding_size + (H if input_feed else 0), H, L, batch_first=True, dropout=between,
-                            backend=backend)
-        self.attention = Attention(H, D * H, attention)
-        self.combine = nn.Linear(D * H + H, H, bias=False)  # W_c
+                            backend=backend, **lstm_kwargs)
+        self.attention = Attention(P, D * P, attention)
+        self.combine = nn.Linear(D * P + P, H, bias=False)  # W_c
         self.out = nn.Linear(H, tgt_vocab_size)  # W_s
         self.drop = nn.Dropout(dropout)
 
@@ -128,12 +133,12 @@ class Seq2Seq(nn.Module):
                              f"{tuple(lengths.shape)}")
         x = self.drop(self.src_embedding(src))  # (B, S, E)
         outputs, (h, c) = self.encoder(x, lengths=lengths.cpu())  # (B, S, D·H); (L·D, B, H)
-        mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths.to(src.device)[:, None]  # (B, S)
+        mask = length_mask(lengths.to(src.device), src.shape[1])  # (B, S)
         if self.directions == 2:
             B = src.shape[0]
-            h = h.view(self.num_layers, 2, B, -1).permute(0, 2, 1, 3).reshape(self.num_layers, B, -1)  # (L, B, 2H)
+            h = h.view(self.num_layers, 2, B, -1).permute(0, 2, 1, 3).reshape(self.num_layers, B, -1)  # (L, B, 2P)
             c = c.view(self.num_layers, 2, B, -1).permute(0, 2, 1, 3).reshape(self.num_layers, B, -1)  # (L, B, 2H)
-            h, c = torch.tanh(self.bridge_h(h)), self.bridge_c(c)  # (L, B, H)
+            h, c = torch.tanh(self.bridge_h(h)), self.bridge_c(c)  # (L, B, P), (L, B, H)
         return Memory(outputs, self.attention.keys(outputs), mask), (h.contiguous(), c.contiguous())
 
     # ..................................................................... decoder

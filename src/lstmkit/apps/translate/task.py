@@ -22,7 +22,7 @@ sacrebleu BLEU beside the copy-the-source baseline (everything else). ``Translat
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -33,12 +33,14 @@ from torch import Tensor, nn
 from ...train.config import ConfigError
 from ...train.registry import register_task
 from ...train.task import Task
+from ..errors import DataError
+from ..lstm_config import LSTMConfig
 from . import dates as D
-from .data import LOCALE_DIR, MAX_CHARS, SPLITS, Pair, TranslateDataError, gettext_pairs, read_tsv, split_pairs
+from .data import LOCALE_DIR, MAX_CHARS, SPLITS, Pair, gettext_pairs, read_tsv, split_pairs
 from .decode import pad, translate
 from .metrics import INSTALL_HINT, corpus_bleu, exact_match, have_sacrebleu
 from .model import ATTENTIONS, Seq2Seq
-from .vocab import BOS, EOS, KINDS, PAD, Vocab
+from ..vocab import BOS, EOS, KINDS, PAD, Vocab
 
 BUILTIN = ("dates", "gettext")
 ISO_ALPHABET = "0123456789-"
@@ -71,6 +73,7 @@ class TranslateConfig:
     length_penalty: float = 0.6  # alpha of the beam's length penalty ((5 + n) / 6) ** alpha
     data_seed: int = 0  # training batch order (gettext / TSV) or training dates
     backend: str = "auto"
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)  # [lstm]: lk.LSTM's variants, encoder and decoder
     src_vocab: tuple[str, ...] = ()  # filled in from the training split; kept so translation needs no data
     tgt_vocab: tuple[str, ...] = ()
 
@@ -85,6 +88,7 @@ class TranslateConfig:
         for name in ("dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"translate: {name} must be in [0, 1), got {getattr(self, name)}")
+        self.lstm.check_hidden_size(self.hidden_size, "translate")
         if self.length_penalty < 0:
             raise ValueError(f"translate: length_penalty must be >= 0, got {self.length_penalty}")
         if self.attention not in ATTENTIONS:
@@ -137,7 +141,7 @@ class TranslateTask(Task):
                 self._splits = split_pairs(pairs)
                 for name in SPLITS:
                     if not self._splits[name]:
-                        raise TranslateDataError(f"{c.data}: {len(pairs)} pairs leave the {name} split empty "
+                        raise DataError(f"{c.data}: {len(pairs)} pairs leave the {name} split empty "
                                                  "(the 90/5/5 split needs a few dozen pairs at least)")
         return self._splits
 
@@ -152,10 +156,10 @@ class TranslateTask(Task):
 
     def _encoded_train(self) -> list[tuple[list[int], list[int]]]:
         if self._train_ids is None:
-            pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t)) for s, t in self.splits()["train"]]
+            pairs = [(self.src_vocab.token_ids(s), self.tgt_vocab.token_ids(t)) for s, t in self.splits()["train"]]
             self._train_ids = [(s, t) for s, t in pairs if len(s) <= self.cfg.max_len and len(t) <= self.cfg.max_len]
             if not self._train_ids:
-                raise TranslateDataError(f"{self.cfg.data}: no training pair has at most max_len = {self.cfg.max_len} "
+                raise DataError(f"{self.cfg.data}: no training pair has at most max_len = {self.cfg.max_len} "
                                          "tokens per side")
         return self._train_ids
 
@@ -185,7 +189,7 @@ class TranslateTask(Task):
     def global_batch(self, k: int, batch_size: int) -> dict[str, Tensor]:
         if self.cfg.data == "dates":
             pairs = D.train_batch(self.cfg.data_seed, k, batch_size)
-            return self.make_batch([(self.src_vocab.encode(s), self.tgt_vocab.encode(t)) for s, t in pairs])
+            return self.make_batch([(self.src_vocab.token_ids(s), self.tgt_vocab.token_ids(t)) for s, t in pairs])
         per_epoch = len(self._epoch_batches(0, batch_size))
         epoch, j = divmod(k, per_epoch)
         data = self._encoded_train()
@@ -196,7 +200,7 @@ class TranslateTask(Task):
     def build_model(self) -> nn.Module:
         c = self.cfg
         return Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), c.embedding_size, c.hidden_size, c.num_layers,
-                       c.bidirectional, c.attention, c.input_feed, c.dropout, c.backend)
+                       c.bidirectional, c.attention, c.input_feed, c.dropout, c.backend, **c.lstm.kwargs())
 
     def windows(self, batch: Any, k: int) -> list[Any]:
         # Each pair is one sequence for the encoder and one for the decoder: nothing to carry.
@@ -214,7 +218,7 @@ class TranslateTask(Task):
     def valid_loss(self, model: nn.Module, batch_size: int = 128) -> float:
         """Mean cross-entropy (nats per target token, </s> included) over the validation split."""
         dev = next(model.parameters()).device
-        pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t)) for s, t in self.splits()["valid"]]
+        pairs = [(self.src_vocab.token_ids(s), self.tgt_vocab.token_ids(t)) for s, t in self.splits()["valid"]]
         total, count = 0.0, 0
         for s in range(0, len(pairs), batch_size):
             b = {k: v.to(dev) for k, v in self.make_batch(pairs[s : s + batch_size]).items()}

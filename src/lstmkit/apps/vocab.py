@@ -1,7 +1,16 @@
-"""Reversible tokenizers and the token ↔ id vocabulary of each side of a translation model.
+"""The one vocabulary of the apps: reversible tokenizers and the token ↔ id mapping.
 
-Two granularities, both exactly reversible (``"".join(tokenize(s)) == s`` for text whose
-whitespace is single spaces, which data cleaning guarantees):
+The character language model and each side of a translation model use it:
+
+- ``Vocab.of_chars(chars)`` / ``Vocab.from_text(text)``: characters only, no special tokens, id =
+  position in the alphabet (what the text app saves as its ``vocab`` string). A character outside
+  the alphabet is a DataError naming it: the model has never seen it.
+- ``Vocab.build(texts, kind)``: the translation vocabularies, whose ids 0–3 are the specials
+  ``<pad>``, ``<s>``, ``</s>``, ``<unk>``; an unknown token becomes ``<unk>``. No text can
+  tokenize into a special (a literal "<unk>" in a sentence is "<", "unk", ">").
+
+Three tokenizer granularities, all exactly reversible (``"".join(tokenize(s)) == s`` for text
+whose whitespace is single spaces, which data cleaning guarantees):
 
 - ``"char"``: every character is a token. Right for dates: a tiny alphabet, and every digit
   must be copied or computed one by one.
@@ -17,12 +26,12 @@ whitespace is single spaces, which data cleaning guarantees):
   nothing is ``<unk>`` and names, options and numbers can be copied piece by piece. Pieces
   concatenate back to the word, so this is as reversible as the word tokenizer.
 
-Ids 0–3 are the specials ``<pad>``, ``<s>``, ``</s>``, ``<unk>``; no text can tokenize into
-them (a literal "<unk>" in a sentence is "<", "unk", ">").
-
     >>> v = Vocab.build(["Open the file.", "Close the file."], "word", min_count=1)
-    >>> v.decode(v.encode("Open the file."))
+    >>> v.decode(v.token_ids("Open the file."))
     'Open the file.'
+    >>> c = Vocab.from_text("to be or not")
+    >>> c.decode(c.encode("be not")), c.chars
+    ('be not', ' benort')
 """
 from __future__ import annotations
 
@@ -30,6 +39,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import DataError
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -50,20 +64,40 @@ def tokenize(text: str, kind: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Vocab:
-    """Token strings by id (``tokens[0:4]`` are SPECIALS) and the tokenizer kind."""
+    """Token strings by id and the tokenizer kind; ``specials`` (SPECIALS or none) lead the tokens."""
 
     tokens: tuple[str, ...]
     kind: str = "word"
+    specials: tuple[str, ...] = SPECIALS
 
     def __post_init__(self) -> None:
-        if tuple(self.tokens[:4]) != SPECIALS:
-            raise ValueError(f"a vocabulary starts with {SPECIALS}, got {tuple(self.tokens[:4])}")
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "specials", tuple(self.specials))
+        if self.specials not in (SPECIALS, ()):
+            raise ValueError(f"a vocabulary's specials are {SPECIALS} or none, got {self.specials}")
+        if self.tokens[: len(self.specials)] != self.specials:
+            raise ValueError(f"a vocabulary starts with {self.specials}, got {self.tokens[: len(self.specials)]}")
         if self.kind not in KINDS:
             raise ValueError(f"vocabulary kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if len(set(self.tokens)) != len(self.tokens):
             raise ValueError("a vocabulary lists each token once")
         object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
         object.__setattr__(self, "_pieces", {})  # subword: cache of word → pieces
+
+    @classmethod
+    def of_chars(cls, chars: str) -> "Vocab":
+        """A character vocabulary without specials: id = position in ``chars``."""
+        return cls(tuple(chars), "char", ())
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        """The sorted distinct characters of ``text``, without specials."""
+        return cls.of_chars("".join(sorted(set(text))))
+
+    @property
+    def chars(self) -> str:
+        """The alphabet of a character vocabulary as one string (what a text run saves)."""
+        return "".join(self.tokens)
 
     @classmethod
     def build(cls, texts: Iterable[str], kind: str, max_size: int = 0, min_count: int = 1,
@@ -106,8 +140,15 @@ class Vocab:
         return len(self.tokens)
 
     def ids(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of ``tokens``; an unknown one is UNK, or a DataError naming it without specials."""
         index = self._index  # type: ignore[attr-defined]
-        return [index.get(t, UNK) for t in tokens]
+        if self.specials:
+            return [index.get(t, UNK) for t in tokens]
+        try:
+            return [index[t] for t in tokens]
+        except KeyError as e:
+            what = "character" if self.kind == "char" else "token"
+            raise DataError(f"{what} {e.args[0]!r} is not in the model's vocabulary of {len(self)} {what}s") from None
 
     def split(self, text: str) -> list[str]:
         """The tokens the model sees for ``text`` (their concatenation is ``text``)."""
@@ -133,9 +174,13 @@ class Vocab:
             cache[word] = tuple(pieces)
         return cache[word]
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` (without <s> / </s>); unknown tokens become UNK."""
+    def token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` (without <s> / </s>) as ints; unknown tokens as in ``ids``."""
         return self.ids(self.split(text))
+
+    def encode(self, text: str) -> Tensor:
+        """token_ids(text) as a (len,) int64 tensor: what an embedding reads."""
+        return torch.tensor(self.token_ids(text), dtype=torch.long)
 
     def unknown(self, text: str) -> list[str]:
         """The tokens of ``text`` this vocabulary does not hold, in order of appearance, once each."""
@@ -143,7 +188,9 @@ class Vocab:
         return list(dict.fromkeys(t for t in self.split(text) if t not in index))
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``, stopping at </s> and skipping <pad> and <s>; UNK prints as "<unk>"."""
+        """Text of ``ids``; with specials, stopping at </s> and skipping <pad> and <s> (UNK prints as "<unk>")."""
+        if not self.specials:
+            return "".join(self.tokens[int(i)] for i in ids)
         out = []
         for i in ids:
             i = int(i)
