@@ -38,7 +38,7 @@ def test_export_and_resume_accept_the_demo_folder(demo_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, needs", [
     (["generate"], "generate needs a 'text' run"),
-    (["inspect"], "inspect needs a 'text' or 'forecast' run"),
+    (["inspect"], "inspect needs a 'forecast' or 'text' run"),
     (["forecast"], "forecast needs a 'forecast' run"),
     (["classify"], "classify needs a 'classify' run"),
     (["translate", "--test"], "translate needs a 'translate' run"),

@@ -49,7 +49,7 @@ USES = {  # command line for a run folder R → the kind it reads
     "forecast": (["forecast", "R"], ("forecast",)),
     "classify": (["classify", "R", "--data", "DATA/seqs.csv", "--png", "R/cm.png"], ("classify",)),
     "translate": (["translate", "R", "2 March 1987"], ("translate",)),
-    "inspect": (["inspect", "R", "--out", "R/page.html"], ("text", "forecast")),  # + --text for a text run
+    "inspect": (["inspect", "R", "--out", "R/page.html"], ("forecast", "text")),  # + --text for a text run
 }
 KINDS = ("adding", "echo", "text", "forecast", "classify", "translate")
 

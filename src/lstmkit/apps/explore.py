@@ -46,11 +46,11 @@ def explorable(task_name: str):
 
 
 def explorable_tasks() -> tuple[str, ...]:
-    """Names of the registered tasks the gate explorer can read (after the apps are imported)."""
+    """Names of the registered tasks the gate explorer can read, sorted (whatever the import order)."""
     from ..train.registry import available_tasks
 
     available_tasks()  # imports the application packages, which register themselves
-    return tuple(_EXPLORABLE)
+    return tuple(sorted(_EXPLORABLE))
 
 
 def parse_window(window: Optional[str], T: int) -> tuple[int, int]:
