@@ -113,3 +113,25 @@ def test_xlstm_cells_refuse_the_section():
     with pytest.raises(ValueError, match=r"the \[lstm\] section \(peephole\) applies to model = 'lstm' only"):
         parse_run_config({"task": "text", **TINY["text"], "model": "slstm", "num_heads": 1,
                           "lstm": {"peephole": True}})
+
+
+def test_resuming_a_pre_section_run_takes_overrides_in_either_place(tmp_path, capsys):
+    from lstmkit.cli import main
+    from lstmkit.train import checkpoint as ckpt
+
+    data = tmp_path / "t.txt"
+    data.write_text("hello world\n" * 40, encoding="utf-8")
+    run = str(tmp_path / "run")
+    fast = ["--seq_len", "8", "--embedding_size", "4", "--hidden_size", "6", "--ngram_context", "0",
+            "--train.batch_size", "2", "--train.progress", "off", "--train.plot", "false", "--train.threads", "1"]
+    assert main(["train", "text", "--data", str(data), "--lstm.layer_norm", "true", "--train.steps", "2",
+                 *fast, "--run_dir", run]) == 0
+    config = ckpt.load_config(run)
+    section = config.pop("lstm")
+    config.update({k: section[k] for k in ("layer_norm", "peephole", "coupled", "zoneout", "recurrent_dropout")})
+    config["zoneout"] = 0.0  # as a run written before the section recorded it
+    ckpt.save_config(run, config)
+    assert main(["train", "--resume", run, "--train.steps", "3", "--lstm.layer_norm", "true"]) == 0
+    assert ckpt.load_config(run)["lstm"]["layer_norm"] is True and "layer_norm" not in ckpt.load_config(run)
+    assert main(["train", "--resume", run, "--train.steps", "4", "--layer_norm", "true"]) == 0  # the old spelling
+    assert ckpt.read_state(run)["step"] == 4

@@ -61,7 +61,7 @@ def list_tasks() -> int:
 
 def run(args) -> int:
     from ..train import checkpoint as ckpt
-    from ..train.config import load_file, merge, parse_overrides, parse_run_config
+    from ..train.config import load_file, merge, move_renamed_keys, parse_overrides, parse_run_config
     from ..train.run import a_run_of, make_trainer, run_kind
     from . import CliError
 
@@ -86,7 +86,7 @@ def run(args) -> int:
         kind = run_kind(args.resume, saved)
         if "task" in data and str(data["task"]).rpartition(":")[2] != kind:
             raise CliError(f"--resume: {args.resume} is {a_run_of(kind)}, not {data['task']!r}")
-        data = merge(saved, data)
+        data = merge(move_renamed_keys(saved, kind), move_renamed_keys(data, kind))  # old keys in either
         data["run_dir"] = args.resume
     if not data:
         raise CliError("nothing to train: give a config file, --task NAME, or --resume RUN_DIR "

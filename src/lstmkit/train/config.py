@@ -230,6 +230,15 @@ def move_renamed(data: dict[str, Any], renamed: dict[str, str], where: str = "")
     return data
 
 
+def move_renamed_keys(data: dict[str, Any], task: str) -> dict[str, Any]:
+    """A flat run mapping of ``task`` with its config class's old keys moved (see move_renamed): for
+    merging a saved config and overrides that may each name a setting by another of its places."""
+    from .registry import get_task  # late: the registry imports the task packages
+
+    config = get_task(task).config
+    return move_renamed(data, getattr(config, "RENAMED", {})) if config is not None else data
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass (recursively) as plain JSON-ready values."""
     if dataclasses.is_dataclass(obj):
