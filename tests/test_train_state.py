@@ -64,8 +64,8 @@ def test_save_then_restore_continues_bit_for_bit(tmp_path):
 
 
 def test_a_run_folder_written_before_the_split_resumes_as_an_unbroken_run(tmp_path):
-    """tests/data/echo_format1 was written by the single-method Trainer (7 steps of the echo run its config.json describes,
-    stopped inside a batch); resumed to 12 steps it must match a 12-step run of this code."""
+    """tests/data/echo_format1 was written by the single-method Trainer: 7 steps of the echo run its
+    config.json describes, stopped inside a batch. Resumed to 12 steps it must match a 12-step run."""
     run = str(tmp_path / "old")
     shutil.copytree(os.path.join(DATA, "echo_format1"), run)
     saved = ckpt.load_config(run)

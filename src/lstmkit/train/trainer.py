@@ -141,7 +141,7 @@ class Trainer:
         windows = Windows(task, c.tbptt, c.batch_size // info.world_size, info.rank, info.world_size, device)
         log = RunLog(self.run_dir, Progress(c.progress, c.steps, state.step, info.is_main), task.seconds_left, info)
 
-        last_loss = math.nan
+        last_loss, saves = math.nan, self.run_dir is not None
         model.train()
         while not state.done(c.steps):
             result = train_step(model, state, task, windows.next(state), c.clip_norm)
@@ -152,15 +152,12 @@ class Trainer:
             if due(state.step, c.eval_every, c.steps):
                 self._evaluate(state, info, log)
             signalled = self._signal(stop, info)
-            if self.run_dir is not None and (due(state.step, c.checkpoint_every, c.steps) or state.stopped
-                                             or signalled):
+            if saves and (due(state.step, c.checkpoint_every, c.steps) or state.stopped or signalled):
                 state.save(self.run_dir, info)
             if signalled and not state.done(c.steps):
                 log.close()
                 ddp.barrier(info)
-                raise Interrupted(signalled, f"{signal_name(signalled)} at step {state.step}/{c.steps}: checkpoint "
-                                             f"written to {self.run_dir}; resume with: lstmkit train --resume "
-                                             f"{self.run_dir}")
+                raise self._interrupted(signalled, state.step)
         log.close()
         ddp.barrier(info)
         return self._finish(state, last_loss, t_start, info)
@@ -228,6 +225,10 @@ class Trainer:
             if why:
                 state.stopped = True
                 log.note(f"stopped at step {state.step}: {why if isinstance(why, str) else 'task says done'}")
+
+    def _interrupted(self, signum: int, step: int) -> Interrupted:
+        return Interrupted(signum, f"{signal_name(signum)} at step {step}/{self.cfg.steps}: checkpoint written to "
+                                   f"{self.run_dir}; resume with: lstmkit train --resume {self.run_dir}")
 
     @staticmethod
     def _signal(stop: StopSignals, info: ddp.DistInfo) -> Optional[int]:
