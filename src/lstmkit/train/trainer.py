@@ -93,8 +93,9 @@ class Trainer:
             lstmkit.train.load_run rebuilds the model from it when it names a registered task.
 
     ``fit(resume=False)`` trains to config.steps (or early stop) and returns a FitResult; with
-    resume=True it continues from the run folder's checkpoint exactly as if never interrupted.
-    ``trainer.model`` is the (unwrapped) model afterwards.
+    resume=True it continues from the run folder's checkpoint exactly as if never interrupted
+    (the checkpoint is a TrainState's: lstmkit.train.state). ``trainer.model`` is the
+    (unwrapped) model afterwards.
 
     With a run_dir, fit holds the folder's lock (lstmkit.train.lock): a second writer is refused
     with a RunLockedError naming this process. SIGINT / SIGTERM end training after the current
