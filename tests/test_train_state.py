@@ -19,7 +19,7 @@ from lstmkit.train.config import ConfigError, merge, parse_run_config
 from lstmkit.train.rng import seed_everything
 from lstmkit.train.run import make_trainer
 from lstmkit.train.schedule import LRSchedule
-from lstmkit.train.steps import clip_gradients, due, train_step
+from lstmkit.train.steps import clip_gradients, due, evaluate, train_step
 from lstmkit.train.toy import EchoConfig, EchoTask
 from lstmkit.train.windows import Windows
 
@@ -209,3 +209,17 @@ def test_fit_writes_the_state_the_loop_reached(tmp_path):
     assert state["ranks"][0]["log"] == [0.0, 0] and result.loss == rows_loss(run, 5)
     rows = [json.loads(line) for line in open(os.path.join(run, ckpt.METRICS))]
     assert [(r["step"], r["split"]) for r in rows] == [(2, "train"), (4, "train"), (5, "train"), (5, "eval")]
+
+
+def test_evaluate_runs_in_eval_mode_without_gradients_and_returns_floats():
+    seen = []
+
+    class Probe(Task):
+        def evaluate(self, model):
+            seen.append((model.training, torch.is_grad_enabled()))
+            return {"loss": torch.tensor(0.25), "n": 3}
+
+    model = nn.Dropout(0.5).train()
+    metrics = evaluate(Probe(), model)
+    assert metrics == {"loss": 0.25, "n": 3.0} and all(type(v) is float for v in metrics.values())
+    assert seen == [(False, False)] and model.training  # back in training mode afterwards
