@@ -128,15 +128,15 @@ class TrainState:
         self.saved_step = self.step
 
     def restore(self, run_dir: str, cfg: TrainConfig, info: ddp.DistInfo = ddp.DistInfo(),
-                device: torch.device = torch.device("cpu"), *, cut_curves: bool = True) -> None:
+                device: torch.device = torch.device("cpu")) -> None:
         """Continue from run_dir's checkpoint: weights, optimizer, counters, RNG states, carried state.
 
-        Rank 0 reads the folder and hands every rank the state (or the error). With cut_curves
-        (the folder's writer), metrics.jsonl loses the rows logged after the checkpoint.
+        Rank 0 reads the folder and hands every rank the state (or the error), and cuts
+        metrics.jsonl back to the checkpoint's step (the rows after it will be logged again).
         """
         self.load(read_checkpoint(run_dir, self.model, info), cfg, info, device,
                   where=os.path.join(run_dir, ckpt.STATE))
-        if cut_curves and info.is_main:
+        if info.is_main:
             ckpt.truncate_metrics(run_dir, self.step)
 
     def load(self, state: dict[str, Any], cfg: TrainConfig, info: ddp.DistInfo = ddp.DistInfo(),
