@@ -15,7 +15,8 @@ A Task supplies four things (see Trainer's docstring for an example):
 Optional hooks, with defaults here: ``should_stop(metrics)`` (end training after an
 evaluation: True or a reason string), ``windows(batch, k)`` (split into TBPTT windows),
 ``reset_state(state, mask)`` (zero carried rows that start a new sequence), ``count(batch)``
-(items for the throughput figure).
+(items for the throughput figure), ``clip_groups(model)`` (parameter groups whose gradient
+norms are clipped separately).
 
 Batches are any nesting of dicts / lists / tuples of tensors. A batch that is a dict with a
 ``"reset"`` entry, a (B,) bool tensor, *continues* the previous batch's sequences: the carried
@@ -76,6 +77,14 @@ class Task:
 
     def count(self, batch: Any) -> int:
         return batch_size_of(batch)
+
+    def clip_groups(self, model: nn.Module) -> list[list[nn.Parameter]]:
+        """Parameter groups clipped to train.clip_norm each; one group, the whole model, by default.
+
+        An ensemble trained in one model returns one group per member, so that each member
+        trains exactly as it would alone.
+        """
+        return [list(model.parameters())]
 
 
 # --------------------------------------------------------------------------- helpers

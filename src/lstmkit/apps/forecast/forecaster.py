@@ -25,6 +25,7 @@ import torch
 from . import metrics as M
 from ..lstm_config import LSTMConfig
 from .data import DataError, Series
+from .fitting import train_windows
 from .model import LOSSES, ForecastNet
 from .transforms import Preprocessor
 
@@ -87,7 +88,11 @@ class ForecasterConfig:
 
 @dataclass
 class FitConfig:
-    """How LSTMForecaster.fit trains (the Trainer path uses [train] instead)."""
+    """How LSTMForecaster.fit trains, through the Trainer (``lstmkit train --task forecast`` uses [train] instead).
+
+    epochs passes over the training windows in shuffled minibatches; AdamW with a cosine
+    schedule over every step; clip_norm applies to each ensemble member's gradient on its own.
+    """
 
     epochs: int = 300
     lr: float = 5e-3
@@ -186,26 +191,16 @@ class LSTMForecaster:
         fc = self.fit_config
         t0 = time.perf_counter()
         x, y = self.prepare(s)
-        torch.manual_seed(fc.seed)
-        model = self.build_model(x.shape[2])
-        model.scaler.copy_(torch.from_numpy(self.pre.to_array()))
-        opt = torch.optim.AdamW(model.parameters(), lr=fc.lr, weight_decay=fc.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, fc.epochs))
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        g = torch.Generator().manual_seed(fc.seed)
-        model.train()
-        for _ in range(fc.epochs):
-            perm = torch.randperm(len(xt), generator=g)
-            for i in range(0, len(xt), fc.batch_size):
-                idx = perm[i:i + fc.batch_size]
-                loss = model.loss(model(xt[idx]), yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                if fc.clip_norm:  # per member: an ensemble trains exactly as its members would alone
-                    for m in model.members:
-                        torch.nn.utils.clip_grad_norm_(m.parameters(), fc.clip_norm)
-                opt.step()
-            sched.step()
+        scaler = torch.from_numpy(self.pre.to_array())
+
+        def build() -> ForecastNet:
+            model = self.build_model(x.shape[2])
+            model.scaler.copy_(scaler)
+            return model
+
+        model = train_windows(torch.from_numpy(x), torch.from_numpy(y), build, epochs=fc.epochs, lr=fc.lr,
+                              batch_size=fc.batch_size, weight_decay=fc.weight_decay, clip_norm=fc.clip_norm,
+                              seed=fc.seed)
         self.model, self.history = model.eval(), s
         self.fit_seconds = time.perf_counter() - t0
         return self
