@@ -34,6 +34,12 @@ DATASETS = {
 STOCK_SYMBOLS = ("MSFT", "AMZN", "IBM", "GOOG", "AAPL")
 
 
+def _day(stamp) -> str:
+    """A timestamp's day for an error message. Not Timestamp.date(): it raises for timestamps of
+    non-nanosecond units far outside the usual range, which a bad file can hold."""
+    return str(stamp).split(" ")[0].split("T")[0]
+
+
 @dataclass
 class Series:
     """A target series with optional covariates on a shared time index.
@@ -140,7 +146,7 @@ def from_frame(df, target: str, *, date: Optional[str] = None, covariates: Seque
         frame.index = pd.DatetimeIndex(idx)
         if frame.index.has_duplicates:
             d = frame.index[frame.index.duplicated()][0]
-            raise DataError(f"{where}: date {d.date()} appears more than once")
+            raise DataError(f"{where}: date {_day(d)} appears more than once")
         if not frame.index.is_monotonic_increasing:
             frame = frame.sort_index()
         if len(frame) >= 3:
@@ -158,7 +164,7 @@ def from_frame(df, target: str, *, date: Optional[str] = None, covariates: Seque
                     missing = full.difference(frame.index)
                     if fill == "error":
                         raise DataError(f"{where}: {len(missing)} date(s) missing from a regular series, "
-                                        f"first {missing[0].date()}; fill them in or pass fill='interpolate'/'ffill'")
+                                        f"first {_day(missing[0])}; fill them in or pass fill='interpolate'/'ffill'")
                     frame = frame.reindex(full)
                     freq = full.freqstr
                 else:
