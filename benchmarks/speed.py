@@ -9,7 +9,9 @@ The shapes (T steps, B batch, I input, H hidden; float32) stand for the models p
 S1 typical training, S2 large training, S3 a small model on long sequences, S4 GEMM-bound,
 S5 single-sequence streaming, S6 a 2-layer bidirectional encoder / classifier, S7 a 2-layer
 language model, S8 a small 3-layer bidirectional stack; "decode" is one-step calls with carried
-state and no grad (generation, beam search) at batches 1, 5 and 32, one and two layers.
+state and no grad (generation, beam search) at batches 1, 5 and 32, one and two layers, timed for
+lk.LSTM, torch.nn.LSTM and onnxruntime running lstmkit's ONNX export of the same weights (numpy
+state fed straight back; skipped when onnxruntime is not installed).
 
 For each shape (docs/explanation/speed.md) and each mode — forward without grad, and a training
 step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
@@ -327,8 +329,31 @@ def run_benchmark(shapes, repeats: int, memory: bool = True, log=print) -> dict:
     return dict(meta=meta, rows=rows)
 
 
+def ort_decoder(model, threads: int):
+    """lstmkit's ONNX export of `model` (initial state as inputs) in an onnxruntime session, as a
+    callable (x, (h, c)) -> (y, (h, c)) on numpy arrays: a decoding loop on onnxruntime feeds each
+    call's state outputs straight back, so no tensor conversion is timed. None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from lstmkit.interop import export_onnx
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(export_onnx(model, initial_state=True).SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+
+    def step(x, state):
+        y, h, c = session.run(None, {"input": x, "h0": state[0], "c0": state[1]})
+        return y, (h, c)
+
+    return step
+
+
 def time_decode(repeats: int, log=print) -> list:
-    """One-step calls (T=1, carried state, no grad): lk.LSTM (fused) and torch.nn.LSTM, interleaved."""
+    """One-step calls (T=1, carried state, no grad): lk.LSTM (fused), torch.nn.LSTM and onnxruntime
+    running lstmkit's ONNX export of the same weights (when installed), interleaved."""
     import lstmkit as lk
 
     I, H, rows = DECODE["I"], DECODE["H"], []
@@ -338,16 +363,21 @@ def time_decode(repeats: int, log=print) -> list:
         fused = lk.LSTM(I, H, layers, backend="fused").eval()
         fused.load_state_dict(base.state_dict())
         models = {"fused": fused, BASELINE: base}
+        ort_step = ort_decoder(fused, torch.get_num_threads())
+        if ort_step is not None:
+            models["onnxruntime"] = ort_step
         for B in DECODE["batches"]:
             x = torch.randn(1, B, I)
             state0 = (torch.zeros(layers, B, H), torch.zeros(layers, B, H))
+            x_np, state0_np = x.numpy(), tuple(s.numpy() for s in state0)
 
             def calls(model, n):
-                state = state0
+                numpy_in = model is ort_step
+                xi, state = (x_np, state0_np) if numpy_in else (x, state0)
                 with torch.no_grad():
                     t0 = time.perf_counter()
                     for _ in range(n):
-                        _, state = model(x, state)
+                        _, state = model(xi, state)
                     return (time.perf_counter() - t0) / n
 
             for m in models.values():  # warm-up: prepared-weight caches, oneDNN primitives

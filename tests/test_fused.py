@@ -379,7 +379,8 @@ def test_float32_forward_runs_tiled_steps_on_avx2():
         pytest.skip("this CPU has no AVX2/FMA")
     assert ext.vector_width() == 8
     assert ext.uses_tiled(False, 32) and not ext.uses_tiled(True, 32)
-    assert not ext.uses_tiled(False, 1)  # B = 1 runs the row-split step (measured faster, see use_tiled)
+    assert not ext.uses_tiled(False, 1, 64 * 256)  # B = 1, small W_hh: the row-split step (measured faster)
+    assert ext.uses_tiled(False, 1, 512 * 2048)  # B = 1, W_hh past L2: the tiles stream it (one-step decoding)
     lstm = lk.LSTM(8, 16, backend="fused")  # inference keeps the packed weights with the others
     with torch.no_grad():
         lstm(torch.randn(1, 4, 8))

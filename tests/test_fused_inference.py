@@ -79,3 +79,37 @@ def test_two_threads_on_the_tiles_match_the_reference(variant, tiled_mode):
     assert_close(c_f, c_r, torch.float64, "c_n")
     assert_close(gx_f, gx_r, torch.float64, "d input")
     assert torch.equal(inf, out_f)
+
+
+@pytest.mark.parametrize("B", [1, 2])
+def test_small_batches_with_large_weights_run_the_tiles(B):
+    """B < 3 with W_hh past kTiledWeightsAnyBatch entries (one-step decoding's case) takes the tiled
+    step by default; float32 against the reference, gradients included, inference bit for bit the
+    recording forward, over several steps with a carried state."""
+    ext = _require_kernel()
+    H = 192  # W_hh: 768 × 192 = 147,456 entries
+    if not ext.uses_tiled(False, B, 4 * H * H):
+        pytest.skip("this build has no tiled steps (no AVX2)")
+    assert not ext.uses_tiled(False, B, 4 * 32 * 32)
+    torch.manual_seed(B)
+    fused = lk.LSTM(24, H, backend="fused").eval()
+    reference = lk.LSTM(24, H, backend="reference").eval()
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(4, B, 24, requires_grad=True)
+    h0, c0 = torch.randn(1, B, H), torch.randn(1, B, H)
+    out_f, (h_f, c_f) = fused(x, (h0, c0))
+    grads_f = torch.autograd.grad(out_f.sum() + c_f.sum(), [x, *fused.parameters()])
+    out_r, (h_r, c_r) = reference(x, (h0, c0))
+    grads_r = torch.autograd.grad(out_r.sum() + c_r.sum(), [x, *reference.parameters()])
+    assert_close(out_f, out_r, torch.float32, "output")
+    assert_close(c_f, c_r, torch.float32, "c_n")
+    for (name, _), g_f, g_r in zip([("input", None), *fused.named_parameters()], grads_f, grads_r):
+        assert_close(g_f, g_r, torch.float32, f"d {name}")
+    with torch.no_grad():
+        out_i, (h_i, c_i) = fused(x, (h0, c0))
+        step, state = [], (h0, c0)
+        for t in range(4):  # one-step decoding: the same numbers a step at a time
+            y, state = fused(x[t:t + 1], state)
+            step.append(y)
+    assert torch.equal(out_i, out_f) and torch.equal(h_i, h_f) and torch.equal(c_i, c_f)
+    assert torch.equal(torch.cat(step), out_f)

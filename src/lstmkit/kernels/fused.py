@@ -299,7 +299,7 @@ def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
         out, h_n, c_n = torch.ops.lstmkit.lstm_layer_infer(*call.args())
         return out, (h_n, c_n), None
     x, p, ln = call.x, call.p, call.p.ln
-    tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1])
+    tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1], p.w_hh.numel())
     prep = _prepared(p)
     whh_packed = _whh_packed(p, 3 if call.opts.coupled else 4) if tiled else None
     wih_packed = _wih_packed(p.w_ih) if tiled and p.w_ih is not None else None

@@ -312,7 +312,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor wih_pk;
   if (w_ih.defined()) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_pack_wih", [&] {
-      if (!use_tiled<scalar_t>(B)) return;
+      if (!use_tiled<scalar_t>(B, whh_t.numel())) return;
       wih_pk = wih_packed.defined() ? wih_packed : pack_cols<scalar_t, 4>(w_ih.t().contiguous());
       constexpr int64_t W = 4 * Vec<scalar_t>::size();
       check_packed(wih_pk, {(GH + W - 1) / W, I, W}, x, "W_ih^T (pack_cols)");
@@ -382,7 +382,7 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
         steps(s0, s1, g_step0(t_lo));
       }
     };
-    const bool tiled = use_tiled<scalar_t>(B);
+    const bool tiled = use_tiled<scalar_t>(B, whh_t.numel());
     if (tiled && !has_ln) {
       const Tensor wpk = whh_packed.defined() ? whh_packed : pack_whh<scalar_t>(whh_t, NG);
       constexpr int64_t L = Vec<scalar_t>::size();

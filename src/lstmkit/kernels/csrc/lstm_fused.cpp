@@ -227,9 +227,9 @@ PreparedCache& prepared_cache() {
 
 enum PreparedTag : int64_t { kWhhT, kBias, kWhrT, kWhhPacked3, kWhhPacked4, kWhhCols, kWihPacked };
 
-inline bool tiles(const Tensor& x) {
+inline bool tiles(const Tensor& x, const Tensor& w_hh) {
   bool on = false;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiles", [&] { on = use_tiled<scalar_t>(x.size(1)); });
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiles", [&] { on = use_tiled<scalar_t>(x.size(1), w_hh.numel()); });
   return on;
 }
 
@@ -253,7 +253,7 @@ std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optio
   const Tensor rt = a.has(whr_t) || !w_hr_.defined() ? given(whr_t)
                                                      : cache.get(kWhrT, {w_hr_}, [&] { return w_hr_.t().contiguous(); });
   Tensor whh_pk = given(whh_packed), whh_cl = given(whh_cols), wih_pk = given(wih_packed);
-  if (!a.has(whh_t) && tiles(x)) {  // a call with no prepared weights: the tiles' copies from the cache too
+  if (!a.has(whh_t) && tiles(x, w_hh)) {  // a call with no prepared weights: the tiles' copies from the cache too
     const bool ln = a.has(ln_hh_w);
     if (ln && !whh_cl.defined()) whh_cl = cache.get(kWhhCols, {w_hh}, [&] { return pack_cols_op(wt); });
     if (!ln && !whh_pk.defined()) {
@@ -334,13 +334,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_tiled", [](const std::string& mode) {
         TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "tiled mode must be auto, on or off, got ", mode);
         g_tiled = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
-      }, "for tests: the tiled step products (auto: float32 with AVX2, B >= 3; see use_tiled)");
+      }, "for tests: the tiled step products (auto: float32 with AVX2, B >= 3 or large W_hh; see use_tiled)");
   m.def("set_backward_chunk", [](int64_t rows) {
         TORCH_CHECK(rows >= 0, "backward chunk rows must be >= 0 (0: the default), got ", rows);
         g_backward_chunk_rows = rows;
       }, "for tests: rows per chunk of backward's step gradients (0: the default, kBackwardChunkRows)");
-  m.def("uses_tiled", [](bool float64, int64_t B) { return float64 ? use_tiled<double>(B) : use_tiled<float>(B); },
-        "whether a forward of this dtype and batch size runs tiled steps (set_tiled and the build decide)");
+  m.def("uses_tiled", [](bool float64, int64_t B, int64_t whh_entries) {
+        return float64 ? use_tiled<double>(B, whh_entries) : use_tiled<float>(B, whh_entries);
+      }, "whether a forward of this dtype, batch size and W_hh size runs tiled steps (set_tiled and the build decide)",
+      py::arg("float64"), py::arg("B"), py::arg("whh_entries") = 0);
   m.def("pack_whh", &lstmkit::ops::pack_whh_op, "W_hh^T packed for the tiled steps (lstm_layer_infer's whh_packed)");
   m.def("pack_cols", &lstmkit::ops::pack_cols_op,
         "a (K, N) matrix packed in column panels for the tiled products (lstm_layer_infer's wih_packed: W_ih^T)");
