@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from .. import _checks as check
 from .. import _layout as input_layout
@@ -24,6 +25,37 @@ class MLSTMLayerParams(NamedTuple):
     b_ih: Optional[Tensor]  # (4H + 2NH,) or None
 
 
+class MLSTMGates(NamedTuple):
+    """Every step's gates and states of mLSTM: the values the computation used.
+
+    Per head (NH values per step): i and f are the stabilized gates i'_t = exp(ĩ_t − m_t) and
+    f'_t = exp(log f_t + m_{t-1} − m_t), m the stabilizer, n = |n_tᵀ q_t| the normalizer as it
+    enters the denominator max(|n_tᵀ q_t|, exp(−m_t)) + ε. Per unit (H values): o the output
+    gate σ(õ_t) and h the output. From a layer each is (T, B, ·); from lk.mLSTM stacked to
+    (L, D, T, B, ·) ((L, D, B, T, ·) with batch_first, (L, D, T, ·) unbatched). Steps past a
+    sequence's length hold zeros. All three forms record the same values.
+    """
+
+    i: Tensor
+    f: Tensor
+    o: Tensor
+    n: Tensor
+    m: Tensor
+    h: Tensor
+
+    def layer(self, k: int, direction: int = 0) -> "MLSTMGates":
+        """The gates of layer k (0-based) and one direction, from a stacked (L, D, ...) result."""
+        return MLSTMGates(*(v[k, direction] for v in self))
+
+
+class mLSTMResult(NamedTuple):
+    """What ``mLSTM(..., return_gates=True)`` returns; unpacks as (output, (C_n, n_n, m_n), gates)."""
+
+    output: Union[Tensor, PackedSequence]
+    state: tuple[Tensor, Tensor, Tensor]
+    gates: MLSTMGates
+
+
 def _reverse_within_lengths(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     """Each sequence's first `length` steps in reverse order (padding stays in place): (T, B, ·)."""
     T = x.shape[0]
@@ -37,13 +69,14 @@ def _reverse_within_lengths(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
 
 def mlstm_layer(x: Tensor, C0: Tensor, n0: Tensor, m0: Tensor, p: MLSTMLayerParams, lengths: Optional[Tensor] = None,
                 reverse: bool = False, record: bool = False, *, num_heads: int, forget_gate: str = "sigmoid",
-                form: str = "chunkwise", chunk_size: int = 64) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], None]:
+                form: str = "chunkwise", chunk_size: int = 64
+                ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], Optional[MLSTMGates]]:
     """One mLSTM layer in one direction. x (T, B, I); C0 (B, NH, d, d), n0 (B, NH, d), m0 (B, NH).
 
     Steps past a sequence's length are made no-ops (ĩ = −∞, log f = 0: the state passes through
     unchanged), so every form ends on each sequence's own last step; their outputs are zeroed.
     The reverse direction runs each sequence reversed within its length.
-    Returns out (T, B, H), (C_n, n_n, m_n), None.
+    Returns out (T, B, H), (C_n, n_n, m_n), and MLSTMGates (each (T, B, ·)) with record=True.
     """
     if reverse:
         x = _reverse_within_lengths(x, lengths)
@@ -62,14 +95,24 @@ def mlstm_layer(x: Tensor, C0: Tensor, n0: Tensor, m0: Tensor, p: MLSTMLayerPara
         a = active.unsqueeze(1)  # (B, 1, T)
         i_pre = torch.where(a, i_pre, torch.full_like(i_pre, float("-inf")))
         log_f = torch.where(a, log_f, torch.zeros_like(log_f))
-    h_tilde, (C, n, m) = run_form(form, q, k, v, i_pre, log_f, (C0, n0, m0), chunk_size)
+    h_tilde, (C, n, m), *steps = run_form(form, q, k, v, i_pre, log_f, (C0, n0, m0), chunk_size, record)
     o = torch.sigmoid(o_pre)  # (B, NH, T, d)
     h = (o * h_tilde).permute(2, 0, 1, 3).reshape(T, B, H)  # (T, B, H)
+    trace = None
+    if record:
+        per_head = [v.permute(2, 0, 1) for v in steps[0]]  # i, f, m, |nq|: (B, NH, T) -> (T, B, NH)
+        o_units = o.permute(2, 0, 1, 3).reshape(T, B, H)
+        trace = MLSTMGates(per_head[0], per_head[1], o_units, per_head[3], per_head[2], h)
     if active is not None:
-        h = torch.where(active.T.unsqueeze(-1), h, torch.zeros_like(h))
+        live = active.T.unsqueeze(-1)  # (T, B, 1)
+        h = torch.where(live, h, torch.zeros_like(h))
+        if trace is not None:
+            trace = MLSTMGates(*(torch.where(live, v, torch.zeros_like(v)) for v in trace))
     if reverse:
         h = _reverse_within_lengths(h, lengths)
-    return h, (C, n, m), None
+        if trace is not None:
+            trace = MLSTMGates(*(_reverse_within_lengths(v, lengths) for v in trace))
+    return h, (C, n, m), trace
 
 
 class mLSTM(nn.Module):
@@ -102,7 +145,7 @@ class mLSTM(nn.Module):
         (4H + 2NH,). Initialization: uniform ±1/√H, forget-gate biases 3 … 6 across heads (a
         long memory at the start, as the official code), input-gate biases 0.
 
-    Forward: ``mlstm(input, hx=None, *, lengths=None)`` -> (output, (C_n, n_n, m_n)).
+    Forward: ``mlstm(input, hx=None, *, lengths=None, return_gates=False)`` -> (output, (C_n, n_n, m_n)).
         input (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched; output (·, ·, D·H).
         hx: (C0, n0, m0) shaped (L·D, B, NH, d, d), (L·D, B, NH, d), (L·D, B, NH) (no B when
         unbatched); zeros when None. Passing the returned state to the next call continues the
@@ -110,6 +153,8 @@ class mLSTM(nn.Module):
         lengths: as lk.LSTM: outputs past a length are 0, the final state is each sequence's
         own last step, the reverse direction starts there.
         A PackedSequence input works too (its lengths are used) and gives a PackedSequence output.
+        return_gates=True returns an mLSTMResult whose gates (MLSTMGates: i, f, n, m per head;
+        o, h per unit) are (L, D, T, B, ·): the values the computation used, the same from every form.
 
     Example:
         >>> import lstmkit as lk, torch
@@ -188,7 +233,7 @@ class mLSTM(nn.Module):
         return [[MLSTMLayerParams(getattr(self, names[0]), getattr(self, names[1]) if self.bias else None)
                  for names in layer] for layer in self._param_names]
 
-    def forward(self, input, hx=None, *, lengths=None):
+    def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
         weight = self.weight_ih_l0
         prep = input_layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
         x = prep.x
@@ -199,11 +244,13 @@ class mLSTM(nn.Module):
         state = _state.initial_state(hx, STATE_NAMES, shapes, prep.batched, weight, zeros)
         layer_fn = functools.partial(mlstm_layer, num_heads=NH, forget_gate=self.forget_gate, form=self.form,
                                      chunk_size=self.chunk_size)
-        out, state_n, _ = run_stack(layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout,
-                                    self.training, False)
+        out, state_n, trace = run_stack(layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout,
+                                        self.training, return_gates)
         out = input_layout.restore_output(out, prep, self.batch_first)
         if not prep.batched:
             state_n = tuple(s.squeeze(1) for s in state_n)
+        if return_gates:
+            return mLSTMResult(out, state_n, input_layout.restore_trace(trace, prep.batched, self.batch_first))
         return out, state_n
 
     def extra_repr(self) -> str:
