@@ -45,7 +45,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..xlstm.mlstm import MLSTMLayerParams, mLSTM
+from ..xlstm.mlstm import MLSTMLayerParams
 from ..xlstm.mlstm_forms import EPS
 from ..xlstm.slstm import sLSTM
 from ..xlstm.slstm_reference import SLSTMLayerParams, block_diagonal

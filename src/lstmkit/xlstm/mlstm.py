@@ -7,15 +7,13 @@ from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import _checks as check
-from .. import _layout as input_layout
-from ..kernels.stack import run_stack
-from . import _state
+from ._base import XLSTMBase
 from .mlstm_forms import FORMS, run_form
-from .slstm_reference import FORGET_GATES, log_forget
+from .slstm_reference import log_forget
 
 STATE_NAMES = ("C0", "n0", "m0")
 
@@ -115,7 +113,7 @@ def mlstm_layer(x: Tensor, C0: Tensor, n0: Tensor, m0: Tensor, p: MLSTMLayerPara
     return h, (C, n, m), trace
 
 
-class mLSTM(nn.Module):
+class mLSTM(XLSTMBase):
     r"""Multi-layer mLSTM (Beck et al. 2024): matrix memory, covariance update, no recurrence in h.
 
     Each layer and direction, per head (d = H / NH units), per step t::
@@ -163,6 +161,10 @@ class mLSTM(nn.Module):
         (torch.Size([5, 2, 8]), torch.Size([1, 2, 2, 4, 4]))
     """
 
+    _repr_defaults = XLSTMBase._repr_defaults + (("form", "chunkwise"), ("chunk_size", 64))
+    _state_names = STATE_NAMES
+    _result_type = mLSTMResult
+
     def __init__(
         self,
         input_size: int,
@@ -180,84 +182,37 @@ class mLSTM(nn.Module):
         form: str = "chunkwise",
         chunk_size: int = 64,
     ) -> None:
-        super().__init__()
-        self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads must divide hidden_size={hidden_size}, got num_heads={num_heads}")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = check.probability("dropout", dropout)
-        self.bidirectional = bool(bidirectional)
-        self.forget_gate = check.choice("forget_gate", forget_gate, FORGET_GATES)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, num_heads,
+                         forget_gate)
         self.form = check.choice("form", form, FORMS)
         self.chunk_size = check.positive_int("chunk_size", chunk_size)
-        factory = {"device": device, "dtype": dtype}
-        H, NH, D = hidden_size, num_heads, self.num_directions
-        self._param_names: list[list[list[str]]] = []
-        for layer in range(self.num_layers):
-            layer_input = input_size if layer == 0 else H * D
-            directions = []
-            for direction in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {f"weight_ih{sfx}": (4 * H + 2 * NH, layer_input)}
-                if self.bias:
-                    shapes[f"bias_ih{sfx}"] = (4 * H + 2 * NH,)
-                for name, shape in shapes.items():
-                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
-                directions.append(list(shapes))
-            self._param_names.append(directions)
-        self.reset_parameters()
+        rows = 4 * hidden_size + 2 * num_heads
 
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
+        def layer_shapes(sfx: str, layer_input: int) -> dict[str, tuple[int, ...]]:
+            return {f"weight_ih{sfx}": (rows, layer_input), **({f"bias_ih{sfx}": (rows,)} if self.bias else {})}
 
-    @property
-    def head_size(self) -> int:
-        return self.hidden_size // self.num_heads
+        self._register_layers(hidden_size, layer_shapes, device, dtype)
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        """Uniform ±1/√H, then the input-gate biases 0 and the forget-gate biases 3 … 6 across heads."""
+        super().reset_parameters()
         H, NH = self.hidden_size, self.num_heads
         with torch.no_grad():
             for name, w in self.named_parameters():
-                w.uniform_(-bound, bound)
                 if name.startswith("bias_ih"):
                     w[4 * H:4 * H + NH].zero_()
                     w[4 * H + NH:].copy_(torch.linspace(3.0, 6.0, NH))
 
-    def _layer_params(self) -> list[list[MLSTMLayerParams]]:
-        return [[MLSTMLayerParams(getattr(self, names[0]), getattr(self, names[1]) if self.bias else None)
-                 for names in layer] for layer in self._param_names]
+    def _make_layer_params(self, named: dict[str, Tensor]) -> MLSTMLayerParams:
+        return MLSTMLayerParams(named["weight_ih"], named.get("bias_ih"))
+
+    def _state_shapes(self, B: int) -> list[tuple[int, ...]]:
+        LD, NH, d = self.num_layers * self.num_directions, self.num_heads, self.head_size
+        return [(LD, B, NH, d, d), (LD, B, NH, d), (LD, B, NH)]
+
+    def _layer_fn(self, x: Tensor):
+        return functools.partial(mlstm_layer, num_heads=self.num_heads, forget_gate=self.forget_gate, form=self.form,
+                                 chunk_size=self.chunk_size)
 
     def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
-        weight = self.weight_ih_l0
-        prep = input_layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
-        x = prep.x
-        B = x.shape[1]
-        LD, NH, d = self.num_layers * self.num_directions, self.num_heads, self.head_size
-        shapes = [(LD, B, NH, d, d), (LD, B, NH, d), (LD, B, NH)]
-        zeros = [torch.zeros(s, dtype=x.dtype, device=x.device) for s in shapes]
-        state = _state.initial_state(hx, STATE_NAMES, shapes, prep.batched, weight, zeros)
-        layer_fn = functools.partial(mlstm_layer, num_heads=NH, forget_gate=self.forget_gate, form=self.form,
-                                     chunk_size=self.chunk_size)
-        out, state_n, trace = run_stack(layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout,
-                                        self.training, return_gates)
-        out = input_layout.restore_output(out, prep, self.batch_first)
-        if not prep.batched:
-            state_n = tuple(s.squeeze(1) for s in state_n)
-        if return_gates:
-            return mLSTMResult(out, state_n, input_layout.restore_trace(trace, prep.batched, self.batch_first))
-        return out, state_n
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("num_heads", 1), ("forget_gate", "sigmoid"),
-                              ("form", "chunkwise"), ("chunk_size", 64)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        return s
+        return self._stack_forward(input, hx, lengths, return_gates)
