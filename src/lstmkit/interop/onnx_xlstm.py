@@ -68,9 +68,10 @@ def _log_forget(b: _Graph, f_pre: str, forget_gate: str) -> str:
     return b.op("Sub", [b.op("Min", [f_pre, b.const("zero", 0.0)]), tail], hint="log_f")
 
 
-def _finish_body(b: _Graph, new: list[str], prev: list[str], y: str, masks: Optional[list[str]], name: str) -> Any:
+def _finish_body(b: _Graph, new: list[str], prev: list[str], y: str, masks: Optional[list[str]], step_inputs: list[str],
+                 name: str) -> Any:
     """Masking (finished sequences keep their state, output zeros: masks[j] broadcasts against
-    new[j], masks[-1] against y) and the body's graph."""
+    new[j], masks[-1] against y) and the body's graph: inputs prev + step_inputs (+ m_t)."""
     from onnx import TensorProto, helper
 
     masked = masks is not None
@@ -81,14 +82,10 @@ def _finish_body(b: _Graph, new: list[str], prev: list[str], y: str, masks: Opti
     for src, dst in zip(new + [y], outs):
         b.nodes.append(helper.make_node("Identity", [src], [dst]))
     f32 = TensorProto.FLOAT
-    ins = [_value_info(p, f32) for p in prev] + [_value_info(n, f32) for n in _scan_input_names(name)]
+    ins = [_value_info(p, f32) for p in prev] + [_value_info(n, f32) for n in step_inputs]
     if masked:
         ins.append(_value_info("m_t", TensorProto.BOOL))
     return helper.make_graph(b.nodes, name, ins, [_value_info(o, f32) for o in outs], initializer=b.inits)
-
-
-def _scan_input_names(name: str) -> list[str]:
-    return ["xw_t"] if name.startswith("slstm") else ["q_t", "k_t", "v_t", "o_t", "i_t", "lf_t"]
 
 
 def _slstm_body(p: SLSTMLayerParams, H: int, forget_gate: str, masked: bool, name: str) -> Any:
@@ -97,8 +94,8 @@ def _slstm_body(p: SLSTMLayerParams, H: int, forget_gate: str, masked: bool, nam
     R = _np(block_diagonal(p.w_hh.detach()))  # (4H, H)
     pre = b.op("Add", ["xw_t", b.op("MatMul", ["h_prev", b.const("R_t", R.T)], hint="hh")], hint="pre")  # (B, 4H)
     i_pre, f_pre, z_pre, o_pre = b.op("Split", [pre, b.const("split", [H] * 4, np.int64)], n_out=4, hint="gate", axis=1)
-    empty = b.op("Greater", ["n_prev", b.const("zero", 0.0)], hint="remembers")
-    m_prev = b.op("Where", [empty, "m_prev", b.const("neg_inf", -np.inf)], hint="m_prev_eff")
+    remembers = b.op("Greater", ["n_prev", b.const("zero", 0.0)], hint="remembers")
+    m_prev = b.op("Where", [remembers, "m_prev", b.const("neg_inf", -np.inf)], hint="m_prev_eff")
     a = b.op("Add", [_log_forget(b, f_pre, forget_gate), m_prev], hint="log_f_m")
     m = b.op("Max", [a, i_pre], hint="m")
     i = b.op("Exp", [b.op("Sub", [i_pre, m])], hint="i")
@@ -108,7 +105,7 @@ def _slstm_body(p: SLSTMLayerParams, H: int, forget_gate: str, masked: bool, nam
     c = b.op("Add", [b.op("Mul", [f, "c_prev"]), b.op("Mul", [i, z])], hint="c")
     n = b.op("Add", [b.op("Mul", [f, "n_prev"]), i], hint="n")
     h = b.op("Mul", [o, b.op("Div", [c, n])], hint="h")
-    return _finish_body(b, [h, c, n, m], prev, h, ["m_t"] * 5 if masked else None, name)
+    return _finish_body(b, [h, c, n, m], prev, h, ["m_t"] * 5 if masked else None, ["xw_t"], name)
 
 
 def _mlstm_body(masked: bool, name: str) -> Any:
@@ -145,7 +142,7 @@ def _mlstm_body(masked: bool, name: str) -> Any:
         m2 = b.op("Unsqueeze", [m1, last], hint="mask2")
         m3 = b.op("Unsqueeze", [m2, last], hint="mask3")
         masks = [m3, m2, m1, m2]
-    return _finish_body(b, [C, n, m], prev, h, masks, name)
+    return _finish_body(b, [C, n, m], prev, h, masks, ["q_t", "k_t", "v_t", "o_t", "i_t", "lf_t"], name)
 
 
 def _slstm_scan_inputs(g: _Graph, x: str, p: SLSTMLayerParams) -> list[str]:
