@@ -89,24 +89,18 @@ def _check(model, sess, *, T=7, B=3, initial_state=False, lengths=None, seed=0, 
     return names
 
 
-@pytest.mark.parametrize("initial_state", [False, True])
-@pytest.mark.parametrize("with_lengths", [False, True])
-@pytest.mark.parametrize("name", list(SLSTM_CONFIGS))
-def test_slstm_onnxruntime_matches(name, initial_state, with_lengths):
-    model = _model(lk.sLSTM, SLSTM_CONFIGS[name])
-    sess = _session(export_onnx(model, initial_state=initial_state, lengths=with_lengths))
-    names = _check(model, sess, initial_state=initial_state, lengths=LENGTHS if with_lengths else None)
-    assert names == ["output", "h_n", "c_n", "n_n", "m_n"]
+CASES = [(lk.sLSTM, n) for n in SLSTM_CONFIGS] + [(lk.mLSTM, n) for n in MLSTM_CONFIGS]
+OUTPUTS = {lk.sLSTM: ["output", "h_n", "c_n", "n_n", "m_n"], lk.mLSTM: ["output", "C_n", "n_n", "m_n"]}
 
 
 @pytest.mark.parametrize("initial_state", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
-@pytest.mark.parametrize("name", list(MLSTM_CONFIGS))
-def test_mlstm_onnxruntime_matches(name, initial_state, with_lengths):
-    model = _model(lk.mLSTM, MLSTM_CONFIGS[name])
+@pytest.mark.parametrize("cls, name", CASES, ids=[f"{c.__name__}-{n}" for c, n in CASES])
+def test_onnxruntime_matches_the_module(cls, name, initial_state, with_lengths):
+    model = _model(cls, (SLSTM_CONFIGS if cls is lk.sLSTM else MLSTM_CONFIGS)[name])
     sess = _session(export_onnx(model, initial_state=initial_state, lengths=with_lengths))
     names = _check(model, sess, initial_state=initial_state, lengths=LENGTHS if with_lengths else None)
-    assert names == ["output", "C_n", "n_n", "m_n"]
+    assert names == OUTPUTS[cls]
 
 
 @pytest.mark.parametrize("forget_gate", ["sigmoid", "exp"])
