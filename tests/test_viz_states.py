@@ -61,7 +61,7 @@ def test_states_reject_bad_input_with_what_was_expected():
         collect_states(lstm, torch.randn(5, 3), labels="abcd")
     with pytest.raises(ValueError, match="series must hold one value per step \\(5\\), got 2"):
         collect_states(lstm, torch.randn(5, 3), series=[1.0, 2.0])
-    with pytest.raises(TypeError, match="needs an lstmkit.LSTM, got LSTM"):
+    with pytest.raises(TypeError, match="needs an lstmkit.LSTM, sLSTM or mLSTM, got LSTM"):
         collect_states(torch.nn.LSTM(3, 4), torch.randn(5, 3))
     s = collect_states(lstm, torch.randn(5, 3))
     with pytest.raises(ValueError, match=r"layer must be in \[0, 0\] \(0-based\), got 1"):

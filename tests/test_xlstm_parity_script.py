@@ -37,3 +37,8 @@ def test_tiny_run_writes_json_and_markdown(script, tmp_path):
     assert [r["model"] for r in rows] == ["rnn", "lstm", "slstm", "mlstm"]
     assert all(0 <= r["acc_test_40_256"] <= 1 for r in rows)
     assert out.with_suffix(".md").read_text().count("\n| ") == 5  # header + 4 rows
+
+
+def test_curriculum_grows_the_longest_training_length(script):
+    assert [script.curriculum_max_length(s, 100) for s in (0, 50, 99, 100, 500)] == [4, 22, 39, 40, 40]
+    assert script.curriculum_max_length(0, 0) == 40  # no curriculum: the full range from the start

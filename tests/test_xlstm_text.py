@@ -1,4 +1,4 @@
-"""`lstmkit train text --model slstm|mlstm`: the xLSTM cells in the character language model."""
+"""`lstmkit train text --model rnn|slstm|mlstm`: the plain RNN and the xLSTM cells in the character language model."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +9,7 @@ from lstmkit.apps.text.model import CharLM
 from lstmkit.cli import main
 
 
-@pytest.mark.parametrize("model", ["slstm", "mlstm"])
+@pytest.mark.parametrize("model", ["rnn", "slstm", "mlstm"])
 def test_train_then_generate_through_the_cli(model, tmp_path, capsys):
     data = tmp_path / "corpus.txt"
     data.write_text("abcd\n" * 400, encoding="utf-8")
@@ -36,7 +36,7 @@ def test_reset_state_zeroes_restarted_streams_of_every_state_shape():
 
 
 def test_errors_name_the_value():
-    with pytest.raises(ValueError, match="text: model must be one of lstm, slstm, mlstm, got 'gru'"):
+    with pytest.raises(ValueError, match="text: model must be one of lstm, rnn, slstm, mlstm, got 'gru'"):
         TextConfig(model="gru")
     with pytest.raises(ValueError, match="layer_norm apply to cell='lstm' only, got cell='slstm'"):
         CharLM(5, cell="slstm", layer_norm=True)

@@ -11,9 +11,9 @@ from .kernels import LSTMGates, RNNStates, available_backends
 from .lstm import LSTM, LSTMResult
 from .options import LSTMOptions
 from .rnn import RNN, RNNResult
-from .xlstm import SLSTMGates, mLSTM, sLSTM, sLSTMResult, xLSTMBlockStack
+from .xlstm import MLSTMGates, SLSTMGates, mLSTM, mLSTMResult, sLSTM, sLSTMResult, xLSTMBlockStack
 from .interop import export_onnx  # onnx itself is imported only when called
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMOptions", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends",
-           "export_onnx", "SLSTMGates", "mLSTM", "sLSTM", "sLSTMResult", "xLSTMBlockStack"]
+           "export_onnx", "MLSTMGates", "SLSTMGates", "mLSTM", "mLSTMResult", "sLSTM", "sLSTMResult", "xLSTMBlockStack"]

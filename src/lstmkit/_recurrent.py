@@ -1,4 +1,5 @@
-"""Shared plumbing of lk.LSTM and lk.RNN: parameters, input layouts, validation, dispatch.
+"""Shared plumbing of lk.LSTM and lk.RNN (and, through StackedRecurrentBase, of lk.sLSTM and
+lk.mLSTM): parameters, input layouts, validation, dispatch.
 
 What lives here is everything that is not the recurrence itself: torch.nn.RNNBase's parameter
 names and initialization, batch_first / unbatched / PackedSequence handling, right-padded
@@ -13,7 +14,7 @@ import contextlib
 import math
 import re
 import warnings
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -25,12 +26,75 @@ from ._tracing import values_hidden
 from .kernels import BACKEND_NAMES, RunSpec, select_backend
 
 
-class RecurrentBase(nn.Module):
+class StackedRecurrentBase(nn.Module):
+    """What every multi-layer recurrent module shares (lk.LSTM, lk.RNN, lk.sLSTM, lk.mLSTM): the
+    size checks, torch.nn.RNNBase's per-layer parameter names ("weight_ih_l{k}", "_reverse"
+    suffix), their uniform ±1/sqrt(hidden_size) initialization and the [layer][direction] view of
+    them that the kernels take. Subclasses say which parameters a layer has (_register_layers)
+    and how they make one layer's params (_params_type / _make_layer_params)."""
+
+    _params_type: type = tuple
+
+    def _check_sizes(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
+                     dropout: float, bidirectional: bool) -> None:
+        self.input_size = check.positive_int("input_size", input_size)
+        self.hidden_size = check.positive_int("hidden_size", hidden_size)
+        self.num_layers = check.positive_int("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = check.probability("dropout", dropout)
+        self.bidirectional = bool(bidirectional)
+
+    def _register_layers(self, output_size: int, layer_shapes: Callable[[str, int], dict[str, tuple[int, ...]]],
+                         device: Any = None, dtype: Any = None) -> None:
+        """Register layer_shapes(suffix, layer_input) for every layer and direction (a layer above
+        the first reads output_size·D features), then reset_parameters()."""
+        factory = {"device": device, "dtype": dtype}
+        D = self.num_directions
+        self._param_names: list[list[list[str]]] = []
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else output_size * D
+            directions = []
+            for direction in range(D):
+                shapes = layer_shapes(f"_l{layer}" + ("_reverse" if direction else ""), layer_input)
+                for name, shape in shapes.items():
+                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+                directions.append(list(shapes))
+            self._param_names.append(directions)
+        # (name, name without its layer suffix) per layer and direction: every forward maps them
+        self._param_bases = [[[(n, _base_name(n)) for n in names] for names in layer] for layer in self._param_names]
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """torch.nn.RNNBase's initialization: every parameter uniform in ±1/sqrt(hidden_size)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for w in self.parameters():
+                w.uniform_(-bound, bound)
+
+    def _layer_params(self) -> list[list[NamedTuple]]:
+        """Parameters as [layer][direction] -> LayerParams, with None for absent ones."""
+        bases = getattr(self, "_param_bases", None)  # absent from modules pickled before it existed
+        if bases is None:
+            bases = [[[(n, _base_name(n)) for n in names] for names in layer] for layer in self._param_names]
+        return [[self._make_layer_params({base: getattr(self, n) for n, base in pairs}) for pairs in layer]
+                for layer in bases]
+
+    def _make_layer_params(self, named: dict[str, Tensor]) -> NamedTuple:
+        """One layer and direction's LayerParams from its parameters keyed by name without suffix."""
+        fields = [named.get(f) for f in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+        return self._params_type(*fields[: len(self._params_type._fields)])
+
+
+class RecurrentBase(StackedRecurrentBase):
     """Base of the multi-layer recurrent modules; subclasses set the cell and its state."""
 
     _gate_count = 1  # rows of weight_ih per hidden unit: 4 for the LSTM's i, f, g, o
     _state_names: tuple[str, ...] = ("h0",)
-    _params_type: type = tuple
 
     def __init__(
         self,
@@ -49,13 +113,7 @@ class RecurrentBase(nn.Module):
     ) -> None:
         super().__init__()
         self.cell = cell
-        self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = check.probability("dropout", dropout)
-        self.bidirectional = bool(bidirectional)
+        self._check_sizes(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
         if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
             raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
         if proj_size >= hidden_size:
@@ -68,31 +126,18 @@ class RecurrentBase(nn.Module):
                 f"(dropout={self.dropout}, num_layers=1)",
                 stacklevel=3,
             )
-        factory = {"device": device, "dtype": dtype}
-        D, G, H, P = self.num_directions, self._gate_count, hidden_size, self.state_size
-        self._param_names: list[list[list[str]]] = []
-        for layer in range(self.num_layers):
-            layer_input = input_size if layer == 0 else P * D
-            directions = []
-            for direction in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {f"weight_ih{sfx}": (G * H, layer_input), f"weight_hh{sfx}": (G * H, P)}
-                if self.bias:
-                    shapes.update({f"bias_ih{sfx}": (G * H,), f"bias_hh{sfx}": (G * H,)})
-                if proj_size:
-                    shapes[f"weight_hr{sfx}"] = (proj_size, H)
-                shapes.update(self._extra_param_shapes(sfx))
-                for name, shape in shapes.items():
-                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
-                directions.append(list(shapes))
-            self._param_names.append(directions)
-        # (name, name without its layer suffix) per layer and direction: every forward maps them
-        self._param_bases = [[[(n, _base_name(n)) for n in names] for names in layer] for layer in self._param_names]
-        self.reset_parameters()
+        G, H, P = self._gate_count, hidden_size, self.state_size
 
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
+        def layer_shapes(sfx: str, layer_input: int) -> dict[str, tuple[int, ...]]:
+            shapes = {f"weight_ih{sfx}": (G * H, layer_input), f"weight_hh{sfx}": (G * H, P)}
+            if self.bias:
+                shapes.update({f"bias_ih{sfx}": (G * H,), f"bias_hh{sfx}": (G * H,)})
+            if proj_size:
+                shapes[f"weight_hr{sfx}"] = (proj_size, H)
+            shapes.update(self._extra_param_shapes(sfx))
+            return shapes
+
+        self._register_layers(P, layer_shapes, device, dtype)
 
     @property
     def state_size(self) -> int:
@@ -104,29 +149,9 @@ class RecurrentBase(nn.Module):
         """torch.nn.RNNBase's view: per layer and direction, its parameters in order."""
         return [[getattr(self, n) for n in names] for layer in self._param_names for names in layer]
 
-    def reset_parameters(self) -> None:
-        """torch.nn.RNNBase's initialization: every parameter uniform in ±1/sqrt(hidden_size)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        with torch.no_grad():
-            for w in self.parameters():
-                w.uniform_(-bound, bound)
-
     def _extra_param_shapes(self, suffix: str) -> dict[str, tuple[int, ...]]:
         """Parameters beyond torch's for one layer and direction (the LSTM variants add some)."""
         return {}
-
-    def _layer_params(self) -> list[list[NamedTuple]]:
-        """Parameters as [layer][direction] -> LayerParams, with None for absent ones."""
-        bases = getattr(self, "_param_bases", None)  # absent from modules pickled before it existed
-        if bases is None:
-            bases = [[[(n, _base_name(n)) for n in names] for names in layer] for layer in self._param_names]
-        return [[self._make_layer_params({base: getattr(self, n) for n, base in pairs}) for pairs in layer]
-                for layer in bases]
-
-    def _make_layer_params(self, named: dict[str, Tensor]) -> NamedTuple:
-        """One layer and direction's LayerParams from its parameters keyed by name without suffix."""
-        fields = [named.get(f) for f in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
-        return self._params_type(*fields[: len(self._params_type._fields)])
 
     def _step_options(self, T: int, B: int, like: Tensor) -> tuple[Optional[list], Optional[list]]:
         """Per-call (layer_opts, input_masks) of the variants, or (None, None) for a plain call."""

@@ -14,7 +14,8 @@ whole: int64 character ids `ids` [B, T] in (the run's config.json holds the voca
 embedding, the LSTM and the decoder, next-character `logits` [B, T, V] out. --core-only leaves
 the task's parts out. Layers, directions, bias=False and
 batch_first map onto ONNX's LSTM operator; a projection (proj_size) is exported as a Scan
-decomposition. Run it with onnxruntime:
+decomposition, and so are lk.sLSTM and lk.mLSTM (`--model slstm|mlstm` runs), whose states
+are h0, c0, n0, m0 / C0, n0, m0 in and h_n, c_n, n_n, m_n / C_n, n_n, m_n out. Run it with onnxruntime:
 
     sess = onnxruntime.InferenceSession("model.onnx")
     output, h_n, c_n, *rest = sess.run(None, {"input": x, ...})   # x float32"""
@@ -39,9 +40,10 @@ def register(subparsers) -> None:
 
 def _pick(model, name):
     from ..lstm import LSTM
+    from ..xlstm import mLSTM, sLSTM
     from . import CliError
 
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, LSTM)]
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, (LSTM, sLSTM, mLSTM))]
     if name is not None:
         for n, m in found:
             if n == name:
@@ -51,7 +53,7 @@ def _pick(model, name):
     if not found:
         kinds = sorted({type(m).__name__ for m in model.modules()})
         raise CliError(f"the run's model has no lk.LSTM to export (it has: {', '.join(kinds)}); "
-                       "the ONNX exporter covers lk.LSTM")
+                       "the ONNX exporter covers lk.LSTM, lk.sLSTM and lk.mLSTM")
     if len(found) > 1:
         raise CliError(f"the model has {len(found)} lk.LSTM modules ({', '.join(repr(n) for n, _ in found)}): "
                        "choose one with --module")

@@ -41,7 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="HTML", help="where to write the page (default: RUN/explorer.html)")
     p.add_argument("--layer", type=int, default=1, help="layer shown first, 1-based (default 1)")
     p.add_argument("--direction", choices=("forward", "reverse"), default="forward", help="bidirectional runs")
-    p.add_argument("--quantity", choices=("i", "f", "g", "o", "c", "h"), default="c", help="shown first (default c)")
+    p.add_argument("--quantity", choices=("i", "f", "g", "z", "o", "c", "n", "m", "h"), default="c",
+                   help="shown first (default c); z, n, m are sLSTM's / mLSTM's, g the LSTM's")
     p.add_argument("--unit", type=int, default=None,
                    help="unit shown first, 0-based (default: the best match of --pattern, else 0)")
     p.add_argument("--pattern", default="", help="regular expression the unit browser starts with (text runs)")
@@ -115,12 +116,15 @@ def run(args) -> int:
     layer, direction = args.layer - 1, (1 if args.direction == "reverse" else 0)
     if direction >= D:
         raise CliError("--direction reverse needs a bidirectional LSTM; this one runs forward only")
+    if args.quantity not in states.quantities and args.quantity != "c":  # "c" stands for mLSTM's h (no cell vector)
+        raise CliError(f"--quantity {args.quantity!r}: this model records {', '.join(states.quantities)}")
+    args.quantity = args.quantity if args.quantity in states.quantities else states.memory
     U = states.units(args.quantity)
     unit = args.unit
     ranked = None
     if text is not None and args.pattern:
         try:
-            order, r = rank_units(pattern_mask(text, args.pattern), states.get("c", layer, direction))
+            order, r = rank_units(pattern_mask(text, args.pattern), states.get(states.memory, layer, direction))
             ranked = (order, r)
         except PatternError as e:
             raise CliError(str(e)) from None
@@ -137,7 +141,7 @@ def run(args) -> int:
     if ranked is not None:
         order, r = ranked
         best = ", ".join(f"{int(u)} (r {r[u]:+.2f})" for u in order[:5])
-        print(f"pattern      {args.pattern!r}: best units of layer {args.layer} (c) — {best}")
+        print(f"pattern      {args.pattern!r}: best units of layer {args.layer} ({states.memory}) — {best}")
     if args.figures:
         from ..viz.figures import write_figures
 

@@ -46,6 +46,7 @@ from torch import nn
 
 from .._recurrent import evaluating
 from ..lstm import LSTM
+from ..xlstm import mLSTM, sLSTM
 
 DEFAULT_OPSET = 17
 
@@ -66,6 +67,8 @@ EXPORT_SUPPORT: dict[str, tuple[str, str]] = {
     "layer_norm": ("scan", "LayerNormalization on x·W_ih^T, h·W_hh^T and c (needs opset >= 17)"),
     "zoneout": ("scan", "eval-mode expectation: h = z_h·h_prev + (1 - z_h)·h_new, likewise c"),
     "recurrent_dropout / input_dropout / weight_drop": ("native", "training only: not in the exported graph (eval mode)"),
+    "lk.sLSTM / lk.mLSTM": ("scan", "no ONNX operator for either cell: a Scan over one stabilized step "
+                                    "(lstmkit.interop.onnx_xlstm), with heads, layers, directions, lengths"),
 }
 
 # Variant name (as lk.LSTM._variants() reports it in eval mode) -> the route that can export it:
@@ -85,9 +88,15 @@ def export_route(model: LSTM, method: str = "auto") -> str:
     """"native" or "scan": how export_onnx would export model (ExportError if it cannot).
 
     The model is judged as it runs in eval mode (training-only dropouts are not exported).
+    lk.sLSTM and lk.mLSTM always take the scan route.
     """
     if method not in ("auto", "native", "scan"):
         raise ExportError(f"method must be 'auto', 'native' or 'scan', got {method!r}")
+    if isinstance(model, (sLSTM, mLSTM)):
+        if method == "native":
+            raise ExportError(f"lk.{type(model).__name__} cannot use the ONNX LSTM operator "
+                              f"({EXPORT_SUPPORT['lk.sLSTM / lk.mLSTM'][1]}); use method='scan' or 'auto'")
+        return "scan"
     reasons = [f"proj_size={model.proj_size}"] if model.proj_size else []
     for v in _eval_variants(model):
         route = _VARIANT_ROUTES.get(v)
@@ -352,7 +361,7 @@ def _build(model: LSTM, route: str, initial_state: bool, lengths: bool, opset: i
 
 
 def export_onnx(
-    model: Union[LSTM, nn.LSTM],
+    model: Union[LSTM, nn.LSTM, sLSTM, mLSTM],
     path: Optional[Union[str, os.PathLike]] = None,
     *,
     initial_state: bool = False,
@@ -360,10 +369,12 @@ def export_onnx(
     method: str = "auto",
     opset: int = DEFAULT_OPSET,
 ) -> Any:
-    """Write an lk.LSTM (or torch.nn.LSTM) as an ONNX model; returns the onnx.ModelProto.
+    """Write an lk.LSTM (or torch.nn.LSTM, lk.sLSTM, lk.mLSTM) as an ONNX model; returns the onnx.ModelProto.
 
     Args:
         model: the network (its current weights; exported as float32, dropout not exported).
+            lk.sLSTM / lk.mLSTM export as Scan graphs with their own state inputs and outputs
+            (lstmkit.interop.onnx_xlstm has the signature).
         path: file to write, or None to only return the model.
         initial_state: add inputs h0 [L·D, B, P] and c0 [L·D, B, H] (else the state starts at zero).
         lengths: add an int64 input lengths [B] for right-padded batches (lk.LSTM's lengths=).
@@ -387,11 +398,21 @@ def export_onnx(
         from .converters import from_torch
 
         model = from_torch(model)
-    if not isinstance(model, LSTM):
-        raise TypeError(f"export_onnx expects an lk.LSTM or torch.nn.LSTM, got {type(model).__name__}")
+    if not isinstance(model, (LSTM, sLSTM, mLSTM)):
+        raise TypeError(f"export_onnx expects an lk.LSTM or torch.nn.LSTM (or lk.sLSTM, lk.mLSTM), got {type(model).__name__}")
     if opset < 11:
         raise ExportError(f"opset must be at least 11 (Scan's directions, Range), got {opset}")
     route = export_route(model, method)
+    if isinstance(model, (sLSTM, mLSTM)):
+        from .onnx_xlstm import export_xlstm
+
+        if opset < 13:
+            raise ExportError(f"lk.{type(model).__name__} needs opset >= 13 (Split, Squeeze and Unsqueeze with "
+                              f"tensor inputs), got {opset}")
+        onnx_model = export_xlstm(model, initial_state=bool(initial_state), lengths=bool(lengths), opset=int(opset))
+        if path is not None:
+            onnx.save(onnx_model, os.fspath(path))
+        return onnx_model
     if model.layer_norm and opset < _LAYER_NORM_OPSET:
         raise ExportError(f"layer_norm needs opset >= {_LAYER_NORM_OPSET} (LayerNormalization), got opset={opset}")
     with evaluating(model):  # what the graph computes: no dropout, zoneout's expectation

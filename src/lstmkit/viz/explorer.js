@@ -48,7 +48,9 @@
   // ---------------------------------------------------------------- colours
   function scaleFor(q, values) {  // [lo, hi] the colours span, and whether it is diverging
     if (q === "i" || q === "f" || q === "o") return { lo: 0, hi: 1, div: false };
-    if (q === "g" || (q === "h" && data.model.proj === data.model.hidden)) return { lo: -1, hi: 1, div: true };
+    // z and sLSTM's h = o·c/n (c/n is a weighted mean of tanh values) are in [-1, 1] as g and the LSTM's h
+    if (q === "g" || q === "z" || (q === "h" && data.model.proj === data.model.hidden && data.model.cell !== "mlstm"))
+      return { lo: -1, hi: 1, div: true };
     var m = 1e-6;
     for (var t = 0; t < values.length; t++) m = Math.max(m, Math.abs(values[t]));
     return { lo: -m, hi: m, div: true };
@@ -430,7 +432,8 @@
     var units = [state.unit];
     if (state.scores) for (var k = 0; k < state.order.length && units.length < 6; k++)
       if (state.order[k] !== state.unit && state.order[k] < data.model.hidden) units.push(state.order[k]);
-    var lines = units.map(function (u) { return unitValues("c", state.layer, state.direction, u); });
+    var memory = data.trajectory || "c";
+    var lines = units.map(function (u) { return unitValues(memory, state.layer, state.direction, u); });
     var lo = 0, hi = 0, t;
     lines.forEach(function (v) { for (t = 0; t < T; t++) { lo = Math.min(lo, v[t]); hi = Math.max(hi, v[t]); } });
     if (hi === lo) hi = lo + 1;
@@ -453,7 +456,7 @@
     g.fillStyle = "#667085"; g.font = "11px sans-serif";
     g.fillText(fmt(hi), 2, 14); g.fillText(fmt(lo), 2, H - 16); g.fillText("step 0", 40, H - 3);
     g.fillText(String(T - 1), W - 40, H - 3);
-    $("traj-note").innerHTML = "c of unit <b>" + state.unit + "</b> (black)" + (units.length > 1 ? " and the best-ranked units: " +
+    $("traj-note").innerHTML = memory + " of unit <b>" + state.unit + "</b> (black)" + (units.length > 1 ? " and the best-ranked units: " +
       units.slice(1).map(function (u, j) { return "<span style=\"color:" + TRAJ_COLORS[j] + "\">" + u + "</span>"; }).join(", ") : "") +
       (state.signalValues && state.signal === "regex" ? "; shaded: characters the pattern matches" : "");
   }

@@ -17,6 +17,10 @@ needs no network at view time: no CDN, no fonts, no external URL. It shows
 - cell-state trajectories of the chosen unit and the best-ranked ones;
 - each unit's forget-gate memory span (states.memory_span) and a histogram of them per layer.
 
+An lk.sLSTM's page shows its i, f, z, o, c, n, m, h; an lk.mLSTM's its i, f, o, n, m, h (the
+per-head ones on every unit of the head) with h's trajectories in place of the cell's
+(states.collect_states says what each is).
+
 Data format (embedded as JSON in ``<script type="application/json" id="lk-data">``): every
 (quantity, layer, direction) array (T, U) is quantized linearly to 8 (or 16) bits between its
 own min and max and base64-encoded row-major — a step of (max - min) / 255, under 0.004 for the
@@ -35,7 +39,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .._io import atomic_write_text
-from .states import NAMES, QUANTITIES, GateStates, memory_span
+from .states import GateStates, memory_span
 
 FORMAT = 1
 DATA_MARK = "/*LK_DATA*/"
@@ -79,28 +83,32 @@ def build_payload(states: GateStates, *, text: Optional[str] = None, pattern: st
         raise ValueError("give the text of a character model, or states collected with series=")
     if not 0 <= layer < L:
         raise ValueError(f"layer must be in [0, {L - 1}] (0-based), got {layer}")
-    if quantity not in QUANTITIES:
-        raise ValueError(f"quantity must be one of {', '.join(QUANTITIES)}; got {quantity!r}")
+    quantities = states.quantities
+    memory = states.memory  # mLSTM's memory is a matrix per head: its trajectory is h's
+    quantity = memory if quantity == "c" else quantity
+    if quantity not in quantities:
+        raise ValueError(f"quantity must be one of {', '.join(quantities)}; got {quantity!r}")
     if not 0 <= unit < states.units(quantity):
         raise ValueError(f"unit must be in [0, {states.units(quantity) - 1}], got {unit}")
-    arrays = {q: [[quantize(states.get(q, l, d), bits) for d in range(D)] for l in range(L)] for q in QUANTITIES}
-    spans = [[_round(memory_span(states.get("f", l, d)), 2) for d in range(D)] for l in range(L)]
-    fbar = [[_round(states.get("f", l, d).mean(axis=0), 4) for d in range(D)] for l in range(L)]
+    arrays = {q: [[quantize(states.get(q, l, d), bits) for d in range(D)] for l in range(L)] for q in quantities}
+    spans = [[_round(memory_span(states.kept(l, d)), 2) for d in range(D)] for l in range(L)]
+    fbar = [[_round(states.kept(l, d).mean(axis=0), 4) for d in range(D)] for l in range(L)]
     payload: dict[str, Any] = {
         "format": FORMAT,
         "kind": "text" if text is not None else "series",
         "title": states.title,
         "model": {"layers": L, "directions": D, "hidden": states.hidden_size, "proj": states.units("h"),
-                  **{k: v for k, v in states.meta.items() if k in ("variants",)}},
+                  **{k: v for k, v in states.meta.items() if k in ("variants", "cell", "num_heads", "forget_gate")}},
         "steps": T,
-        "quantities": list(QUANTITIES),
-        "names": NAMES,
+        "quantities": list(quantities),
+        "names": states.names,
+        "trajectory": memory,
         "arrays": arrays,
         "span": spans,
         "span_cap": 10 * T,
         "fbar": fbar,
         "defaults": {"layer": layer, "direction": 0, "quantity": quantity, "unit": unit, "pattern": pattern,
-                     "rank_quantity": "c"},
+                     "rank_quantity": memory},
         "live": bool(live),
     }
     if text is not None:

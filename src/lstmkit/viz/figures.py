@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io import atomic_path
 from .patterns import hypothesis_signal, rank_units
-from .states import NAMES, QUANTITIES, GateStates, memory_span
+from .states import GateStates, memory_span
 
 MISSING = "figures need matplotlib: pip install 'lstmkit[plot]'"
 
@@ -81,7 +81,7 @@ def plot_text_heatmap(states: GateStates, path: str, text: str, layer: int = 0, 
     ax.set_xticks([])
     ax.set_yticks([])
     shown = min(len(text), max_chars)
-    ax.set_title(f"layer {layer + 1}{' reverse' if direction else ''}, unit {unit}: {quantity} ({NAMES[quantity]})"
+    ax.set_title(f"layer {layer + 1}{' reverse' if direction else ''}, unit {unit}: {quantity} ({states.names[quantity]})"
                  + (f" — first {shown:,} of {len(text):,} characters" if shown < len(text) else ""), fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
     fig.tight_layout()
@@ -89,19 +89,21 @@ def plot_text_heatmap(states: GateStates, path: str, text: str, layer: int = 0, 
 
 
 def plot_gate_strip(states: GateStates, path: str, layer: int = 0, direction: int = 0, unit: int = 0) -> str:
-    """Six rows (i, f, g, o, c, h) of one unit over the steps; a forecaster's series above, same x axis."""
+    """One row per quantity (i, f, g, o, c, h for the LSTM) of one unit over the steps; a
+    forecaster's series above, same x axis."""
     plt = _plt()
     has_series = states.series is not None
-    T = states.steps
-    fig, axes = plt.subplots(7 if has_series else 6, 1, sharex=True, figsize=(min(16, 4 + T * 0.06), 5.5 if has_series else 4),
-                             gridspec_kw={"height_ratios": ([3] if has_series else []) + [1] * 6})
+    T, Q = states.steps, len(states.quantities)
+    fig, axes = plt.subplots(Q + 1 if has_series else Q, 1, sharex=True,
+                             figsize=(min(16, 4 + T * 0.06), (5.5 if has_series else 4) * max(1.0, Q / 6)),
+                             gridspec_kw={"height_ratios": ([3] if has_series else []) + [1] * Q})
     axes = list(np.atleast_1d(axes))
     if has_series:
         ax = axes.pop(0)
         ax.plot(np.arange(T), states.series, color="#1d2330", lw=1.4)
         ax.set_ylabel("series", fontsize=8)
         ax.grid(alpha=0.3)
-    for ax, q in zip(axes, QUANTITIES):
+    for ax, q in zip(axes, states.quantities):
         v = states.get(q, layer, direction)[:, unit] if unit < states.units(q) else np.zeros(T)
         cmap, lo, hi = _norm(q, v)
         ax.imshow(v[None, :], cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest",
@@ -120,9 +122,9 @@ def plot_gate_strip(states: GateStates, path: str, layer: int = 0, direction: in
 
 def plot_trajectories(states: GateStates, path: str, units: Sequence[int], layer: int = 0, direction: int = 0,
                       shade: Optional[np.ndarray] = None) -> str:
-    """c over the steps for each of ``units`` (the first drawn in black); shade (T,) > 0 marks steps."""
+    """c (mLSTM: h) over the steps for each of ``units`` (the first drawn in black); shade (T,) > 0 marks steps."""
     plt = _plt()
-    c = states.get("c", layer, direction)  # (T, H)
+    c = states.get(states.memory, layer, direction)  # (T, H)
     T = states.steps
     fig, ax = plt.subplots(figsize=(10, 3.2))
     if shade is not None:
@@ -131,8 +133,8 @@ def plot_trajectories(states: GateStates, path: str, units: Sequence[int], layer
     for k, u in enumerate(units):
         ax.plot(np.arange(T), c[:, u], lw=1.6 if k == 0 else 0.9, color="#1d2330" if k == 0 else None, label=f"unit {u}")
     ax.axhline(0, color="#999", lw=0.6)
-    ax.set(xlabel="step", ylabel="c (memory cell)",
-           title=f"cell-state trajectories, layer {layer + 1}{' reverse' if direction else ''}")
+    ax.set(xlabel="step", ylabel=f"{states.memory} ({states.names[states.memory]})",
+           title=f"{'cell-state' if states.memory == 'c' else 'hidden-state'} trajectories, layer {layer + 1}{' reverse' if direction else ''}")
     ax.legend(fontsize=7, ncol=min(7, len(units) + 1), loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -148,7 +150,7 @@ def plot_memory_spans(states: GateStates, path: str, direction: int = 0) -> str:
     edges = [2.0 ** k for k in range(top + 1)] + [cap]
     fig, axes = plt.subplots(1, L, figsize=(3.6 * L, 2.8), squeeze=False)
     for l, ax in enumerate(axes[0]):
-        span = memory_span(states.get("f", l, direction))
+        span = memory_span(states.kept(l, direction))
         counts = [int(((span >= lo) & (span < hi)).sum()) for lo, hi in zip(edges[:-1], edges[1:])] + [int((span >= cap).sum())]
         labels = [f"{int(e)}" for e in edges[:-1]] + ["≥T"]
         ax.bar(range(len(counts)), counts, color="#6d8fd8")
@@ -195,10 +197,10 @@ def write_figures(states: GateStates, folder: str, text: Optional[str] = None, l
     else:
         signal = None
     if signal is not None:
-        order, r = rank_units(signal, states.get("c", layer, direction))
+        order, r = rank_units(signal, states.get(states.memory, layer, direction))
         units += [int(u) for u in order if u != unit][:4]
         out.append(plot_ranking(r, os.path.join(folder, "ranking.png"),
-                                f"units of layer {layer + 1} (c) tracking {what}"))
+                                f"units of layer {layer + 1} ({states.memory}) tracking {what}"))
     out.append(plot_trajectories(states, os.path.join(folder, "trajectories.png"), units, layer, direction, shade))
     out.append(plot_memory_spans(states, os.path.join(folder, "memory_span.png"), direction))
     return out

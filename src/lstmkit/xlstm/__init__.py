@@ -6,8 +6,8 @@ hidden-to-hidden recurrence, in recurrent, parallel and chunkwise forms. lk.xLST
 the residual blocks around them, mixed as the paper's xLSTM[m:s].
 """
 from .blocks import mLSTMBlock, sLSTMBlock, xLSTMBlockStack
-from .mlstm import mLSTM
+from .mlstm import MLSTMGates, mLSTM, mLSTMResult
 from .slstm import sLSTM, sLSTMResult
 from .slstm_reference import SLSTMGates
 
-__all__ = ["SLSTMGates", "mLSTM", "mLSTMBlock", "sLSTM", "sLSTMBlock", "sLSTMResult", "xLSTMBlockStack"]
+__all__ = ["MLSTMGates", "SLSTMGates", "mLSTM", "mLSTMResult", "mLSTMBlock", "sLSTM", "sLSTMBlock", "sLSTMResult", "xLSTMBlockStack"]

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
 
 from .. import _checks as check
-from .. import _layout as input_layout
-from ..kernels.stack import run_stack
-from . import _state
+from ._base import XLSTMBase
 from .mlstm_forms import FORMS, run_form
-from .slstm_reference import FORGET_GATES, log_forget
+from .slstm_reference import log_forget
 
 STATE_NAMES = ("C0", "n0", "m0")
 
@@ -22,6 +21,37 @@ STATE_NAMES = ("C0", "n0", "m0")
 class MLSTMLayerParams(NamedTuple):
     w_ih: Tensor  # (4H + 2NH, I) rows q, k, v, o (H each), ĩ (NH), f̃ (NH)
     b_ih: Optional[Tensor]  # (4H + 2NH,) or None
+
+
+class MLSTMGates(NamedTuple):
+    """Every step's gates and states of mLSTM: the values the computation used.
+
+    Per head (NH values per step): i and f are the stabilized gates i'_t = exp(ĩ_t − m_t) and
+    f'_t = exp(log f_t + m_{t-1} − m_t), m the stabilizer, n = |n_tᵀ q_t| the normalizer as it
+    enters the denominator max(|n_tᵀ q_t|, exp(−m_t)) + ε. Per unit (H values): o the output
+    gate σ(õ_t) and h the output. From a layer each is (T, B, ·); from lk.mLSTM stacked to
+    (L, D, T, B, ·) ((L, D, B, T, ·) with batch_first, (L, D, T, ·) unbatched). Steps past a
+    sequence's length hold zeros. All three forms record the same values.
+    """
+
+    i: Tensor
+    f: Tensor
+    o: Tensor
+    n: Tensor
+    m: Tensor
+    h: Tensor
+
+    def layer(self, k: int, direction: int = 0) -> "MLSTMGates":
+        """The gates of layer k (0-based) and one direction, from a stacked (L, D, ...) result."""
+        return MLSTMGates(*(v[k, direction] for v in self))
+
+
+class mLSTMResult(NamedTuple):
+    """What ``mLSTM(..., return_gates=True)`` returns; unpacks as (output, (C_n, n_n, m_n), gates)."""
+
+    output: Union[Tensor, PackedSequence]
+    state: tuple[Tensor, Tensor, Tensor]
+    gates: MLSTMGates
 
 
 def _reverse_within_lengths(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
@@ -37,13 +67,14 @@ def _reverse_within_lengths(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
 
 def mlstm_layer(x: Tensor, C0: Tensor, n0: Tensor, m0: Tensor, p: MLSTMLayerParams, lengths: Optional[Tensor] = None,
                 reverse: bool = False, record: bool = False, *, num_heads: int, forget_gate: str = "sigmoid",
-                form: str = "chunkwise", chunk_size: int = 64) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], None]:
+                form: str = "chunkwise", chunk_size: int = 64
+                ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor], Optional[MLSTMGates]]:
     """One mLSTM layer in one direction. x (T, B, I); C0 (B, NH, d, d), n0 (B, NH, d), m0 (B, NH).
 
     Steps past a sequence's length are made no-ops (ĩ = −∞, log f = 0: the state passes through
     unchanged), so every form ends on each sequence's own last step; their outputs are zeroed.
     The reverse direction runs each sequence reversed within its length.
-    Returns out (T, B, H), (C_n, n_n, m_n), None.
+    Returns out (T, B, H), (C_n, n_n, m_n), and MLSTMGates (each (T, B, ·)) with record=True.
     """
     if reverse:
         x = _reverse_within_lengths(x, lengths)
@@ -62,17 +93,27 @@ def mlstm_layer(x: Tensor, C0: Tensor, n0: Tensor, m0: Tensor, p: MLSTMLayerPara
         a = active.unsqueeze(1)  # (B, 1, T)
         i_pre = torch.where(a, i_pre, torch.full_like(i_pre, float("-inf")))
         log_f = torch.where(a, log_f, torch.zeros_like(log_f))
-    h_tilde, (C, n, m) = run_form(form, q, k, v, i_pre, log_f, (C0, n0, m0), chunk_size)
+    h_tilde, (C, n, m), *steps = run_form(form, q, k, v, i_pre, log_f, (C0, n0, m0), chunk_size, record)
     o = torch.sigmoid(o_pre)  # (B, NH, T, d)
     h = (o * h_tilde).permute(2, 0, 1, 3).reshape(T, B, H)  # (T, B, H)
+    trace = None
+    if record:
+        per_head = [v.permute(2, 0, 1) for v in steps[0]]  # i, f, m, |nq|: (B, NH, T) -> (T, B, NH)
+        o_units = o.permute(2, 0, 1, 3).reshape(T, B, H)
+        trace = MLSTMGates(per_head[0], per_head[1], o_units, per_head[3], per_head[2], h)
     if active is not None:
-        h = torch.where(active.T.unsqueeze(-1), h, torch.zeros_like(h))
+        live = active.T.unsqueeze(-1)  # (T, B, 1)
+        h = torch.where(live, h, torch.zeros_like(h))
+        if trace is not None:
+            trace = MLSTMGates(*(torch.where(live, v, torch.zeros_like(v)) for v in trace))
     if reverse:
         h = _reverse_within_lengths(h, lengths)
-    return h, (C, n, m), None
+        if trace is not None:
+            trace = MLSTMGates(*(_reverse_within_lengths(v, lengths) for v in trace))
+    return h, (C, n, m), trace
 
 
-class mLSTM(nn.Module):
+class mLSTM(XLSTMBase):
     r"""Multi-layer mLSTM (Beck et al. 2024): matrix memory, covariance update, no recurrence in h.
 
     Each layer and direction, per head (d = H / NH units), per step t::
@@ -102,7 +143,7 @@ class mLSTM(nn.Module):
         (4H + 2NH,). Initialization: uniform ±1/√H, forget-gate biases 3 … 6 across heads (a
         long memory at the start, as the official code), input-gate biases 0.
 
-    Forward: ``mlstm(input, hx=None, *, lengths=None)`` -> (output, (C_n, n_n, m_n)).
+    Forward: ``mlstm(input, hx=None, *, lengths=None, return_gates=False)`` -> (output, (C_n, n_n, m_n)).
         input (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched; output (·, ·, D·H).
         hx: (C0, n0, m0) shaped (L·D, B, NH, d, d), (L·D, B, NH, d), (L·D, B, NH) (no B when
         unbatched); zeros when None. Passing the returned state to the next call continues the
@@ -110,6 +151,8 @@ class mLSTM(nn.Module):
         lengths: as lk.LSTM: outputs past a length are 0, the final state is each sequence's
         own last step, the reverse direction starts there.
         A PackedSequence input works too (its lengths are used) and gives a PackedSequence output.
+        return_gates=True returns an mLSTMResult whose gates (MLSTMGates: i, f, n, m per head;
+        o, h per unit) are (L, D, T, B, ·): the values the computation used, the same from every form.
 
     Example:
         >>> import lstmkit as lk, torch
@@ -117,6 +160,10 @@ class mLSTM(nn.Module):
         >>> out.shape, C.shape
         (torch.Size([5, 2, 8]), torch.Size([1, 2, 2, 4, 4]))
     """
+
+    _repr_defaults = XLSTMBase._repr_defaults + (("form", "chunkwise"), ("chunk_size", 64))
+    _state_names = STATE_NAMES
+    _result_type = mLSTMResult
 
     def __init__(
         self,
@@ -135,82 +182,37 @@ class mLSTM(nn.Module):
         form: str = "chunkwise",
         chunk_size: int = 64,
     ) -> None:
-        super().__init__()
-        self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads must divide hidden_size={hidden_size}, got num_heads={num_heads}")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = check.probability("dropout", dropout)
-        self.bidirectional = bool(bidirectional)
-        self.forget_gate = check.choice("forget_gate", forget_gate, FORGET_GATES)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, num_heads,
+                         forget_gate)
         self.form = check.choice("form", form, FORMS)
         self.chunk_size = check.positive_int("chunk_size", chunk_size)
-        factory = {"device": device, "dtype": dtype}
-        H, NH, D = hidden_size, num_heads, self.num_directions
-        self._param_names: list[list[list[str]]] = []
-        for layer in range(self.num_layers):
-            layer_input = input_size if layer == 0 else H * D
-            directions = []
-            for direction in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {f"weight_ih{sfx}": (4 * H + 2 * NH, layer_input)}
-                if self.bias:
-                    shapes[f"bias_ih{sfx}"] = (4 * H + 2 * NH,)
-                for name, shape in shapes.items():
-                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
-                directions.append(list(shapes))
-            self._param_names.append(directions)
-        self.reset_parameters()
+        rows = 4 * hidden_size + 2 * num_heads
 
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
+        def layer_shapes(sfx: str, layer_input: int) -> dict[str, tuple[int, ...]]:
+            return {f"weight_ih{sfx}": (rows, layer_input), **({f"bias_ih{sfx}": (rows,)} if self.bias else {})}
 
-    @property
-    def head_size(self) -> int:
-        return self.hidden_size // self.num_heads
+        self._register_layers(hidden_size, layer_shapes, device, dtype)
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        """Uniform ±1/√H, then the input-gate biases 0 and the forget-gate biases 3 … 6 across heads."""
+        super().reset_parameters()
         H, NH = self.hidden_size, self.num_heads
         with torch.no_grad():
             for name, w in self.named_parameters():
-                w.uniform_(-bound, bound)
                 if name.startswith("bias_ih"):
                     w[4 * H:4 * H + NH].zero_()
                     w[4 * H + NH:].copy_(torch.linspace(3.0, 6.0, NH))
 
-    def _layer_params(self) -> list[list[MLSTMLayerParams]]:
-        return [[MLSTMLayerParams(getattr(self, names[0]), getattr(self, names[1]) if self.bias else None)
-                 for names in layer] for layer in self._param_names]
+    def _make_layer_params(self, named: dict[str, Tensor]) -> MLSTMLayerParams:
+        return MLSTMLayerParams(named["weight_ih"], named.get("bias_ih"))
 
-    def forward(self, input, hx=None, *, lengths=None):
-        weight = self.weight_ih_l0
-        prep = input_layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
-        x = prep.x
-        B = x.shape[1]
+    def _state_shapes(self, B: int) -> list[tuple[int, ...]]:
         LD, NH, d = self.num_layers * self.num_directions, self.num_heads, self.head_size
-        shapes = [(LD, B, NH, d, d), (LD, B, NH, d), (LD, B, NH)]
-        zeros = [torch.zeros(s, dtype=x.dtype, device=x.device) for s in shapes]
-        state = _state.initial_state(hx, STATE_NAMES, shapes, prep.batched, weight, zeros)
-        layer_fn = functools.partial(mlstm_layer, num_heads=NH, forget_gate=self.forget_gate, form=self.form,
-                                     chunk_size=self.chunk_size)
-        out, state_n, _ = run_stack(layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout,
-                                    self.training, False)
-        out = input_layout.restore_output(out, prep, self.batch_first)
-        if not prep.batched:
-            state_n = tuple(s.squeeze(1) for s in state_n)
-        return out, state_n
+        return [(LD, B, NH, d, d), (LD, B, NH, d), (LD, B, NH)]
 
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("num_heads", 1), ("forget_gate", "sigmoid"),
-                              ("form", "chunkwise"), ("chunk_size", 64)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        return s
+    def _layer_fn(self, x: Tensor):
+        return functools.partial(mlstm_layer, num_heads=self.num_heads, forget_gate=self.forget_gate, form=self.form,
+                                 chunk_size=self.chunk_size)
+
+    def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
+        return self._stack_forward(input, hx, lengths, return_gates)

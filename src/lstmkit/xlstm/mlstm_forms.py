@@ -21,7 +21,13 @@ Parallel form, with F_t = Σ_{r≤t} log f_r::
     h̃_t  = (Σ_s S_ts v_s + w_t C_0 q_t) / (max(|Σ_s S_ts + w_t n_0ᵀ q_t|, exp(−m_t)) + ε)
 
 Unrolling the recurrence gives exactly these sums, so the forms agree up to rounding; the tests
-pin them together (outputs, final states, gradients).
+pin them together (outputs, final states, gradients, and the recorded gates).
+
+With ``record=True`` every form also returns the per-head values each step used
+(StepRecord: the stabilized gates i'_t and f'_t, the stabilizer m_t and |n_tᵀ q_t|, each
+(B, NH, T)). The parallel form reads them off its own quantities: m_t is the row maximum,
+i'_t = exp(ĩ_t − m_t), f'_t = exp(log f_t + m_{t-1} − m_t) with m_{-1} the initial state's
+(effective) m, and n_tᵀ q_t is the denominator's sum before its absolute value.
 
 Deviations from the paper, said plainly:
   * ε = 1e-6 in the denominator, as the official implementation adds; the paper has none.
@@ -37,7 +43,7 @@ Deviations from the paper, said plainly:
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -46,6 +52,19 @@ EPS = 1e-6
 FORMS = ("chunkwise", "parallel", "recurrent")
 
 State = tuple[Tensor, Tensor, Tensor]  # C (B, NH, d, d), n (B, NH, d), m (B, NH)
+
+
+class StepRecord(NamedTuple):
+    """Per head and step, what the step used (each (B, NH, T)); see the module docstring."""
+
+    i: Tensor  # i'_t = exp(ĩ_t − m_t)
+    f: Tensor  # f'_t = exp(log f_t + m_{t-1} − m_t)
+    m: Tensor  # m_t
+    nq: Tensor  # |n_tᵀ q_t|, the normalizer as it enters the denominator
+
+
+def _concat_records(records: list[StepRecord]) -> StepRecord:
+    return StepRecord(*(torch.cat(parts, dim=-1) for parts in zip(*records)))
 
 
 def _lower_bound(m: Tensor) -> Tensor:
@@ -66,10 +85,12 @@ def _effective_m(state: State) -> Tensor:
 
 
 def mlstm_recurrent(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, log_f: Tensor,
-                    state: Optional[State] = None) -> tuple[Tensor, State]:
-    """Step by step: O(T d²) work, O(d²) state. Returns h̃ (B, NH, T, d) and the final state."""
+                    state: Optional[State] = None, record: bool = False):
+    """Step by step: O(T d²) work, O(d²) state. Returns h̃ (B, NH, T, d) and the final state
+    (and a StepRecord with record=True)."""
     C, n, m = zero_state(q) if state is None else state
     outs = []
+    rec: list[tuple[Tensor, ...]] = []
     for q_t, k_t, v_t, i_t, lf_t in zip(q.unbind(2), k.unbind(2), v.unbind(2), i_pre.unbind(2), log_f.unbind(2)):
         a = lf_t + _effective_m((C, n, m))  # (B, NH)
         m = torch.maximum(a, i_t)
@@ -78,21 +99,28 @@ def mlstm_recurrent(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, log_f: Tenso
         C = f[..., None, None] * C + i[..., None, None] * (v_t.unsqueeze(-1) * k_t.unsqueeze(-2))  # (B, NH, d, d)
         n = f.unsqueeze(-1) * n + i.unsqueeze(-1) * k_t
         num = (C @ q_t.unsqueeze(-1)).squeeze(-1)  # (B, NH, d)
-        den = torch.maximum((n * q_t).sum(-1).abs(), _lower_bound(m)) + EPS  # (B, NH)
+        nq = (n * q_t).sum(-1).abs()  # (B, NH)
+        den = torch.maximum(nq, _lower_bound(m)) + EPS
         outs.append(num / den.unsqueeze(-1))
-    return torch.stack(outs, dim=2), (C, n, m)
+        if record:
+            rec.append((i, f, m, nq))
+    h = torch.stack(outs, dim=2)
+    if record:
+        return h, (C, n, m), StepRecord(*(torch.stack(parts, dim=-1) for parts in zip(*rec)))
+    return h, (C, n, m)
 
 
 def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, log_f: Tensor,
-                   state: Optional[State] = None) -> tuple[Tensor, State]:
+                   state: Optional[State] = None, record: bool = False):
     """All steps at once: O(T² d) work and a (B, NH, T, T) matrix. Same returns as the recurrent form."""
     T = q.shape[2]
     C0, n0, m0 = zero_state(q) if state is None else state
+    m_init = _effective_m((C0, n0, m0))  # (B, NH)
     F_cum = torch.cumsum(log_f, dim=-1)  # (B, NH, T)
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     log_d = F_cum.unsqueeze(-1) - F_cum.unsqueeze(-2) + i_pre.unsqueeze(-2)  # (B, NH, T, T): [t, s]
     log_d = torch.where(causal, log_d, torch.full_like(log_d, float("-inf")))
-    log_w0 = F_cum + _effective_m((C0, n0, m0)).unsqueeze(-1)  # (B, NH, T) weight of the initial state
+    log_w0 = F_cum + m_init.unsqueeze(-1)  # (B, NH, T) weight of the initial state
     m = torch.maximum(log_d.amax(-1), log_w0)  # (B, NH, T)
     decay = torch.exp(log_d - m.unsqueeze(-1))  # (B, NH, T, T)
     w0 = torch.exp(log_w0 - m)  # (B, NH, T)
@@ -103,25 +131,34 @@ def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, log_f: Tensor
     last = decay[..., -1, :]  # (B, NH, T): weights of every step in the final state
     C = (v * last.unsqueeze(-1)).transpose(-1, -2) @ k + w0[..., -1, None, None] * C0  # (B, NH, d, d)
     n = (last.unsqueeze(-1) * k).sum(-2) + w0[..., -1, None] * n0
+    if record:
+        m_prev = torch.cat([m_init.unsqueeze(-1), m[..., :-1]], dim=-1)  # (B, NH, T): m_{t-1}
+        steps = StepRecord(torch.exp(i_pre - m), torch.exp(log_f + m_prev - m), m, den.abs())
+        return h, (C, n, m[..., -1]), steps
     return h, (C, n, m[..., -1])
 
 
 def mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, log_f: Tensor,
-                    state: Optional[State] = None, chunk_size: int = 64) -> tuple[Tensor, State]:
+                    state: Optional[State] = None, chunk_size: int = 64, record: bool = False):
     """The parallel form over chunks of chunk_size steps, each starting from the state the last
     one left: O(T·chunk_size·d + T d²) work, (B, NH, chunk_size, chunk_size) at a time."""
-    outs = []
+    outs, records = [], []
     for start in range(0, q.shape[2], chunk_size):
         part = slice(start, start + chunk_size)
-        h, state = mlstm_parallel(q[:, :, part], k[:, :, part], v[:, :, part], i_pre[..., part], log_f[..., part], state)
+        h, state, *rec = mlstm_parallel(q[:, :, part], k[:, :, part], v[:, :, part], i_pre[..., part],
+                                        log_f[..., part], state, record)
         outs.append(h)
+        records += rec
+    if record:
+        return torch.cat(outs, dim=2), state, _concat_records(records)
     return torch.cat(outs, dim=2), state
 
 
 def run_form(form: str, q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, log_f: Tensor,
-             state: Optional[State] = None, chunk_size: int = 64) -> tuple[Tensor, State]:
+             state: Optional[State] = None, chunk_size: int = 64, record: bool = False):
+    """h̃ (B, NH, T, d), the final state, and with record=True a StepRecord."""
     if form == "chunkwise":
-        return mlstm_chunkwise(q, k, v, i_pre, log_f, state, chunk_size)
+        return mlstm_chunkwise(q, k, v, i_pre, log_f, state, chunk_size, record)
     if form == "parallel":
-        return mlstm_parallel(q, k, v, i_pre, log_f, state)
-    return mlstm_recurrent(q, k, v, i_pre, log_f, state)
+        return mlstm_parallel(q, k, v, i_pre, log_f, state, record)
+    return mlstm_recurrent(q, k, v, i_pre, log_f, state, record)

@@ -6,15 +6,14 @@ import math
 from typing import Any, NamedTuple, Optional, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import _checks as check
-from .. import _layout as input_layout
 from .._tracing import values_hidden
-from ..kernels.stack import run_stack
-from . import _state, slstm_fused
-from .slstm_reference import FORGET_GATES, SLSTMGates, SLSTMLayerParams, slstm_layer
+from . import slstm_fused
+from ._base import XLSTMBase
+from .slstm_reference import SLSTMGates, SLSTMLayerParams, slstm_layer
 
 BACKENDS = ("auto", "reference", "fused")
 STATE_NAMES = ("h0", "c0", "n0", "m0")
@@ -28,7 +27,7 @@ class sLSTMResult(NamedTuple):
     gates: SLSTMGates
 
 
-class sLSTM(nn.Module):
+class sLSTM(XLSTMBase):
     r"""Multi-layer sLSTM (Beck et al. 2024): exponential gating, normalizer, stabilizer, heads.
 
     Each layer, each direction, each step t computes (gate order i, f, z, o)::
@@ -80,6 +79,11 @@ class sLSTM(nn.Module):
         (torch.Size([5, 2, 8]), torch.Size([1, 2, 8]))
     """
 
+    _params_type = SLSTMLayerParams
+    _state_names = STATE_NAMES
+    _result_type = sLSTMResult
+    _repr_defaults = XLSTMBase._repr_defaults + (("forget_bias", 1.0), ("backend", "auto"))
+
     def __init__(
         self,
         input_size: int,
@@ -97,67 +101,34 @@ class sLSTM(nn.Module):
         forget_bias: Optional[float] = 1.0,
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads must divide hidden_size={hidden_size}, got num_heads={num_heads}")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = check.probability("dropout", dropout)
-        self.bidirectional = bool(bidirectional)
-        self.forget_gate = check.choice("forget_gate", forget_gate, FORGET_GATES)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, num_heads,
+                         forget_gate)
         if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))
                                         or not math.isfinite(forget_bias)):
             raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
         self.forget_bias = forget_bias
         self.backend = check.choice("backend", backend, BACKENDS)
-        factory = {"device": device, "dtype": dtype}
-        H, dh, D = hidden_size, hidden_size // num_heads, self.num_directions
-        self._param_names: list[list[list[str]]] = []
-        for layer in range(self.num_layers):
-            layer_input = input_size if layer == 0 else H * D
-            directions = []
-            for direction in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {f"weight_ih{sfx}": (4 * H, layer_input), f"weight_hh{sfx}": (4 * H, dh)}
-                if self.bias:
-                    shapes.update({f"bias_ih{sfx}": (4 * H,), f"bias_hh{sfx}": (4 * H,)})
-                for name, shape in shapes.items():
-                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
-                directions.append(list(shapes))
-            self._param_names.append(directions)
-        self.reset_parameters()
+        H, dh = hidden_size, self.head_size
 
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
+        def layer_shapes(sfx: str, layer_input: int) -> dict[str, tuple[int, ...]]:
+            shapes = {f"weight_ih{sfx}": (4 * H, layer_input), f"weight_hh{sfx}": (4 * H, dh)}
+            if self.bias:
+                shapes.update({f"bias_ih{sfx}": (4 * H,), f"bias_hh{sfx}": (4 * H,)})
+            return shapes
+
+        self._register_layers(H, layer_shapes, device, dtype)
 
     def reset_parameters(self) -> None:
         """Uniform in ±1/sqrt(hidden_size) as torch.nn.LSTM, then the forget-gate bias."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        super().reset_parameters()
         H = self.hidden_size
-        with torch.no_grad():
-            for w in self.parameters():
-                w.uniform_(-bound, bound)
-            if self.bias and self.forget_bias is not None:
+        if self.bias and self.forget_bias is not None:
+            with torch.no_grad():
                 for name, w in self.named_parameters():
                     if name.startswith("bias_ih"):
                         w[H:2 * H].fill_(self.forget_bias)
                     elif name.startswith("bias_hh"):
                         w[H:2 * H].zero_()
-
-    def _layer_params(self) -> list[list[SLSTMLayerParams]]:
-        out = []
-        for layer in self._param_names:
-            row = []
-            for names in layer:
-                named = {n.split("_l")[0]: getattr(self, n) for n in names}  # 'weight_ih_l0' -> 'weight_ih'
-                row.append(SLSTMLayerParams(named["weight_ih"], named["weight_hh"], named.get("bias_ih"), named.get("bias_hh")))
-            out.append(row)
-        return out
 
     def _resolve_backend(self, x: Tensor) -> str:
         if self.backend == "reference":
@@ -167,33 +138,16 @@ class sLSTM(nn.Module):
             raise ValueError(f"backend 'fused' cannot run this call: {reason}; use backend='auto'")
         return "reference" if reason is not None else "fused"
 
-    def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
-        weight = self.weight_ih_l0
-        prep = input_layout.prepare_input(input, self.input_size, self.batch_first, weight, lengths)
-        x = prep.x
-        B = x.shape[1]
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
-        zeros = [torch.zeros(LD, B, H, dtype=x.dtype, device=x.device) for _ in STATE_NAMES]
-        state = _state.initial_state(hx, STATE_NAMES, [(LD, B, H)] * 4, prep.batched, weight, zeros)
-        if hx is not None and not values_hidden(x) and bool((state[2] < 0).any()):
-            raise ValueError("n0 (the normalizer state) must be >= 0, got negative values")
-        layer = slstm_fused.fused_slstm_layer if self._resolve_backend(x) == "fused" else slstm_layer
-        layer_fn = functools.partial(layer, forget_gate=self.forget_gate)
-        out, state_n, trace = run_stack(
-            layer_fn, x, state, self._layer_params(), prep.lengths, self.dropout, self.training, return_gates
-        )
-        out = input_layout.restore_output(out, prep, self.batch_first)
-        if not prep.batched:
-            state_n = tuple(s.squeeze(1) for s in state_n)
-        if return_gates:
-            return sLSTMResult(out, state_n, input_layout.restore_trace(trace, prep.batched, self.batch_first))
-        return out, state_n
+    def _state_shapes(self, B: int) -> list[tuple[int, ...]]:
+        return [(self.num_layers * self.num_directions, B, self.hidden_size)] * 4
 
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("num_heads", 1), ("forget_gate", "sigmoid"),
-                              ("forget_bias", 1.0), ("backend", "auto")):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        return s
+    def _check_state(self, state: tuple[Tensor, ...], x: Tensor) -> None:
+        if not values_hidden(x) and bool((state[2] < 0).any()):
+            raise ValueError("n0 (the normalizer state) must be >= 0, got negative values")
+
+    def _layer_fn(self, x: Tensor):
+        layer = slstm_fused.fused_slstm_layer if self._resolve_backend(x) == "fused" else slstm_layer
+        return functools.partial(layer, forget_gate=self.forget_gate)
+
+    def forward(self, input, hx=None, *, lengths=None, return_gates: bool = False):
+        return self._stack_forward(input, hx, lengths, return_gates)

@@ -17,10 +17,11 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from ...lstm import LSTM
+from ...rnn import RNN
 from ...xlstm import mLSTM, sLSTM
 from ..lstm_config import LSTMConfig
 
-CELLS = ("lstm", "slstm", "mlstm")
+CELLS = ("lstm", "rnn", "slstm", "mlstm")
 
 
 class CharLM(nn.Module):
@@ -35,6 +36,8 @@ class CharLM(nn.Module):
             reads the projected h (and tie_weights needs embedding_size == proj_size).
         cell ["lstm"]: "slstm" or "mlstm" puts lk.sLSTM / lk.mLSTM (num_heads heads [4]) where
             the LSTM is; the state is then (h, c, n, m) or (C, n, m), and lstm_kwargs must be empty.
+            "rnn" puts lk.RNN (tanh) there, with the state (h,): a tuple like the others', so
+            the task's state handling serves every cell.
     """
 
     def __init__(self, vocab_size: int, embedding_size: int = 64, hidden_size: int = 256, num_layers: int = 1,
@@ -59,6 +62,9 @@ class CharLM(nn.Module):
         if cell == "slstm":
             self.lstm = sLSTM(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
                               num_heads=num_heads, backend=backend)
+        elif cell == "rnn":
+            self.lstm = RNN(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
+                            backend=backend)
         elif cell == "mlstm":
             self.lstm = mLSTM(embedding_size, hidden_size, num_layers, batch_first=True, dropout=between,
                               num_heads=num_heads)
@@ -72,5 +78,8 @@ class CharLM(nn.Module):
     def forward(self, ids: Tensor, state: Optional[tuple[Tensor, Tensor]] = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """ids (B, T) int64, state (h, c) each (L, B, H) or None → logits (B, T, V), new state."""
         x = self.drop(self.embedding(ids))  # (B, T, E)
+        if isinstance(self.lstm, RNN):
+            out, h = self.lstm(x, None if state is None else state[0])
+            return self.decoder(self.drop(out)), (h,)
         out, state = self.lstm(x, state)  # (B, T, H)
         return self.decoder(self.drop(out)), state  # (B, T, V)

@@ -57,7 +57,7 @@ class TextConfig:
     tie_weights: bool = False  # needs embedding_size == hidden_size (proj_size when projecting)
     backend: str = "auto"
     lstm: LSTMConfig = field(default_factory=LSTMConfig)  # [lstm]: lk.LSTM's variants (model = "lstm" only)
-    model: str = "lstm"  # the recurrent cell: "lstm", or the xLSTM cells "slstm" / "mlstm"
+    model: str = "lstm"  # the recurrent cell: "lstm", "rnn" (tanh), or the xLSTM cells "slstm" / "mlstm"
     num_heads: int = 4  # heads of the sLSTM / mLSTM cells (must divide hidden_size)
     eval_streams: int = 16  # the valid text is scored as this many parallel streams
     ngram_context: int = 3  # the n-gram baseline's characters of context (its order); 0: no baseline
