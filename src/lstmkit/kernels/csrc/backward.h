@@ -133,28 +133,11 @@ void backward_loop(const LayerArgs<scalar_t>& a,  // a.whh: W_hh; a.whh_pk: pack
         // This thread's sums of the LayerNorm parameter gradients, added while the rows are in
         // cache (summing (T, B, ·) records after the loop cost S3 training ~10 %).
         scalar_t* acc = k.ln ? LNacc + std::min<int64_t>(at::get_thread_num(), acc_rows - 1) * (3 * GH + 2 * H) : nullptr;
-        if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃
+        if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃ (d w_c, d b_c into acc)
           tco = TCO + b * H, dcl = DCL + b * H;
-          const scalar_t* nc = Nc + (t * B + b) * H;
           scalar_t* acw = acc + 2 * GH;
-          scalar_t* acb = acw + H;
-          const scalar_t* o = g + k.oo;
-          LaneSum<scalar_t> s1, s2;  // LN's backward sums of dcl = d ⊙ w_c
-          for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
-            using VV = decltype(tag);
-            const VV cw = ld<VV>(var.ln_cw + q);
-            const VV ncv = ld<VV>(nc + q);
-            const VV tc = tnh(ncv * cw + ld<VV>(var.ln_cb + q));
-            const VV d = ld<VV>(dhr + q) * ld<VV>(o + q) * (VV(scalar_t(1)) - tc * tc);
-            const VV dn = d * cw;
-            st(tc, tco + q);
-            st(ld<VV>(acw + q) + d * ncv, acw + q);  // d w_c += d ⊙ LN(c̃)
-            st(ld<VV>(acb + q) + d, acb + q);        // d b_c += d
-            st(dn, dcl + q);
-            s1.add(dn);
-            s2.add(dn * ncv);
-          });
-          ln_row_backward_finish(dcl, nc, rc[t * B + b], s1.total(), s2.total(), H, dcl);
+          ln_cell_finish_backward(dhr, g + k.oo, Nc + (t * B + b) * H, rc[t * B + b], H, var.ln_cw, var.ln_cb, acw,
+                                  acw + H, tco, dcl);
         }
         for_units<scalar_t>(plain, 0, H, [&](auto tag, auto variants, int64_t j) {
           cell_backward<decltype(tag), decltype(variants)::value>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);

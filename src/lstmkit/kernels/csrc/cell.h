@@ -1,4 +1,4 @@
-// The cell: every equation of every variant, forward and backward, for one row of hidden units; LayerNorm row maths.
+// The cell: every equation of every variant, forward and backward, for one row of hidden units, LayerNorm's included (its row statistics, the normalized projections, the finish h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) and their backward).
 // Part of the fused LSTM kernel: see lstm_fused.cpp for the overview and the shape legend.
 #pragma once
 
@@ -62,6 +62,64 @@ inline void ln_affine_row_backward(const S* dg, const S* w, const S* nrm, S r, i
     const VV nv = ld<VV>(nrm + q), dn = ld<VV>(dg + q) * ld<VV>(w + q);
     st(VV(r) * (dn - VV(m1) - nv * VV(m2)), dz + q);
   });
+}
+
+// y = LN(z)·w + b over one row of n, written to out (out += y when accumulate; out may be z):
+// the input projection's LayerNorm (in place) and the recurrent one (added into G[t]). Writes
+// LN(z) to nrm when recording (else null) and returns its 1/σ.
+template <typename S>
+inline S ln_affine_row(const S* z, int64_t n, const S* w, const S* b, double eps, S* nrm, S* out, bool accumulate) {
+  const auto m = ln_moments(z, n, eps);
+  for_lanes<S>(n, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    const VV nv = (ld<VV>(z + q) - VV(m.mean)) * VV(m.r);
+    if (nrm) st(nv, nrm + q);
+    const VV y = nv * ld<VV>(w + q) + ld<VV>(b + q);
+    st(accumulate ? ld<VV>(out + q) + y : y, out + q);
+  });
+  return m.r;
+}
+
+// The LayerNorm cell's last equation, after cell_forward left c̃_t in ctl:
+// h̃_t = o_t ⊙ tanh(LN(c̃_t)·w_c + b_c), then zoneout of h (zh, null without) lerping back to
+// h_{t-1}. Writes LN(c̃_t) to nrm when recording; returns its 1/σ.
+template <typename S>
+inline S ln_cell_finish(const S* ctl, const S* o, int64_t H, const S* w_c, const S* b_c, double eps, const S* zh,
+                        const S* hprev, S* nrm, S* h_dst) {
+  const auto m = ln_moments(ctl, H, eps);
+  for_lanes<S>(H, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    const VV nv = (ld<VV>(ctl + q) - VV(m.mean)) * VV(m.r);
+    if (nrm) st(nv, nrm + q);
+    VV h = ld<VV>(o + q) * tnh(nv * ld<VV>(w_c + q) + ld<VV>(b_c + q));
+    if (zh) h = h + ld<VV>(zh + q) * (ld<VV>(hprev + q) - h);
+    st(h, h_dst + q);
+  });
+  return m.r;
+}
+
+// Backward of ln_cell_finish, from dL/dh̃ (dhr) back to c̃: writes tanh(LN(c̃)·w_c + b_c) to tco
+// and dL/dc̃ to dcl (both read by cell_backward), and adds the gain's and bias's gradients into
+// acc_w, acc_b. nrm, r: the recorded LN(c̃) and its 1/σ.
+template <typename S>
+inline void ln_cell_finish_backward(const S* dhr, const S* o, const S* nrm, S r, int64_t H, const S* w_c,
+                                    const S* b_c, S* acc_w, S* acc_b, S* tco, S* dcl) {
+  LaneSum<S> s1, s2;  // LN's backward sums of dcl = d ⊙ w_c
+  for_lanes<S>(H, [&](auto tag, int64_t q) {
+    using VV = decltype(tag);
+    const VV cw = ld<VV>(w_c + q);
+    const VV ncv = ld<VV>(nrm + q);
+    const VV tc = tnh(ncv * cw + ld<VV>(b_c + q));
+    const VV d = ld<VV>(dhr + q) * ld<VV>(o + q) * (VV(S(1)) - tc * tc);
+    const VV dn = d * cw;
+    st(tc, tco + q);
+    st(ld<VV>(acc_w + q) + d * ncv, acc_w + q);  // d w_c += d ⊙ LN(c̃)
+    st(ld<VV>(acc_b + q) + d, acc_b + q);        // d b_c += d
+    st(dn, dcl + q);
+    s1.add(dn);
+    s2.add(dn * ncv);
+  });
+  ln_row_backward_finish(dcl, nrm, r, s1.total(), s2.total(), H, dcl);
 }
 
 // Column offsets of the gates in a packed row, and the peephole rows.

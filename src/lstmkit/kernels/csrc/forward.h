@@ -209,16 +209,8 @@ void forward_loop(const LayerArgs<scalar_t>& a,    // a.whh: W_hh^T; a.whh_pk: p
           continue;
         }
         if (k.ln) {  // G[t] += LN(h W_hh^T) · w + b; recording keeps LN(h W_hh^T) and its 1/σ
-          const scalar_t* z = Rs + b * GH;
-          scalar_t* nh = REC ? Nh + r * GH : nullptr;
-          const auto m = ln_moments(z, GH, var.eps);
-          rh[r] = m.r;
-          for_lanes<scalar_t>(GH, [&](auto tag, int64_t q) {
-            using VV = decltype(tag);
-            const VV nv = (ld<VV>(z + q) - VV(m.mean)) * VV(m.r);
-            if (REC) st(nv, nh + q);
-            st(ld<VV>(g + q) + (nv * ld<VV>(var.ln_hw + q) + ld<VV>(var.ln_hb + q)), g + q);
-          });
+          rh[r] = ln_affine_row(Rs + b * GH, GH, var.ln_hw, var.ln_hb, var.eps, REC ? Nh + r * GH : nullptr, g,
+                                /*accumulate=*/true);
         }
         scalar_t* c = cs + b * H;
         const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
@@ -229,18 +221,8 @@ void forward_loop(const LayerArgs<scalar_t>& a,    // a.whh: W_hh^T; a.whh_pk: p
           cell_forward<decltype(tag), decltype(variants)::value, REC>(k, j, g, bias, c, c_row, h_dst, zc, zh, hprev, ctl);
         });
         if (k.ln) {  // h̃ = o ⊙ tanh(LN(c̃) · w_c + b_c), then zoneout of h when not projecting
-          scalar_t* nc = REC ? Nc + r * H : nullptr;
-          const auto m = ln_moments(ctl, H, var.eps);
-          rc[r] = m.r;
-          const scalar_t* o = g + k.oo;
-          for_lanes<scalar_t>(H, [&](auto tag, int64_t q) {
-            using VV = decltype(tag);
-            const VV nv = (ld<VV>(ctl + q) - VV(m.mean)) * VV(m.r);
-            if (REC) st(nv, nc + q);
-            VV h = ld<VV>(o + q) * tnh(nv * ld<VV>(var.ln_cw + q) + ld<VV>(var.ln_cb + q));
-            if (zh) h = h + ld<VV>(zh + q) * (ld<VV>(hprev + q) - h);
-            st(h, h_dst + q);
-          });
+          rc[r] = ln_cell_finish(ctl, g + k.oo, H, var.ln_cw, var.ln_cb, var.eps, zh, hprev, REC ? Nc + r * H : nullptr,
+                                 h_dst);
         }
         if (!proj) std::memcpy(hs + b * P, h_dst, sizeof(scalar_t) * P);
       }
@@ -343,15 +325,8 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
       at::parallel_for(0, n * B, row_grain(GH), [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
           scalar_t* g = g0 + q * GH;  // in place: each entry is read before it is written
-          scalar_t* nr = n0 ? n0 + q * GH : nullptr;
-          const auto m = ln_moments(g, GH, eps);
-          if (r0) r0[q] = m.r;
-          for_lanes<scalar_t>(GH, [&](auto tag, int64_t j) {
-            using VV = decltype(tag);
-            const VV nv = (ld<VV>(g + j) - VV(m.mean)) * VV(m.r);
-            if (nr) st(nv, nr + j);
-            st(nv * ld<VV>(w + j) + ld<VV>(bb + j), g + j);
-          });
+          const scalar_t r = ln_affine_row(g, GH, w, bb, eps, n0 ? n0 + q * GH : nullptr, g, /*accumulate=*/false);
+          if (r0) r0[q] = r;
         }
       });
     });
