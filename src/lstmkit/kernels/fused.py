@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .._masking import length_mask
 from .._tracing import values_hidden
 from . import fused_ops
 from .backend import Backend, RunSpec, register_backend
@@ -219,8 +220,7 @@ def fused_lstm_layer(
         i, g, o = gates.chunk(3, dim=-1)  # each (T, B, H), views of the kernel's own buffer
         f = 1 - i  # coupled: the forget gate is 1 - i
         if lengths is not None:  # recorded gates are zero past a sequence's length
-            steps = torch.arange(x.shape[0], device=x.device).unsqueeze(1)  # (T, 1)
-            f = f * (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(-1).to(f.dtype)  # (T, B, 1)
+            f = f * length_mask(lengths.to(x.device), x.shape[0]).t().unsqueeze(-1).to(f.dtype)  # (T, B, 1)
         return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)
     i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H), views of the kernel's own buffer
     return out, (h_n, c_n), LSTMGates(i, f, g, o, c, out)

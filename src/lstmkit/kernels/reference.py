@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._masking import length_mask, zoneout_blend
 from .backend import Backend, RunSpec, register_backend
 from .stack import run_stack
 from .types import LSTMGates, LSTMLayerParams, LSTMStepOptions, RNNLayerParams, RNNStates
@@ -93,8 +94,7 @@ def _active_masks(lengths: Optional[Tensor], T: int, device: torch.device) -> Op
     """Per step, a (B, 1) bool mask of the sequences that still run (t < length)."""
     if lengths is None:
         return None
-    steps = torch.arange(T, device=device).unsqueeze(1)  # (T, 1)
-    return list((steps < lengths.to(device).unsqueeze(0)).unsqueeze(-1).unbind(0))  # T × (B, 1)
+    return list(length_mask(lengths.to(device), T).t().unsqueeze(-1).unbind(0))  # T × (B, 1)
 
 
 def lstm_layer(
@@ -135,9 +135,9 @@ def lstm_layer(
     for t in _step_order(T, reverse):
         h_t, c_t, gates = lstm_cell_step(x_proj[t], h, c, p, opts)
         if opts.zone_h is not None:
-            h_t = torch.lerp(h_t, h, opts.zone_h[t].to(h_t.dtype))  # z·h_{t-1} + (1 - z)·h̃_t (z may be bool)
+            h_t = zoneout_blend(h_t, h, opts.zone_h[t])  # z·h_{t-1} + (1 - z)·h̃_t (z may be bool)
         if opts.zone_c is not None:
-            c_t = torch.lerp(c_t, c, opts.zone_c[t].to(c_t.dtype))
+            c_t = zoneout_blend(c_t, c, opts.zone_c[t])
         if active is not None:
             m = active[t]
             h, c = torch.where(m, h_t, h), torch.where(m, c_t, c)
