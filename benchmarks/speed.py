@@ -91,15 +91,20 @@ def approaches_for(name: str) -> tuple:
     return STACK_APPROACHES if name in STACKS else APPROACHES
 
 
+# What the timings read: wall time, or with --clock cpu this thread's CPU time, which a busy
+# machine's time slicing leaves out (one thread only: the work of other threads is not in it).
+CLOCK = time.perf_counter
+
+
 def measure_sgemm_peak(n: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of a float32 n×n matrix product with torch.mm on this machine, now (best of repeats)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, CLOCK() - t0)
     return 2.0 * n**3 / best / 1e9
 
 
@@ -159,13 +164,13 @@ def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0, layers: 
 
 def _timed(fn: Callable[[bool], None], train: bool) -> float:
     if train:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn(True)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
     with torch.no_grad():
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn(False)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
 
 def time_shape(name: str, repeats: int, approaches=None, log=print) -> dict:
@@ -323,7 +328,8 @@ def run_benchmark(shapes, repeats: int, memory: bool = True, log=print) -> dict:
     meta = dict(
         sgemm_peak_gflops=peak, torch=torch.__version__, threads=torch.get_num_threads(), repeats=repeats,
         python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
-        time=time.strftime("%Y-%m-%d %H:%M:%S"),
+        time=time.strftime("%Y-%m-%d %H:%M:%S"), clock="cpu (thread)" if CLOCK is time.thread_time else "wall",
+        load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         memory_method="peak RSS rise of a second training step in a fresh subprocess (VmHWM reset via /proc/self/clear_refs; MALLOC_MMAP_THRESHOLD_=64k)",
     )
     return dict(meta=meta, rows=rows)
@@ -375,10 +381,10 @@ def time_decode(repeats: int, log=print) -> list:
                 numpy_in = model is ort_step
                 xi, state = (x_np, state0_np) if numpy_in else (x, state0)
                 with torch.no_grad():
-                    t0 = time.perf_counter()
+                    t0 = CLOCK()
                     for _ in range(n):
                         _, state = model(xi, state)
-                    return (time.perf_counter() - t0) / n
+                    return (CLOCK() - t0) / n
 
             for m in models.values():  # warm-up: prepared-weight caches, oneDNN primitives
                 calls(m, 20)
@@ -432,6 +438,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch.set_num_threads for the whole run (0: torch's default); 1 is steadier on a busy machine")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-approach memory subprocesses")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default), or this thread's CPU time: steadier on a shared machine, needs --threads 1")
     ap.add_argument("--compare", metavar="FILE", help="print each ratio's change against an earlier run's JSON")
     ap.add_argument("--variants", metavar="LIST",
                     help="time these LSTM variants instead (comma-separated, or 'all'): " + ",".join(VARIANTS))
@@ -452,8 +460,12 @@ def main(argv=None) -> int:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads < 0:
         ap.error(f"--threads must be >= 0, got {args.threads}")
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error(f"--clock cpu needs --threads 1 (one thread's CPU time misses other threads' work), got --threads {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
 
     from lstmkit.kernels import fused
 
