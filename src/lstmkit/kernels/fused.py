@@ -274,12 +274,13 @@ def _prepared(p: LSTMLayerParams) -> _Prepared:
     return _cached(_PREPARED, p.w_hh, (p.w_hh, p.b_ih, p.b_hh, p.w_hr), None, make)
 
 
-def _whh_packed(p: LSTMLayerParams, gates: int) -> Tensor:
+def _whh_packed(p: LSTMLayerParams, gates: int, prepared: Optional[_Prepared] = None) -> Tensor:
     """W_hh^T packed for the register tiles: gate-interleaved panels for the tiled steps, or with
     LayerNorm (which normalizes h W_hh^T before any cell runs) column panels. Every inference call
     would otherwise pack it again (about one step's product); it is made the first time a call
-    tiles, so a model only ever run untiled (B < 3, float64) holds no packed copy."""
-    whh_t, ln = _prepared(p).whh_t, p.ln is not None
+    tiles, so a model only ever run untiled (float64, small batches of small weights) holds no packed
+    copy. prepared: _prepared(p) when the caller has it already (one cache look-up less per call)."""
+    whh_t, ln = (prepared or _prepared(p)).whh_t, p.ln is not None
     return _cached(_PACKED_WHH, p.w_hh, (p.w_hh,), (gates, ln),
                    lambda: _OPS.pack_cols(whh_t) if ln else _OPS.pack_whh(whh_t, gates))
 
@@ -301,7 +302,7 @@ def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     x, p, ln = call.x, call.p, call.p.ln
     tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1], p.w_hh.numel())
     prep = _prepared(p)
-    whh_packed = _whh_packed(p, 3 if call.opts.coupled else 4) if tiled else None
+    whh_packed = _whh_packed(p, 3 if call.opts.coupled else 4, prep) if tiled else None
     wih_packed = _wih_packed(p.w_ih) if tiled and p.w_ih is not None else None
     with torch.no_grad():
         out, h_n, c_n = torch.ops.lstmkit.lstm_layer_infer(
