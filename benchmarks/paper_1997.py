@@ -211,8 +211,10 @@ def main(argv=None) -> int:
     longest = sum(t.seeds * t.budget for _, _, t in trials)
     if args.plan:
         for key, model, t in trials:
-            print(f"{key:15s} {model:4s} {t.seeds:2d} trial(s) x up to {t.budget:.0f} s")
-        print(f"at most {longest / 60:.0f} min of training (trials stop earlier when solved)")
+            rule = f", or at {RNN_FACTOR}x the LSTM's training sequences" if model == "rnn" else ""
+            print(f"{key:15s} {model:4s} {t.seeds:2d} trial(s) x up to {t.budget:.0f} s{rule}")
+        print(f"at most {longest / 60:.0f} min of training (trials stop earlier when solved, plain RNN trials "
+              f"also at their sequence cap)")
         return 0
 
     torch.set_num_threads(args.threads)

@@ -12,6 +12,12 @@ test set of the paper's size (2,560 sequences for Tables 7-9) is scored once.
 
 The adapter's ``should_stop`` hook ends training at the check that met the rule (or ran out of
 time), so the weights scored and the steps counted are exactly those of that check.
+
+A task with a curriculum (``task.curriculum``, adding at T = 1000) is first trained at each of
+those shorter lengths in turn; a check during that phase scores 512 sequences of the current
+length and moves on once at most 1 % are wrong. The stage lives in the adapter, so a resumed
+``lstmkit train`` run starts the curriculum again (a trained net passes each stage at its first
+check).
 """
 from __future__ import annotations
 
@@ -136,7 +142,7 @@ class PaperTask(TrainerTask):
             self.stage += 1
         elif self.elapsed() > self.time_budget:
             self.stop_reason = "time budget"
-        return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"]}
+        return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"], "length": task.T}
 
     def should_stop(self, metrics: dict[str, float]) -> Any:
         """The Trainer's hook after each evaluation: the reason to stop, or "" to go on."""
