@@ -90,15 +90,15 @@ NOTES = {
                  "check with none wrong, 12 of the 2,560 test sequences were wrong).",
     "adding1000": "a curriculum, unlike the paper: the LSTM trains at T = 100, then 200, then 400 (each until a "
                   "check of 512 sequences at that length has at most 1 % wrong), then at T = 1000; 'training "
-                  "sequences' counts all of them, the shorter ones included (their number is in the row's "
-                  "recipe). Trained at T = 1000 from the start, it was still at the mean after 563,200 "
+                  "sequences' counts all of them, the shorter ones included (the table says how many "
+                  "were shorter). Trained at T = 1000 from the start, it was still at the mean after 563,200 "
                   "sequences; moved straight from T = 100 to 1000, its errors at 1000 reached 1.7 (the cells "
-                  "drift over the extra steps). The rest is the T = 500 recipe.",
+                  "drift over the extra steps). Otherwise the T = 500 recipe.",
     "reber": "trained online on freshly generated strings (the paper drew from a fixed set of 256); the "
              "criterion is the paper's, on the trial's 256 'training' + 256 test strings: every next-symbol "
              "top-k set exactly right. The plain RNN gets the same online strings and, unlike the paper's "
              "Elman nets, full backpropagation through time with Adam; the lag here is short (the inner "
-             "string, ~9 symbols on average).",
+             "string B … E, 8 symbols on average).",
     "copy": "trained on delays drawn per batch uniformly from 1 … 100 (a mixed curriculum), tested at 100 "
             "only. 'solved' means test loss below a tenth of the memoryless baseline; 'wrong' counts a "
             "sequence if any of its 10 recalled symbols is. The RNN row uses the same mixed delays.",
