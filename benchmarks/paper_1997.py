@@ -4,9 +4,11 @@ Runs every entry below one after the other in this process (never two trainings 
 lstmkit.paper1997.runner (the Trainer underneath), scores each with the paper's own criterion, and
 writes a Markdown table and the raw rows as JSON. The files always hold exactly the rows of one
 run: a run replaces them, it never merges with an earlier one. Each trial stops when solved or
-after its time budget; the full table's budgets add up to the hours printed by ``--plan``.
+after its time budget (a plain RNN's also at its sequence cap, RNN_FACTOR); the budgets are
+caps, adding up to the hours printed by ``--plan``, while a quiet 2-core machine is estimated to
+need about an hour and a half for the whole table, the copy task's two rows the longest.
 
-    python benchmarks/paper_1997.py                  # the whole table (quiet 2-core machine: hours)
+    python benchmarks/paper_1997.py                  # the whole table
     python benchmarks/paper_1997.py --quick          # a subset in under 10 minutes
     python benchmarks/paper_1997.py --plan           # what a run would do, and its longest duration
     python benchmarks/paper_1997.py --tasks 2a 6a --out /tmp/t   # some entries (their own table)
@@ -284,7 +286,8 @@ def missing_line(run: dict) -> list[str]:
         return []
     full = sum(t.seeds * t.budget for _, _, t in plan(list(ENTRIES), list(MODELS), quick=False))
     return [f"Not in this run: {', '.join(missing)}; the full table (`python benchmarks/paper_1997.py`) is capped "
-            f"at {full / 60:.0f} min of training on a quiet 2-core machine (trials stop earlier when solved)."]
+            f"at {full / 60:.0f} min of training (trials stop earlier when solved, plain RNN trials also at their "
+            f"sequence cap); a quiet 2-core machine is estimated to need about 90 min for it."]
 
 
 def _write(run: dict, md_path: str, json_path: str) -> None:
