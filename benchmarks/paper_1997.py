@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import sys
-import time
 from typing import NamedTuple, Optional
 
 import torch
