@@ -50,6 +50,9 @@ def test_a_run_writes_only_its_own_rows_with_machine_threads_and_load(script, tm
     assert "`benchmarks/paper_1997.py --quick`: a `--quick` run" in md and "not the whole table" in md
     assert "| long lag 2a p=100 | LSTM | 0/1 |" in md and "| adding" not in md
     assert "load average (os.getloadavg)" in md and "2a/lstm" in md
+    # the recipe is read from the row, so the notes cannot describe another one
+    assert ("- long lag 2a p=100 LSTM recipe: 32 cells, forget bias 5, input bias -2, Adam lr 0.01, batch 32, "
+            "a check of 2 validation sequences every 25 steps.") in md
     assert "Not in this run: adding100, adding500, adding1000, multiplication, 6a, 6b, reber, copy;" in md
 
 
@@ -69,3 +72,13 @@ def test_render_rewrites_the_markdown_from_the_json(script, tmp_path):
     assert "UNFINISHED" in md and "6a/rnn 1.0→2.0" in md and "a full run of every entry" in md
     with pytest.raises(SystemExit):
         script.main(["--render", "--out", str(tmp_path / "none")])
+
+
+def test_a_plain_rnn_trial_stops_at_twice_the_lstms_training_sequences(script):
+    entry = script.ENTRIES["6a"]
+    lstm = {"entry": "6a", "model": "lstm", "runs": [{"sequences": 25_600, "solved": True},
+                                                     {"sequences": 99_000, "solved": False}]}
+    assert script.rnn_sequences([lstm], "6a", entry) == (51_200, "the LSTM's in this run")
+    # no LSTM row in the run: twice the paper's LSTM figure (Table 9: 31,390 sequences)
+    assert script.rnn_sequences([], "6a", entry) == (62_780, "the paper's LSTM's")
+    assert script.rnn_sequences([], "copy", script.ENTRIES["copy"]) == (None, "")  # the paper has no figure

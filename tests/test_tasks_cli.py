@@ -41,3 +41,23 @@ def test_gradients_command_writes_the_plot(tmp_path, capsys):
     assert set(data["curves"]) == {"LSTM untrained", "RNN untrained"}
     assert len(data["curves"]["RNN untrained"]["h"]) == 20 and data["curves"]["RNN untrained"]["c"] is None
     assert "RNN untrained h" in text and "LSTM untrained c" in text
+
+
+def test_every_task_of_the_table_has_the_papers_row_beside_ours():
+    """What `lstmkit tasks TASK` prints in the paper column, for every task and length of the table
+    (adding at T = 1000 included): the paper's own figure, never a 'no row' placeholder."""
+    from lstmkit.paper1997 import TASKS, make_task
+    from lstmkit.paper1997.runner import markdown_table, paper_row, summarize
+
+    cases = [(name, None) for name in TASKS] + [("adding", 500), ("adding", 1000)]
+    for name, length in cases:
+        task = make_task(name, length)
+        row = {"task": name, "describe": task.describe(), "model": "lstm", "length": length, "seed": 0,
+               "sequences": 640, "seconds": 1.0, "wrong": 0, "n_test": task.n_test, "loss": 0.0, "solved": True,
+               "paper": paper_row(task)}
+        table = markdown_table([summarize([row])])
+        ref = task.reference
+        assert ref.source and "no row" not in ref.result, (name, length)
+        assert f"{ref.result} ({ref.source}) |" in table, (name, length, table)
+    adding1000 = paper_row(make_task("adding", 1000))
+    assert adding1000["wrong"] == 1 and adding1000["train_sequences"] == 853_000

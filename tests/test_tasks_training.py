@@ -178,3 +178,52 @@ def test_paper_task_reports_the_seconds_left_of_its_budget():
     assert 17.0 < model_task.seconds_left() <= 18.0
     model_task.t0 = time.perf_counter() - 99.0
     assert model_task.seconds_left() == 0.0
+
+
+class _AddingOracle(torch.nn.Module):
+    """The adding problem's exact answer read off the inputs (0.5 + the marked values' sum / 4),
+    plus an error that grows with the sequence length: right at short lengths, wrong at long ones."""
+
+    def __init__(self, wrong_from: int) -> None:
+        super().__init__()
+        self.wrong_from = wrong_from
+
+    def forward(self, x, lengths):
+        values, markers = x[..., 0], x[..., 1]
+        y = 0.5 + (values * (markers == 1.0)).sum(1) / 4.0
+        return (y + 0.1 * (lengths >= self.wrong_from)).unsqueeze(-1)
+
+
+def test_the_curriculum_trains_at_each_shorter_length_until_its_check_passes():
+    from lstmkit.paper1997.adding import AddingProblem
+    from lstmkit.paper1997.runner import PaperTask
+
+    adapter = PaperTask(AddingProblem(60, curriculum=(20, 40)), "lstm", 4, seed=0, eval_size=16)
+    assert [t.T for t, _ in adapter.stages] == [20, 40]
+    assert int(adapter.global_batch(0, 8).lengths.min()) == 20  # lengths in [T, 1.1 T]
+    adapter.steps = 30
+    adapter.evaluate(_AddingOracle(wrong_from=40))  # right at 20: on to 40
+    assert adapter.stage == 1 and int(adapter.global_batch(1, 8).lengths.max()) <= 44
+    adapter.steps = 50
+    adapter.evaluate(_AddingOracle(wrong_from=40))  # wrong at 40: stays
+    assert adapter.stage == 1 and not adapter.stop_reason
+    adapter.steps = 70
+    adapter.evaluate(_AddingOracle(wrong_from=10_000))
+    assert adapter.stage == 2 and adapter.stage_steps == [(20, 30), (40, 40)]
+    assert int(adapter.global_batch(2, 8).lengths.min()) == 60
+    assert make_task("adding", 1000).curriculum == (100, 200, 400) and make_task("adding", 500).curriculum == ()
+    with pytest.raises(ValueError, match="curriculum lengths must rise"):
+        AddingProblem(60, curriculum=(40, 20))
+
+
+def test_a_check_that_allows_no_error_scores_the_rest_only_when_its_first_part_passes():
+    from lstmkit.paper1997 import runner
+
+    adapter = runner.PaperTask(make_task("adding", 500), "lstm", 4, seed=0, eval_size=2560)
+    assert adapter.validation.size == 2560 and adapter.stop_wrong == 0.0
+    failing = adapter._check(_AddingOracle(wrong_from=0))  # every sequence off by 0.1
+    assert failing["n"] == runner.CHECK_FIRST and failing["wrong"] == runner.CHECK_FIRST
+    passing = adapter._check(_AddingOracle(wrong_from=10_000))
+    assert passing["n"] == 2560 and passing["wrong"] == 0 and adapter._stop_rule(passing)
+    short = runner.PaperTask(make_task("adding", 100), "lstm", 4, seed=0, eval_size=600)  # allows 0.2 %
+    assert short._check(_AddingOracle(wrong_from=0))["n"] == 600

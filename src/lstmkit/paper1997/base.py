@@ -114,6 +114,13 @@ class LagTask:
     n_test: int = 2560  # the paper's test-set size for Tables 7-9
     reference: PaperRow = PaperRow("", "")
     defaults: TaskDefaults = TaskDefaults()
+    # Shorter versions of the task to train on first, shortest first (a curriculum; the runner
+    # moves on from each once a check at that length has at most 1 % wrong); () → none.
+    curriculum: tuple[int, ...] = ()
+
+    def at_length(self, length: int) -> "LagTask":
+        """The same task at another length, without a curriculum (tasks that have one)."""
+        raise NotImplementedError(f"task {self.name!r} has no curriculum")
 
     # --- data --------------------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator) -> Batch:

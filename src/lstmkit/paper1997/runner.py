@@ -12,6 +12,12 @@ test set of the paper's size (2,560 sequences for Tables 7-9) is scored once.
 
 The adapter's ``should_stop`` hook ends training at the check that met the rule (or ran out of
 time), so the weights scored and the steps counted are exactly those of that check.
+
+A task with a curriculum (``task.curriculum``, adding at T = 1000) is first trained at each of
+those shorter lengths in turn; a check during that phase scores 512 sequences of the current
+length and moves on once at most 1 % are wrong. The stage lives in the adapter, so a resumed
+``lstmkit train`` run starts the curriculum again (a trained net passes each stage at its first
+check).
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ from .base import Batch, LagTask
 from .model import MODELS, build_model
 
 VALIDATION_OFFSET = 2**31  # validation sets use seed + 2^31: never a test seed, never a batch seed
+CHECK_FIRST = 512  # sequences of a no-wrong-allowed check scored before the rest (see PaperTask._check)
+CURRICULUM_CHECK, CURRICULUM_WRONG = 512, 0.01  # a curriculum stage is passed at <= 1 % of 512 wrong
 
 
 class PaperTask(TrainerTask):
@@ -62,6 +70,12 @@ class PaperTask(TrainerTask):
         self.input_bias = task.defaults.input_bias if input_bias is None else input_bias
         self.chrono = task.defaults.chrono if chrono is None else (chrono or None)  # 0 turns it off
         self.validation = self._validation_set(eval_size)
+        # the curriculum: (shorter task, its check set) per stage; self.stage indexes the one
+        # being trained, len(self.stages) means the task itself
+        self.stages = [(t, t.sample(CURRICULUM_CHECK, torch.Generator().manual_seed(VALIDATION_OFFSET + self.seed)))
+                       for t in map(task.at_length, task.curriculum)]
+        self.stage = 0
+        self.stage_steps: list[tuple[int, int]] = []  # (length, steps trained at it) per stage passed
         self.t0: Optional[float] = None  # set at the first training step: the budget excludes
         # one-off start-up costs (torch imports its compiler stack when the optimizer is built)
         self.stop_reason = ""
@@ -79,7 +93,8 @@ class PaperTask(TrainerTask):
                            self.input_bias, self.chrono or 0)
 
     def global_batch(self, k: int, batch_size: int) -> Batch:
-        return self.task.train_batch(k, batch_size, self.seed)
+        task = self.stages[self.stage][0] if self.stage < len(self.stages) else self.task
+        return task.train_batch(k, batch_size, self.seed)
 
     def loss(self, model: nn.Module, batch: Batch, state: Any):
         self.steps += 1
@@ -91,7 +106,9 @@ class PaperTask(TrainerTask):
         return batch.size
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        metrics = score(model, self.task, self.validation)
+        if self.stage < len(self.stages):
+            return self._evaluate_stage(model)
+        metrics = self._check(model)
         self.history.append({"elapsed": self.elapsed(), **metrics})
         if not self.stop_reason:
             if self._stop_rule(metrics):
@@ -99,6 +116,33 @@ class PaperTask(TrainerTask):
             elif self.elapsed() > self.time_budget:
                 self.stop_reason = "time budget"
         return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"]}
+
+    def _check(self, model: nn.Module) -> dict[str, Any]:
+        """The validation check. Under a rule that allows no wrong sequence, the set's first
+        CHECK_FIRST sequences are scored alone first: if the rule fails on them it fails on the
+        whole set, so the rest (4/5 of a 2,560-sequence check) need not be run. The rule is
+        unchanged; a check that stops training has scored every sequence."""
+        first = CHECK_FIRST
+        counted = self.task.kind == "regression" or self.task.readout == "last"  # _stop_rule's count rule
+        if not counted or self.stop_wrong > 0 or self.validation.size <= first:
+            return score(model, self.task, self.validation)
+        head = score(model, self.task, _rows(self.validation, 0, first))
+        if not self._stop_rule(head):
+            return head
+        return score(model, self.task, self.validation)
+
+    def _evaluate_stage(self, model: nn.Module) -> dict[str, float]:
+        """A check during the curriculum: on to the next length once at most 1 % of this one's
+        check set is wrong (the time budget still ends training)."""
+        task, check = self.stages[self.stage]
+        metrics = score(model, task, check)
+        self.history.append({"elapsed": self.elapsed(), "length": task.T, **metrics})
+        if metrics["wrong"] <= CURRICULUM_WRONG * metrics["n"]:
+            self.stage_steps.append((task.T, self.steps - sum(n for _, n in self.stage_steps)))
+            self.stage += 1
+        elif self.elapsed() > self.time_budget:
+            self.stop_reason = "time budget"
+        return {"loss": metrics["loss"], "wrong_fraction": metrics["wrong"] / metrics["n"], "length": task.T}
 
     def should_stop(self, metrics: dict[str, float]) -> Any:
         """The Trainer's hook after each evaluation: the reason to stop, or "" to go on."""
@@ -119,6 +163,11 @@ class PaperTask(TrainerTask):
                 return False
             return metrics["wrong"] <= self.stop_wrong * metrics["n"]
         return self.task.solved(metrics)
+
+
+def _rows(batch: Batch, start: int, stop: int) -> Batch:
+    """Sequences start … stop - 1 of batch."""
+    return Batch(*(None if t is None else t[start:stop] for t in batch))
 
 
 @torch.no_grad()
@@ -171,7 +220,6 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
     seconds = adapter.elapsed()
     steps = result.step
     test = score(trainer.model, task, task.test_set(seed))
-    ref = task.reference
     row = {
         "task": name, "describe": task.describe(), "model": model, "length": getattr(task, "T", getattr(task, "p", None)),
         "seed": seed, "steps": steps, "sequences": steps * batch_size, "seconds": round(seconds, 1),
@@ -183,9 +231,10 @@ def train_task(name: str, model: str = "lstm", length: Optional[int] = None, *, 
         "validation_size": adapter.validation.size, "stop_wrong": adapter.stop_wrong,
         "weight_decay": config.weight_decay, "forget_bias": adapter.forget_bias if model == "lstm" else None,
         "input_bias": adapter.input_bias if model == "lstm" else None,
-        "chrono": adapter.chrono if model == "lstm" else None,
-        "paper": {"source": ref.source, "result": ref.result, "wrong": ref.wrong, "n_test": ref.n_test,
-                  "train_sequences": ref.train_sequences, "success_rate": ref.success_rate, "rnn": ref.rnn},
+        "chrono": adapter.chrono if model == "lstm" else None, "eval_every": config.eval_every,
+        "curriculum": [list(stage) for stage in adapter.stage_steps],
+        "curriculum_sequences": sum(n for _, n in adapter.stage_steps) * batch_size,
+        "paper": paper_row(task),
     }
     return row, trainer.model
 
@@ -205,6 +254,44 @@ def _run_config(name: str, task: LagTask, model: str, length: Optional[int], ada
 
 
 # --- reporting ------------------------------------------------------------------------------
+def paper_row(task: LagTask) -> dict[str, Any]:
+    """The paper's figures for task, as a result row carries them (see PaperRow)."""
+    ref = task.reference
+    return {"source": ref.source, "result": ref.result, "wrong": ref.wrong, "n_test": ref.n_test,
+            "train_sequences": ref.train_sequences, "success_rate": ref.success_rate, "rnn": ref.rnn}
+
+
+def recipe(row: dict[str, Any]) -> str:
+    """The settings a result row was trained with, in words (read from the row itself, so a
+    table's notes cannot describe another recipe than the one its rows ran)."""
+    parts = [f"{row['hidden_size']} {'cells' if row.get('model', 'lstm') == 'lstm' else 'units'}"]
+    if row.get("chrono"):
+        parts.append(f"chrono initialization of the gate biases (T_max = {row['chrono']})")
+    else:
+        if row.get("forget_bias") is not None:
+            parts.append(f"forget bias {row['forget_bias']:g}")
+        if row.get("input_bias") is not None:
+            parts.append(f"input bias {row['input_bias']:g}")
+    optimizer = "AdamW" if row.get("weight_decay") else "Adam"
+    lr = f"{optimizer} lr {row['lr']:g}"
+    if row.get("weight_decay"):
+        lr += f" (weight decay {row['weight_decay']:g})"
+    if row.get("warmup_steps"):
+        lr += f", warm-up over {row['warmup_steps']:,} steps"
+    if row.get("schedule") == "cosine":
+        lr += f", cosine decay over {row['max_steps']:,} steps"
+    parts += [lr, f"batch {row['batch_size']}"]
+    stages = row.get("curriculum") or []
+    if stages:
+        parts.append("trained first at " + ", ".join(f"T = {T} ({steps:,} steps)" for T, steps in stages)
+                     + f", then at T = {row['length']}")
+    check = f"a check of {row['validation_size']:,} validation sequences"
+    if row.get("eval_every"):
+        check += f" every {row['eval_every']:,} steps"
+    parts.append(check)
+    return ", ".join(parts)
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Several seeds of one (task, model) → one row: trials solved, median figures."""
     import statistics
@@ -218,6 +305,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "loss": statistics.median(r["loss"] for r in rows),
         "sequences": statistics.median(r["sequences"] for r in rows),
         "sequences_solved": statistics.median(r["sequences"] for r in solved) if solved else None,
+        "curriculum_sequences": statistics.median(r.get("curriculum_sequences", 0) for r in rows),
         "seconds": round(sum(r["seconds"] for r in rows), 1),
         "seconds_max": max(r["seconds"] for r in rows), "paper": first["paper"], "runs": rows,
     }
@@ -243,6 +331,8 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
         ref = f"{paper['result']} ({paper['source']})" if s["model"] == "lstm" else (paper.get("rnn") or "—")
         seqs = s["sequences_solved"] if s["solved_trials"] else s["sequences"]
         seq_cell = f"{int(seqs):,}" + ("" if s["solved_trials"] else " (not solved)")
+        if s.get("curriculum_sequences"):
+            seq_cell += f" ({int(s['curriculum_sequences']):,} of them shorter)"
         if s["model"] == "lstm" and paper.get("train_sequences"):
             seq_cell += f" vs paper {paper['train_sequences']:,}"
         loss = f"{s['loss']:.4f}" + (f" (baseline {s['runs'][0]['baseline']:.4f})" if "baseline" in s["runs"][0] else "")
