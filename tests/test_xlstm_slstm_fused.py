@@ -185,5 +185,5 @@ def test_operator_checks_its_arguments():
         torch.ops.lstmkit_xlstm.slstm_forward(*bad_lengths)
     bad_w = list(args)
     bad_w[1] = torch.zeros(16, 3)
-    with pytest.raises(RuntimeError, match=r"w_hh must be \(4H, H\) = \(16, 4\)"):
+    with pytest.raises(RuntimeError, match=r"w_hh must be \(4H, dh\) = \(16, dh\) with dh dividing H = 4"):
         torch.ops.lstmkit_xlstm.slstm_inference(*bad_w)

@@ -1,4 +1,4 @@
-"""sLSTM's fused backend: the C++ kernel (kernels/csrc/slstm_fused.cpp) as PyTorch operators.
+"""sLSTM's fused backend: the C++ kernel (xlstm/csrc/slstm_fused.cpp) as PyTorch operators.
 
 The extension defines ``torch.ops.lstmkit_xlstm.slstm_forward``, ``slstm_backward`` and
 ``slstm_inference`` (the forward without records, for calls autograd wants nothing from) with
@@ -7,18 +7,20 @@ torch.export) and registers the backward op as the forward's autograd, so every 
 hand-written backward through time.
 
 What the operator takes and what stays in torch: the input projection x W_ih^T + b_ih + b_hh of
-all steps is one F.linear before the op (its gradients dW_ih, dx, db are then torch's GEMMs), and
-the head-wise weight_hh is expanded to its dense block-diagonal (4H, H) (autograd maps the dense
-gradient back to the blocks). The op runs the recurrence: per step one GEMM and one fused pass.
+all steps is one F.linear before the op (its gradients dW_ih, dx, db are then torch's GEMMs); the
+op takes the head-wise weight_hh (4H, dh) as stored and returns its gradient in that shape (the
+kernel multiplies per head, never by the dense block-diagonal). The op runs the recurrence, on
+lk.LSTM's register tiles where its forward uses them.
 
-Built like lk.LSTM's fused kernel (same compiler flags), on first use, into torch's extension
-directory ($TORCH_EXTENSIONS_DIR) as "lstmkit_slstm". If the build fails, one warning, and
+Built like lk.LSTM's fused kernel (same compiler flags; it includes that kernel's headers), on
+first use, into torch's extension directory ($TORCH_EXTENSIONS_DIR) as "lstmkit_slstm". If the build fails, one warning, and
 backend="auto" uses the reference loop.
 
 Shape legend: T steps, B batch, I input features, H hidden size.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from pathlib import Path
@@ -29,14 +31,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..kernels.fused import _compile_flags, _openmp_flags
-from .slstm_reference import SLSTMGates, SLSTMLayerParams, block_diagonal
+from .slstm_reference import SLSTMGates, SLSTMLayerParams
 
-_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "csrc" / "slstm_fused.cpp"
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_SOURCE = _CSRC / "slstm_fused.cpp"
 _DTYPES = (torch.float32, torch.float64)
 
 _lock = threading.Lock()
 _loaded = False
 _error: Optional[str] = None
+
+
+def _headers_flag() -> str:
+    """A digest of this kernel's own headers as a define: torch's build cache hashes the source and
+    the flags, not what they include (_compile_flags carries the digest of lk.LSTM's headers)."""
+    digest = hashlib.sha256()
+    for header in sorted(_CSRC.glob("*.h")):
+        digest.update(header.name.encode() + header.read_bytes())
+    return f"-DLSTMKIT_SLSTM_HEADERS={digest.hexdigest()[:16]}"
 
 
 def load_extension(verbose: bool = False) -> bool:
@@ -53,7 +65,7 @@ def load_extension(verbose: bool = False) -> bool:
             load(
                 name="lstmkit_slstm",
                 sources=[str(_SOURCE)],
-                extra_cflags=_compile_flags(),
+                extra_cflags=[*_compile_flags(), _headers_flag()],
                 extra_ldflags=_openmp_flags(),
                 is_python_module=False,
                 verbose=verbose,
@@ -145,7 +157,7 @@ def fused_slstm_layer(
         raise RuntimeError(f"lstmkit's fused sLSTM kernel is not available: {_error}")
     bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh  # (4H,): both biases in the one GEMM
     xp = F.linear(x, p.w_ih, bias).contiguous()  # (T, B, 4H): every step's input projection
-    args = (xp, block_diagonal(p.w_hh), h0.contiguous(), c0.contiguous(), n0.contiguous(), m0.contiguous(),
+    args = (xp, p.w_hh.contiguous(), h0.contiguous(), c0.contiguous(), n0.contiguous(), m0.contiguous(),
             lengths, reverse, forget_gate == "exp")
     if not record and not (torch.is_grad_enabled() and any(t.requires_grad for t in args[:6])):
         out, h_n, c_n, n_n, m_n = torch.ops.lstmkit_xlstm.slstm_inference(*args)
