@@ -65,7 +65,9 @@ def load_extension(verbose: bool = False) -> bool:
             load(
                 name="lstmkit_slstm",
                 sources=[str(_SOURCE)],
-                extra_cflags=[*_compile_flags(), _headers_flag()],
+                # no implicit contraction of a * b + c into an FMA: the compiler would choose it per
+                # instantiation, and inference must be bit for bit the recording forward
+                extra_cflags=[*_compile_flags(), _headers_flag(), "-ffp-contract=off"],
                 extra_ldflags=_openmp_flags(),
                 is_python_module=False,
                 verbose=verbose,
