@@ -83,17 +83,18 @@ def test_two_threads_match_reference():
 def test_gradcheck_with_heads_float64(mode):
     _OPS.set_tiled(mode)
     torch.manual_seed(0)
-    T, B, H, dh = 4, 4, 6, 3
-    xp = torch.randn(T, B, 4 * H, dtype=torch.float64, requires_grad=True)
+    T, B, I, H, dh = 4, 4, 2, 6, 3
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    w_ih = torch.randn(4 * H, I, dtype=torch.float64, requires_grad=True)
     w = (torch.randn(4 * H, dh, dtype=torch.float64) * 0.5).requires_grad_()
     h0, c0, m0 = (torch.randn(B, H, dtype=torch.float64, requires_grad=True) for _ in range(3))
     n0 = (torch.rand(B, H, dtype=torch.float64) + 0.5).requires_grad_()
     lengths = torch.tensor([4, 1, 3, 4])
 
-    def f(xp, w, h0, c0, n0, m0):
-        return _OPS.slstm_forward(xp, w, h0, c0, n0, m0, lengths, True, False)
+    def f(x, w_ih, w, h0, c0, n0, m0):  # without a bias
+        return _OPS.slstm_forward(x, w_ih, None, w, h0, c0, n0, m0, lengths, True, False)
 
-    assert torch.autograd.gradcheck(f, (xp, w, h0, c0, n0, m0))
+    assert torch.autograd.gradcheck(f, (x, w_ih, w, h0, c0, n0, m0))
 
 
 def test_tile_knob():

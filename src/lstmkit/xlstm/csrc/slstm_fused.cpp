@@ -6,22 +6,28 @@
 // register tiles), then slstm_cell.h (the cell on vector lanes), slstm_weights.h (the head-wise
 // weights as panels and per-head matrices), then this file (the step loops and the operators).
 //
-// Shape legend: T = steps, B = batch, H = hidden size, NH heads of dh = H / NH units. Buffers
-// are time-major and contiguous.
-//   xp    (T, B, 4H)  input projection x W_ih^T + b_ih + b_hh, gate order i, f, z, o (made by
-//                     the caller as one GEMM, so its gradients are GEMMs of torch's autograd)
+// Shape legend: T = steps, B = batch, I = input features, H = hidden size, NH heads of
+// dh = H / NH units. Buffers are time-major and contiguous.
+//   x     (T, B, I)   the layer's input
+//   w_ih  (4H, I)     input weights, gate order i, f, z, o; bias (4H,) = b_ih + b_hh, or none
 //   w_hh  (4H, dh)    the head-wise recurrent weights as lk.sLSTM stores them
 //   gates (T, B, 6H)  per step [i', f', z, o, ĩ, f̃]: the stabilized gates the step used, then
 //                     the raw input and forget pre-activations (backward's branch of the max)
 //   cs, ns, ms (T, B, H)  cell, normalizer and stabilizer after each step
 //
 // Equations (lstmkit/xlstm/slstm_reference.py has them in full):
-//   [ĩ f̃ z̃ õ] = xp_t + R(h_{t-1})       R: each unit's product with its own head of h
+//   [ĩ f̃ z̃ õ] = x_t W_ih^T + bias + R(h_{t-1})       R: each unit's product with its own head of h
 //   log f = log σ(f̃) or f̃ (exp forget gate);  m̂ = m_{t-1} if n_{t-1} > 0 else −∞
 //   m_t = max(log f + m̂, ĩ);  i' = exp(ĩ − m_t);  f' = exp(log f + m̂ − m_t)
 //   c_t = f' c_{t-1} + i' tanh(z̃);  n_t = f' n_{t-1} + i';  h_t = σ(õ) c_t / n_t
 //
-// Forward (and inference, which records only the output): tiled steps where lk.LSTM's forward
+// Forward (and inference, which records only the output): as lk.LSTM's forward, the input
+// projection by chunks of ~512 rows of steps into one reused buffer, each chunk just before its
+// steps run (on register tiles over W_ih^T packed per call where the steps tile, else a GEMM; the
+// bias is added in the cell), so no (T, B, 4H) buffer is made: freshly mapped memory whose page
+// faults and the extra pass cost more than the GEMM's blocking saves. Its gradients (dx, dW_ih,
+// the bias's) are GEMMs of dG made by the operator's autograd (slstm_fused.py). The steps are
+// tiled where lk.LSTM's forward
 // tiles them (use_tiled: float32 on AVX2, B ≥ 3), as its forward_loop_tiled does: one parallel
 // region per step, each thread owning a range of blocks of L units (all four gates), computing
 // the recurrent product of 3 rows × those units in registers over W_hh^T packed per head
@@ -85,10 +91,20 @@ void check_weights_and_state(int64_t B, int64_t H, at::ScalarType dtype, const T
   }
 }
 
-void check_inputs(const Tensor& xp, const Tensor& w_hh, const std::vector<Tensor>& state) {
-  TORCH_CHECK(xp.dim() == 3 && xp.is_contiguous() && xp.size(2) % 4 == 0,
-              "slstm: xp must be a contiguous (T, B, 4H) tensor");
-  check_weights_and_state(xp.size(1), xp.size(2) / 4, xp.scalar_type(), w_hh, state);
+// Returns H.
+int64_t check_inputs(const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias, const Tensor& w_hh,
+                     const std::vector<Tensor>& state) {
+  TORCH_CHECK(x.dim() == 3 && x.is_contiguous(), "slstm: x must be a contiguous (T, B, I) tensor, got ", x.sizes());
+  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) % 4 == 0 && w_ih.size(1) == x.size(2) &&
+                  w_ih.scalar_type() == x.scalar_type(),
+              "slstm: w_ih must be (4H, I) with I = ", x.size(2), " of x's dtype, got ", w_ih.sizes(), " ",
+              w_ih.scalar_type());
+  const int64_t H = w_ih.size(0) / 4;
+  TORCH_CHECK(!bias.has_value() || !bias->defined() ||
+                  (bias->dim() == 1 && bias->size(0) == 4 * H && bias->scalar_type() == x.scalar_type()),
+              "slstm: bias must be (4H,) = (", 4 * H, ",) of x's dtype");
+  check_weights_and_state(x.size(1), H, x.scalar_type(), w_hh, state);
+  return H;
 }
 
 // Rows per chunk of a pass over rows: ~4k units of cell maths per chunk pays for waking a thread.
@@ -98,7 +114,9 @@ inline int64_t rows_grain(int64_t H) { return std::max<int64_t>(1, 4096 / std::m
 template <typename T>
 struct Forward {
   int64_t B, H;
-  const T* xp;       // (T, B, 4H)
+  const T* xp;       // (n, B, 4H) the input projection of steps [g0, g0 + n), bias excluded
+  int64_t g0;
+  const T* bias;     // (4H,)
   T *h, *c, *n, *m;  // (B, H) in: the initial state, out: the final one
   T* h2;             // (B, H) the tiled loop's second h buffer (threads read h_{t-1} while h_t is written)
   T* out;            // (T, B, H)
@@ -120,14 +138,14 @@ struct Forward {
 // The tiled steps (see the overview): h_{t-1} is read by every thread's tiles while h_t is
 // written, so f.h and f.h2 swap every step.
 template <typename T, bool REC>
-void forward_tiled(const Steps& steps, const Panels<T>& pk, const Forward<T>& f) {
+void forward_tiled(const Steps& steps, int64_t s0, int64_t s1, const Panels<T>& pk, const Forward<T>& f) {
   using V = Vec<T>;
   constexpr int64_t L = V::size();
   const int64_t B = f.B, H = f.H, NU = (H + L - 1) / L;
   const int64_t grain = tile_grain(B, 4 * L, pk.kmax);
   T* hcur = f.h;
   T* hnxt = f.h2;
-  for (int64_t s = 0; s < steps.T; ++s) {
+  for (int64_t s = s0; s < s1; ++s) {
     const int64_t t = steps.at(s);
     auto rows = [&](auto mr, int64_t b, int64_t u) {
       constexpr int R = decltype(mr)::value;
@@ -140,9 +158,11 @@ void forward_tiled(const Steps& steps, const Panels<T>& pk, const Forward<T>& f)
           cell_inactive<T, REC>(hcur + (b + r) * H + j, o, H, k);
           continue;
         }
-        const T* x = f.xp + (t * B + b + r) * 4 * H + j;
-        cell_lanes<T, REC>(load(x, k) + acc[r][0], load(x + H, k) + acc[r][1], load(x + 2 * H, k) + acc[r][2],
-                           load(x + 3 * H, k) + acc[r][3], o, H, k, f.exp_forget);
+        const T* x = f.xp + ((t - f.g0) * B + b + r) * 4 * H + j;
+        const T* bs = f.bias + j;
+        cell_lanes<T, REC>(load(x, k) + load(bs, k) + acc[r][0], load(x + H, k) + load(bs + H, k) + acc[r][1],
+                           load(x + 2 * H, k) + load(bs + 2 * H, k) + acc[r][2],
+                           load(x + 3 * H, k) + load(bs + 3 * H, k) + acc[r][3], o, H, k, f.exp_forget);
       }
     };
     at::parallel_for(0, NU, grain, [&](int64_t u0, int64_t u1) {
@@ -155,11 +175,12 @@ void forward_tiled(const Steps& steps, const Panels<T>& pk, const Forward<T>& f)
 
 // The steps as a product per head (wf: per_head_forward) into R (B, 4H), then a pass over the rows.
 template <typename T, bool REC>
-void forward_by_rows(const Steps& steps, int64_t dh, const T* wf, T* R, T* tmp, const Forward<T>& f) {
+void forward_by_rows(const Steps& steps, int64_t s0, int64_t s1, int64_t dh, const T* wf, T* R, T* tmp,
+                     const Forward<T>& f) {
   using V = Vec<T>;
   constexpr int64_t L = V::size();
   const int64_t B = f.B, H = f.H;
-  for (int64_t s = 0; s < steps.T; ++s) {
+  for (int64_t s = s0; s < s1; ++s) {
     const int64_t t = steps.at(s);
     forward_product_blas<T>(B, H, dh, f.h, wf, R, tmp);
     at::parallel_for(0, B, rows_grain(H), [&](int64_t b0, int64_t b1) {
@@ -172,11 +193,12 @@ void forward_by_rows(const Steps& steps, int64_t dh, const T* wf, T* R, T* tmp, 
             cell_inactive<T, REC>(o.h, o, H, k);
             continue;
           }
-          const T* x = f.xp + (t * B + b) * 4 * H + j;
+          const T* x = f.xp + ((t - f.g0) * B + b) * 4 * H + j;
           const T* r = R + b * 4 * H + j;
-          cell_lanes<T, REC>(load(x, k) + load(r, k), load(x + H, k) + load(r + H, k),
-                             load(x + 2 * H, k) + load(r + 2 * H, k), load(x + 3 * H, k) + load(r + 3 * H, k), o, H,
-                             k, f.exp_forget);
+          const T* bs = f.bias + j;
+          cell_lanes<T, REC>(load(x, k) + load(bs, k) + load(r, k), load(x + H, k) + load(bs + H, k) + load(r + H, k),
+                             load(x + 2 * H, k) + load(bs + 2 * H, k) + load(r + 2 * H, k),
+                             load(x + 3 * H, k) + load(bs + 3 * H, k) + load(r + 3 * H, k), o, H, k, f.exp_forget);
         }
       }
     });
@@ -184,56 +206,88 @@ void forward_by_rows(const Steps& steps, int64_t dh, const T* wf, T* R, T* tmp, 
 }
 
 // The step loop of forward and inference: records into gates, cs, ns, ms unless they are undefined.
-void forward_loop(const Tensor& xp, const Tensor& w_hh, Tensor& h, Tensor& c, Tensor& n, Tensor& m, Tensor& out,
-                  Tensor& gates, Tensor& cs, Tensor& ns, Tensor& ms, const Steps& steps, bool exp_forget) {
-  const int64_t B = xp.size(1), H = xp.size(2) / 4, dh = w_hh.size(1);
+void forward_loop(const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias_, const Tensor& w_hh,
+                  Tensor& h, Tensor& c, Tensor& n, Tensor& m, Tensor& out, Tensor& gates, Tensor& cs, Tensor& ns,
+                  Tensor& ms, const Steps& steps, bool exp_forget) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_ih.size(0) / 4, dh = w_hh.size(1);
   const bool record = gates.defined();
   const Tensor w = w_hh.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "slstm_forward", [&] {
+  const Tensor bias = bias_.has_value() && bias_->defined() ? bias_->contiguous() : at::zeros({4 * H}, x.options());
+  // The chunks of steps the input projection runs by, the same in recording and inference (so
+  // inference is bit for bit the recording forward).
+  const int64_t chunk = std::min(T, std::max<int64_t>(1, (512 + B - 1) / B));
+  Tensor G = at::empty({chunk, B, 4 * H}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "slstm_forward", [&] {
     using T_ = scalar_t;
     auto p = [&](Tensor& t) -> T_* { return record ? t.data_ptr<T_>() : nullptr; };
-    Forward<T_> f{B, H, xp.data_ptr<T_>(), h.data_ptr<T_>(), c.data_ptr<T_>(), n.data_ptr<T_>(), m.data_ptr<T_>(),
-                  nullptr, out.data_ptr<T_>(), p(gates), p(cs), p(ns), p(ms), exp_forget};
-    if (use_tiled<T_>(B)) {
+    Forward<T_> f{B, H, G.data_ptr<T_>(), 0, bias.data_ptr<T_>(), h.data_ptr<T_>(), c.data_ptr<T_>(),
+                  n.data_ptr<T_>(), m.data_ptr<T_>(), nullptr, out.data_ptr<T_>(), p(gates), p(cs), p(ns), p(ms),
+                  exp_forget};
+    const bool tiled = use_tiled<T_>(B);
+    const Tensor wih_pk = tiled ? pack_cols<T_, 4>(w_ih.t().contiguous()) : Tensor();
+    const Tensor wih_t = tiled ? Tensor() : w_ih.t();
+    // Steps [s0, s1) in processing order are times [t_lo, t_lo + n): project them into G, then run them.
+    auto each_chunk = [&](auto&& run) {
+      for (int64_t s0 = 0; s0 < T; s0 += chunk) {
+        const int64_t s1 = std::min(T, s0 + chunk), t_lo = steps.reverse ? T - s1 : s0, rows = (s1 - s0) * B;
+        const T_* xc = x.data_ptr<T_>() + t_lo * B * I;
+        if (tiled) {
+          cols_product<T_, 4>(rows, 4 * H, I, xc, I, wih_pk.data_ptr<T_>(), G.data_ptr<T_>());
+        } else {
+          Tensor g2 = G.view({chunk * B, 4 * H}).narrow(0, 0, rows);
+          at::mm_out(g2, x.view({T * B, I}).narrow(0, t_lo * B, rows), wih_t);
+        }
+        f.g0 = t_lo;
+        run(s0, s1);
+      }
+    };
+    if (tiled) {
       const Panels<T_> pk = pack_forward<T_>(w, H);
-      Tensor h2 = at::empty({B, H}, xp.options());
+      Tensor h2 = at::empty({B, H}, x.options());
       f.h2 = h2.data_ptr<T_>();
-      record ? forward_tiled<T_, true>(steps, pk, f) : forward_tiled<T_, false>(steps, pk, f);
+      each_chunk([&](int64_t s0, int64_t s1) {
+        record ? forward_tiled<T_, true>(steps, s0, s1, pk, f) : forward_tiled<T_, false>(steps, s0, s1, pk, f);
+      });
     } else {
       const Tensor wf = per_head_forward(w, H);
-      Tensor R = at::empty({B, 4 * H}, xp.options()), tmp = at::empty({B, 4 * dh}, xp.options());
+      Tensor R = at::empty({B, 4 * H}, x.options()), tmp = at::empty({B, 4 * dh}, x.options());
       const T_* wfp = wf.data_ptr<T_>();
       T_ *Rp = R.data_ptr<T_>(), *tp = tmp.data_ptr<T_>();
-      record ? forward_by_rows<T_, true>(steps, dh, wfp, Rp, tp, f) : forward_by_rows<T_, false>(steps, dh, wfp, Rp, tp, f);
+      each_chunk([&](int64_t s0, int64_t s1) {
+        record ? forward_by_rows<T_, true>(steps, s0, s1, dh, wfp, Rp, tp, f)
+               : forward_by_rows<T_, false>(steps, s0, s1, dh, wfp, Rp, tp, f);
+      });
     }
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_forward(
-    const Tensor& xp, const Tensor& w_hh, const Tensor& h0, const Tensor& c0, const Tensor& n0, const Tensor& m0,
-    const c10::optional<Tensor>& lengths, bool reverse, bool exp_forget) {
-  check_inputs(xp, w_hh, {h0, c0, n0, m0});
-  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
+    const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias, const Tensor& w_hh, const Tensor& h0,
+    const Tensor& c0, const Tensor& n0, const Tensor& m0, const c10::optional<Tensor>& lengths, bool reverse,
+    bool exp_forget) {
+  const int64_t H = check_inputs(x, w_ih, bias, w_hh, {h0, c0, n0, m0});
+  const int64_t T = x.size(0), B = x.size(1);
   const Steps steps = make_steps(T, B, reverse, lengths);
   // Every row of every step is written by the loop (zeros past a length).
-  auto make = [&](int64_t width) { return at::empty({T, B, width}, xp.options()); };
+  auto make = [&](int64_t width) { return at::empty({T, B, width}, x.options()); };
   Tensor out = make(H), gates = make(6 * H), cs = make(H), ns = make(H), ms = make(H);
   Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
-  forward_loop(xp, w_hh, h, c, n, m, out, gates, cs, ns, ms, steps, exp_forget);
+  forward_loop(x, w_ih, bias, w_hh, h, c, n, m, out, gates, cs, ns, ms, steps, exp_forget);
   return {out, h, c, n, m, gates, cs, ns, ms};
 }
 
 // Inference: the same steps, recording nothing but the output (no gates, c, n, m per step).
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> slstm_inference(
-    const Tensor& xp, const Tensor& w_hh, const Tensor& h0, const Tensor& c0, const Tensor& n0, const Tensor& m0,
-    const c10::optional<Tensor>& lengths, bool reverse, bool exp_forget) {
-  check_inputs(xp, w_hh, {h0, c0, n0, m0});
-  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 4;
+    const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias, const Tensor& w_hh, const Tensor& h0,
+    const Tensor& c0, const Tensor& n0, const Tensor& m0, const c10::optional<Tensor>& lengths, bool reverse,
+    bool exp_forget) {
+  const int64_t H = check_inputs(x, w_ih, bias, w_hh, {h0, c0, n0, m0});
+  const int64_t T = x.size(0), B = x.size(1);
   const Steps steps = make_steps(T, B, reverse, lengths);
-  Tensor out = at::empty({T, B, H}, xp.options());
+  Tensor out = at::empty({T, B, H}, x.options());
   Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
   Tensor none;
-  forward_loop(xp, w_hh, h, c, n, m, out, none, none, none, none, steps, exp_forget);
+  forward_loop(x, w_ih, bias, w_hh, h, c, n, m, out, none, none, none, none, steps, exp_forget);
   return {out, h, c, n, m};
 }
 
@@ -340,11 +394,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
 
 TORCH_LIBRARY(lstmkit_xlstm, m) {
   m.def(
-      "slstm_forward(Tensor xp, Tensor w_hh, Tensor h0, Tensor c0, Tensor n0, Tensor m0, Tensor? lengths, "
+      "slstm_forward(Tensor x, Tensor w_ih, Tensor? bias, Tensor w_hh, Tensor h0, Tensor c0, Tensor n0, Tensor m0, "
+      "Tensor? lengths, "
       "bool reverse, bool exp_forget) -> (Tensor out, Tensor h_n, Tensor c_n, Tensor n_n, Tensor m_n, "
       "Tensor gates, Tensor cs, Tensor ns, Tensor ms)");
   m.def(
-      "slstm_inference(Tensor xp, Tensor w_hh, Tensor h0, Tensor c0, Tensor n0, Tensor m0, Tensor? lengths, "
+      "slstm_inference(Tensor x, Tensor w_ih, Tensor? bias, Tensor w_hh, Tensor h0, Tensor c0, Tensor n0, "
+      "Tensor m0, Tensor? lengths, "
       "bool reverse, bool exp_forget) -> (Tensor out, Tensor h_n, Tensor c_n, Tensor n_n, Tensor m_n)");
   m.def(
       "slstm_backward(Tensor? g_out, Tensor? g_hn, Tensor? g_cn, Tensor? g_nn, Tensor? g_mn, Tensor? g_gates, "
