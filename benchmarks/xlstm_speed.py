@@ -22,7 +22,8 @@ On a machine busier than its cores, --clock cpu times each call by the CPU time 
 (time.process_time) instead of the wall clock, so waiting for a core counts for neither side; it is
 meant for --threads 1 (with more threads it also counts the pool's threads spinning between regions).
 A JSON copy of every figure goes to --json (default benchmarks/results/xlstm_speed.json), one
-entry per part with the command, threads and load average it ran with.
+entry per part and thread count ("slstm threads=1", ...) with the command, clock and load average
+it ran with.
 """
 from __future__ import annotations
 
@@ -156,16 +157,16 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
     torch.set_num_threads(args.threads)
-    # One entry per part; a run of one part keeps the other's last figures in the file.
+    # One entry per part and thread count; a run keeps the other entries' last figures in the file.
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
     run = dict(torch=torch.__version__, threads=args.threads, clock=args.clock, machine=platform.machine(),
                repeats=args.repeats,
                load_average_at_start=os.getloadavg()[0],
                command=" ".join(["python", "benchmarks/xlstm_speed.py", *(argv if argv is not None else sys.argv[1:])]))
     if args.part in ("all", "slstm"):
-        result["slstm"] = dict(run, rows=slstm_part(shapes, args.repeats, clock=CLOCKS[args.clock]))
+        result[f"slstm threads={args.threads}"] = dict(run, rows=slstm_part(shapes, args.repeats, clock=CLOCKS[args.clock]))
     if args.part in ("all", "mlstm"):
-        result["mlstm"] = dict(run, rows=mlstm_part([int(v) for v in args.lengths.split(",")], args.repeats,
+        result[f"mlstm threads={args.threads}"] = dict(run, rows=mlstm_part([int(v) for v in args.lengths.split(",")], args.repeats,
                                                     args.parallel_limit, clock=CLOCKS[args.clock]))
     write_json(args.json, result)
     print(f"wrote {args.json}")
