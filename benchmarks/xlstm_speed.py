@@ -18,8 +18,12 @@ Parts:
           against chunkwise.
 
 Machines are shared and noisy: compare ratios within one run, never absolute times across runs.
+On a machine busier than its cores, --clock cpu times each call by the CPU time the process used
+(time.process_time) instead of the wall clock, so waiting for a core counts for neither side; it is
+meant for --threads 1 (with more threads it also counts the pool's threads spinning between regions).
 A JSON copy of every figure goes to --json (default benchmarks/results/xlstm_speed.json), one
-entry per part with the command, threads and load average it ran with.
+entry per part and thread count ("slstm threads=1", ...) with the command, clock and load average
+it ran with.
 """
 from __future__ import annotations
 
@@ -60,20 +64,23 @@ def _step(model, x, train: bool) -> Callable[[], None]:
     return run
 
 
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def interleaved(fns: dict[str, Callable[[], None]], repeats: int, clock=time.perf_counter) -> dict[str, float]:
     """Median ms of each fn, timed in turns (A B C A B C …) after one warm-up call each."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            times[name].append((clock() - t0) * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def slstm_part(shapes: list[str], repeats: int, log=print) -> list[dict]:
+def slstm_part(shapes: list[str], repeats: int, log=print, clock=time.perf_counter) -> list[dict]:
     rows = []
     for name in shapes:
         T, B, I, H = SHAPES[name]
@@ -85,7 +92,7 @@ def slstm_part(shapes: list[str], repeats: int, log=print) -> list[dict]:
             "sLSTM-ref": lk.sLSTM(I, H, backend="reference"),
         }
         for mode in ("forward", "train"):
-            ms = interleaved({k: _step(m, x, mode == "train") for k, m in models.items()}, repeats)
+            ms = interleaved({k: _step(m, x, mode == "train") for k, m in models.items()}, repeats, clock)
             row = dict(shape=name, T=T, B=B, I=I, H=H, mode=mode, ms=ms,
                        slstm_vs_lstm=ms["sLSTM-fused"] / ms["LSTM-fused"],
                        reference_vs_fused=ms["sLSTM-ref"] / ms["sLSTM-fused"])
@@ -96,7 +103,7 @@ def slstm_part(shapes: list[str], repeats: int, log=print) -> list[dict]:
     return rows
 
 
-def mlstm_part(lengths: list[int], repeats: int, parallel_limit: int, log=print) -> list[dict]:
+def mlstm_part(lengths: list[int], repeats: int, parallel_limit: int, log=print, clock=time.perf_counter) -> list[dict]:
     s = MLSTM_SIZES
     rows = []
     for T in lengths:
@@ -117,7 +124,7 @@ def mlstm_part(lengths: list[int], repeats: int, parallel_limit: int, log=print)
 
         for mode in ("forward", "train"):
             reps = repeats if T <= 1024 else max(1, repeats // 2)
-            ms = interleaved({f: with_form(f, mode == "train") for f in forms}, reps)
+            ms = interleaved({f: with_form(f, mode == "train") for f in forms}, reps, clock)
             ratios = {f: ms[f] / ms["chunkwise"] for f in forms}
             rows.append(dict(T=T, mode=mode, ms=ms, vs_chunkwise=ratios, **s))
             cells = "  ".join(f"{f} {ms[f]:9.2f} ms ({ratios[f]:.2f}x)" for f in forms)
@@ -140,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lengths", default="64,256,1024,4096,8192", help="sequence lengths for the mLSTM part")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall: elapsed time; cpu: the process's CPU time (busy machines, --threads 1)")
     ap.add_argument("--parallel-limit", type=int, default=2 ** 25, help="largest B·NH·T² the parallel form is run at")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "xlstm_speed.json")
     args = ap.parse_args(argv)
@@ -148,16 +157,17 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
     torch.set_num_threads(args.threads)
-    # One entry per part; a run of one part keeps the other's last figures in the file.
+    # One entry per part and thread count; a run keeps the other entries' last figures in the file.
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
-    run = dict(torch=torch.__version__, threads=args.threads, machine=platform.machine(), repeats=args.repeats,
+    run = dict(torch=torch.__version__, threads=args.threads, clock=args.clock, machine=platform.machine(),
+               repeats=args.repeats,
                load_average_at_start=os.getloadavg()[0],
                command=" ".join(["python", "benchmarks/xlstm_speed.py", *(argv if argv is not None else sys.argv[1:])]))
     if args.part in ("all", "slstm"):
-        result["slstm"] = dict(run, rows=slstm_part(shapes, args.repeats))
+        result[f"slstm threads={args.threads}"] = dict(run, rows=slstm_part(shapes, args.repeats, clock=CLOCKS[args.clock]))
     if args.part in ("all", "mlstm"):
-        result["mlstm"] = dict(run, rows=mlstm_part([int(v) for v in args.lengths.split(",")], args.repeats,
-                                                    args.parallel_limit))
+        result[f"mlstm threads={args.threads}"] = dict(run, rows=mlstm_part([int(v) for v in args.lengths.split(",")], args.repeats,
+                                                    args.parallel_limit, clock=CLOCKS[args.clock]))
     write_json(args.json, result)
     print(f"wrote {args.json}")
     return 0

@@ -68,23 +68,27 @@ def test_fused_matches_reference(cfg):
 
 def test_gradcheck_of_the_operator_float64():
     torch.manual_seed(0)
-    T, B, H = 4, 3, 3
-    xp = torch.randn(T, B, 4 * H, dtype=torch.float64, requires_grad=True)
+    T, B, I, H = 4, 3, 2, 3
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    w_ih = torch.randn(4 * H, I, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4 * H, dtype=torch.float64, requires_grad=True)
     w = (torch.randn(4 * H, H, dtype=torch.float64) * 0.5).requires_grad_()
     h0, c0, m0 = (torch.randn(B, H, dtype=torch.float64, requires_grad=True) for _ in range(3))
     n0 = (torch.rand(B, H, dtype=torch.float64) + 0.5).requires_grad_()
     lengths = torch.tensor([4, 1, 3])
     for reverse in (False, True):
         for exp_forget in (False, True):
-            def f(xp, w, h0, c0, n0, m0):  # every output: out, final state, gates (and raw ĩ, f̃), c, n, m
-                return torch.ops.lstmkit_xlstm.slstm_forward(xp, w, h0, c0, n0, m0, lengths, reverse, exp_forget)
-            assert torch.autograd.gradcheck(f, (xp, w, h0, c0, n0, m0))
+            def f(x, w_ih, bias, w, h0, c0, n0, m0):  # every output: out, final state, gates (and raw ĩ, f̃), c, n, m
+                return torch.ops.lstmkit_xlstm.slstm_forward(x, w_ih, bias, w, h0, c0, n0, m0, lengths, reverse,
+                                                             exp_forget)
+            assert torch.autograd.gradcheck(f, (x, w_ih, bias, w, h0, c0, n0, m0))
 
 
 def _op_args(dtype=torch.float32, lengths=True, reverse=False, exp_forget=False, requires_grad=True):
     torch.manual_seed(1)
-    T, B, H = 5, 3, 4
-    args = [torch.randn(T, B, 4 * H, dtype=dtype), torch.randn(4 * H, H, dtype=dtype) * 0.3]
+    T, B, I, H = 5, 3, 2, 4
+    args = [torch.randn(T, B, I, dtype=dtype), torch.randn(4 * H, I, dtype=dtype), torch.randn(4 * H, dtype=dtype),
+            torch.randn(4 * H, H, dtype=dtype) * 0.3]
     args += [torch.randn(B, H, dtype=dtype) for _ in range(2)] + [torch.rand(B, H, dtype=dtype), torch.randn(B, H, dtype=dtype)]
     args = [a.requires_grad_(requires_grad) for a in args]
     return (*args, torch.tensor([5, 2, 4]) if lengths else None, reverse, exp_forget)
@@ -106,7 +110,7 @@ def test_opcheck_backward():
     fwd = _op_args(torch.float64, requires_grad=False)
     out = torch.ops.lstmkit_xlstm.slstm_forward(*fwd)
     g = [torch.randn_like(t) for t in out]
-    xp, w, h0, c0, n0, m0, lengths, reverse, exp_forget = fwd
+    x, w_ih, bias, w, h0, c0, n0, m0, lengths, reverse, exp_forget = fwd
     args = (*g, w, h0, c0, n0, m0, lengths, reverse, exp_forget, out[0], *out[5:])
     torch.library.opcheck(torch.ops.lstmkit_xlstm.slstm_backward.default, args)
     args_none = (g[0], None, None, None, None, None, None, None, None, *args[9:])
@@ -180,10 +184,14 @@ def test_torch_compile_fullgraph_runs_the_operators():
 def test_operator_checks_its_arguments():
     args = list(_op_args(requires_grad=False))
     bad_lengths = list(args)
-    bad_lengths[6] = torch.tensor([5, 6, 1])
+    bad_lengths[8] = torch.tensor([5, 6, 1])
     with pytest.raises(RuntimeError, match=r"lengths must lie in \[1, 5\], got 6"):
         torch.ops.lstmkit_xlstm.slstm_forward(*bad_lengths)
     bad_w = list(args)
-    bad_w[1] = torch.zeros(16, 3)
-    with pytest.raises(RuntimeError, match=r"w_hh must be \(4H, H\) = \(16, 4\)"):
+    bad_w[3] = torch.zeros(16, 3)
+    with pytest.raises(RuntimeError, match=r"w_hh must be \(4H, dh\) = \(16, dh\) with dh dividing H = 4"):
         torch.ops.lstmkit_xlstm.slstm_inference(*bad_w)
+    bad_w_ih = list(args)
+    bad_w_ih[1] = torch.zeros(16, 5)
+    with pytest.raises(RuntimeError, match=r"w_ih must be \(4H, I\) with I = 2 of x's dtype, got \[16, 5\]"):
+        torch.ops.lstmkit_xlstm.slstm_forward(*bad_w_ih)

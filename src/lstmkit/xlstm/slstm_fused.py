@@ -1,4 +1,4 @@
-"""sLSTM's fused backend: the C++ kernel (kernels/csrc/slstm_fused.cpp) as PyTorch operators.
+"""sLSTM's fused backend: the C++ kernel (xlstm/csrc/slstm_fused.cpp) as PyTorch operators.
 
 The extension defines ``torch.ops.lstmkit_xlstm.slstm_forward``, ``slstm_backward`` and
 ``slstm_inference`` (the forward without records, for calls autograd wants nothing from) with
@@ -6,37 +6,49 @@ TORCH_LIBRARY; this module gives them fake kernels (shapes from shapes, for torc
 torch.export) and registers the backward op as the forward's autograd, so every caller runs the
 hand-written backward through time.
 
-What the operator takes and what stays in torch: the input projection x W_ih^T + b_ih + b_hh of
-all steps is one F.linear before the op (its gradients dW_ih, dx, db are then torch's GEMMs), and
-the head-wise weight_hh is expanded to its dense block-diagonal (4H, H) (autograd maps the dense
-gradient back to the blocks). The op runs the recurrence: per step one GEMM and one fused pass.
+What the operator takes: x, weight_ih, b_ih + b_hh (summed here, so autograd splits the
+gradient) and the head-wise weight_hh (4H, dh) as stored (the kernel multiplies per head, never
+by the dense block-diagonal). It runs the input projection by chunks of steps and the recurrence,
+on lk.LSTM's register tiles where its forward uses them. Its backward op returns the gradient of
+the pre-activations dG (T, B, 4H) with those of weight_hh and the initial state; the input
+projection's gradients (dx, dW_ih, the bias's) are GEMMs of dG, made here in the autograd formula.
 
-Built like lk.LSTM's fused kernel (same compiler flags), on first use, into torch's extension
-directory ($TORCH_EXTENSIONS_DIR) as "lstmkit_slstm". If the build fails, one warning, and
+Built like lk.LSTM's fused kernel (same compiler flags; it includes that kernel's headers), on
+first use, into torch's extension directory ($TORCH_EXTENSIONS_DIR) as "lstmkit_slstm". If the build fails, one warning, and
 backend="auto" uses the reference loop.
 
 Shape legend: T steps, B batch, I input features, H hidden size.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..kernels.fused import _compile_flags, _openmp_flags
-from .slstm_reference import SLSTMGates, SLSTMLayerParams, block_diagonal
+from .slstm_reference import SLSTMGates, SLSTMLayerParams
 
-_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "csrc" / "slstm_fused.cpp"
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_SOURCE = _CSRC / "slstm_fused.cpp"
 _DTYPES = (torch.float32, torch.float64)
 
 _lock = threading.Lock()
 _loaded = False
 _error: Optional[str] = None
+
+
+def _headers_flag() -> str:
+    """A digest of this kernel's own headers as a define: torch's build cache hashes the source and
+    the flags, not what they include (_compile_flags carries the digest of lk.LSTM's headers)."""
+    digest = hashlib.sha256()
+    for header in sorted(_CSRC.glob("*.h")):
+        digest.update(header.name.encode() + header.read_bytes())
+    return f"-DLSTMKIT_SLSTM_HEADERS={digest.hexdigest()[:16]}"
 
 
 def load_extension(verbose: bool = False) -> bool:
@@ -53,7 +65,9 @@ def load_extension(verbose: bool = False) -> bool:
             load(
                 name="lstmkit_slstm",
                 sources=[str(_SOURCE)],
-                extra_cflags=_compile_flags(),
+                # no implicit contraction of a * b + c into an FMA: the compiler would choose it per
+                # instantiation, and inference must be bit for bit the recording forward
+                extra_cflags=[*_compile_flags(), _headers_flag(), "-ffp-contract=off"],
                 extra_ldflags=_openmp_flags(),
                 is_python_module=False,
                 verbose=verbose,
@@ -93,16 +107,17 @@ def _register_python_parts() -> None:
     """Fake kernels of the ops and the forward's autograd (the backward op)."""
 
     @torch.library.register_fake("lstmkit_xlstm::slstm_forward")
-    def _(xp, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget):
-        T, B, GH = xp.shape
-        H = GH // 4
+    def _(x, w_ih, bias, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget):
+        T, B, _ = x.shape
+        H = w_ih.shape[0] // 4
         state = [h0.new_empty(B, H) for _ in range(4)]
-        return (xp.new_empty(T, B, H), *state, xp.new_empty(T, B, 6 * H), *(xp.new_empty(T, B, H) for _ in range(3)))
+        return (x.new_empty(T, B, H), *state, x.new_empty(T, B, 6 * H), *(x.new_empty(T, B, H) for _ in range(3)))
 
     @torch.library.register_fake("lstmkit_xlstm::slstm_inference")
-    def _(xp, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget):
-        T, B, GH = xp.shape
-        return (xp.new_empty(T, B, GH // 4), *(h0.new_empty(B, GH // 4) for _ in range(4)))
+    def _(x, w_ih, bias, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget):
+        T, B, _ = x.shape
+        H = w_ih.shape[0] // 4
+        return (x.new_empty(T, B, H), *(h0.new_empty(B, H) for _ in range(4)))
 
     @torch.library.register_fake("lstmkit_xlstm::slstm_backward")
     def _(g_out, g_hn, g_cn, g_nn, g_mn, g_gates, g_cs, g_ns, g_ms, w_hh, h0, c0, n0, m0, lengths, reverse,
@@ -111,19 +126,24 @@ def _register_python_parts() -> None:
         return (out.new_empty(T, B, 4 * H), torch.empty_like(w_hh), *(torch.empty_like(s) for s in (h0, c0, n0, m0)))
 
     def setup_context(ctx, inputs, output):
-        xp, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget = inputs
+        x, w_ih, bias, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget = inputs
         out, _, _, _, _, gates, cs, ns, ms = output
-        ctx.save_for_backward(w_hh, h0, c0, n0, m0, lengths, out, gates, cs, ns, ms)
-        ctx.reverse, ctx.exp_forget = reverse, exp_forget
+        ctx.save_for_backward(x, w_ih, w_hh, h0, c0, n0, m0, lengths, out, gates, cs, ns, ms)
+        ctx.reverse, ctx.exp_forget, ctx.has_bias = reverse, exp_forget, bias is not None
         ctx.set_materialize_grads(False)
 
     def backward(ctx, g_out, g_hn, g_cn, g_nn, g_mn, g_gates, g_cs, g_ns, g_ms):
-        w_hh, h0, c0, n0, m0, lengths, out, gates, cs, ns, ms = ctx.saved_tensors
-        grads = torch.ops.lstmkit_xlstm.slstm_backward(
+        x, w_ih, w_hh, h0, c0, n0, m0, lengths, out, gates, cs, ns, ms = ctx.saved_tensors
+        d_g, *grads = torch.ops.lstmkit_xlstm.slstm_backward(
             g_out, g_hn, g_cn, g_nn, g_mn, g_gates, g_cs, g_ns, g_ms, w_hh, h0, c0, n0, m0, lengths,
             ctx.reverse, ctx.exp_forget, out, gates, cs, ns, ms,
-        )
-        return (*grads, None, None, None)
+        )  # d_g: (T, B, 4H), the pre-activations' gradient; then x W_ih^T + bias's
+        need = ctx.needs_input_grad
+        d_g2 = d_g.reshape(-1, d_g.shape[-1])
+        d_x = d_g @ w_ih if need[0] else None
+        d_w_ih = d_g2.t() @ x.reshape(-1, x.shape[-1]) if need[1] else None
+        d_bias = d_g2.sum(0) if ctx.has_bias and need[2] else None
+        return (d_x, d_w_ih, d_bias, *grads, None, None, None)
 
     torch.library.register_autograd("lstmkit_xlstm::slstm_forward", backward, setup_context=setup_context)
 
@@ -143,11 +163,10 @@ def fused_slstm_layer(
     """Same contract as slstm_reference.slstm_layer, run by the fused operator."""
     if not available():
         raise RuntimeError(f"lstmkit's fused sLSTM kernel is not available: {_error}")
-    bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh  # (4H,): both biases in the one GEMM
-    xp = F.linear(x, p.w_ih, bias).contiguous()  # (T, B, 4H): every step's input projection
-    args = (xp, block_diagonal(p.w_hh), h0.contiguous(), c0.contiguous(), n0.contiguous(), m0.contiguous(),
+    bias = p.b_ih if p.b_hh is None else p.b_ih + p.b_hh  # (4H,) or None
+    args = (x.contiguous(), p.w_ih.contiguous(), bias, p.w_hh.contiguous(), h0.contiguous(), c0.contiguous(), n0.contiguous(), m0.contiguous(),
             lengths, reverse, forget_gate == "exp")
-    if not record and not (torch.is_grad_enabled() and any(t.requires_grad for t in args[:6])):
+    if not record and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:8])):
         out, h_n, c_n, n_n, m_n = torch.ops.lstmkit_xlstm.slstm_inference(*args)
         return out, (h_n, c_n, n_n, m_n), None
     out, h_n, c_n, n_n, m_n, gates, cs, ns, ms = torch.ops.lstmkit_xlstm.slstm_forward(*args)
