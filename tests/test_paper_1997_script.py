@@ -2,21 +2,17 @@
 load recorded, and --quick is a small subset."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "paper_1997.py")
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("paper_1997", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("paper_1997")
 
 
 def test_the_full_plan_covers_every_entry_and_quick_is_a_short_subset(script, capsys):

@@ -1,21 +1,16 @@
 """benchmarks/xlstm_charlm.py: a tiny equal-time run writes its table with the machine, threads and load."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "xlstm_charlm.py")
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("xlstm_charlm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("xlstm_charlm")
 
 
 def test_a_tiny_run_writes_json_and_markdown(script, tmp_path):

@@ -1,22 +1,17 @@
 """benchmarks/xlstm_parity.py: its parity batches are right, and a tiny run of every model writes its table."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import pytest
 import torch
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "xlstm_parity.py")
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("xlstm_parity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("xlstm_parity")
 
 
 def test_parity_batches(script):
