@@ -347,6 +347,9 @@ def ort_decoder(model, threads: int):
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    # Its pool threads spin-wait after each run by default: with more than one thread they would
+    # hold a core through the other approaches' turns and slow them (lk 1-layer B=1: 148 -> 355 us).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(export_onnx(model, initial_state=True).SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
 
