@@ -96,11 +96,12 @@ def _openmp_flags() -> list[str]:
     return ["-fopenmp"] if torch.backends.openmp.is_available() else []
 
 
-def _headers_digest() -> str:
-    """A digest of the kernel's headers: torch's build cache hashes the listed sources and the
-    flags, not what they include, so the digest rides in the flags and a changed header rebuilds."""
+def _headers_digest(folder: Path = _CSRC) -> str:
+    """A digest of a kernel's headers (this one's by default): torch's build cache hashes the listed
+    sources and the flags, not what they include, so the digest rides in the flags and a changed
+    header rebuilds."""
     digest = hashlib.sha256()
-    for header in sorted(_CSRC.glob("*.h")):
+    for header in sorted(folder.glob("*.h")):
         digest.update(header.name.encode() + header.read_bytes())
     return digest.hexdigest()[:16]
 

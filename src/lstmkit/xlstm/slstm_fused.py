@@ -21,7 +21,6 @@ Shape legend: T steps, B batch, I input features, H hidden size.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import warnings
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..kernels.fused import _compile_flags, _openmp_flags
+from ..kernels.fused import _compile_flags, _headers_digest, _openmp_flags
 from .slstm_reference import SLSTMGates, SLSTMLayerParams
 
 _CSRC = Path(__file__).resolve().parent / "csrc"
@@ -43,12 +42,8 @@ _error: Optional[str] = None
 
 
 def _headers_flag() -> str:
-    """A digest of this kernel's own headers as a define: torch's build cache hashes the source and
-    the flags, not what they include (_compile_flags carries the digest of lk.LSTM's headers)."""
-    digest = hashlib.sha256()
-    for header in sorted(_CSRC.glob("*.h")):
-        digest.update(header.name.encode() + header.read_bytes())
-    return f"-DLSTMKIT_SLSTM_HEADERS={digest.hexdigest()[:16]}"
+    """This kernel's own headers' digest as a define (_compile_flags carries lk.LSTM's)."""
+    return f"-DLSTMKIT_SLSTM_HEADERS={_headers_digest(_CSRC)}"
 
 
 def load_extension(verbose: bool = False) -> bool:
