@@ -1,4 +1,5 @@
-// The cell: every equation of every variant, forward and backward, for one row of hidden units, LayerNorm's included (its row statistics, the normalized projections, the finish h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) and their backward).
+// The cell: every equation of every variant, forward and backward, for one row of hidden units,
+// LayerNorm's included (row statistics, normalized projections, h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c), their backward).
 // Part of the fused LSTM kernel: see lstm_fused.cpp for the overview and the shape legend.
 #pragma once
 
