@@ -68,11 +68,12 @@ def backward_chunk():
 class _CountKernelCalls(TorchDispatchMode):
     """Counts the fused kernel's operator calls as PyTorch's dispatcher sees them."""
 
-    OPS = {"lstm_layer": "forward", "lstm_layer_backward": "backward", "lstm_layer_infer": "infer"}
+    OPS = {"lstm_layer": "forward", "lstm_layer_backward": "backward", "lstm_layer_infer": "infer",
+           "lstm_stack_infer": "stack"}
 
     def __init__(self):
         super().__init__()
-        self.calls = {"forward": 0, "backward": 0, "infer": 0}
+        self.calls = {"forward": 0, "backward": 0, "infer": 0, "stack": 0}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
@@ -104,7 +105,7 @@ def test_auto_on_cpu_runs_the_fused_kernel(kernel_calls):
     lstm = lk.LSTM(3, 4, num_layers=2, bidirectional=True)  # backend="auto"
     out, _ = lstm(torch.randn(5, 2, 3))
     out.sum().backward()
-    assert calls == {"forward": 4, "backward": 4, "infer": 0}, f"fused kernel calls (2 layers x 2 directions): {calls}"
+    assert calls == {"forward": 4, "backward": 4, "infer": 0, "stack": 0}, f"fused kernel calls (2 layers x 2 directions): {calls}"
 
 
 def test_build_failure_warns_once_and_auto_falls_back(monkeypatch):
@@ -412,25 +413,29 @@ def test_saturated_gates_match_reference():
 # --- the inference entry and its weight cache ------------------------------------------------
 
 def test_no_grad_runs_the_inference_entry(kernel_calls):
-    """No autograd wanted and no gates recorded: the forward-only entry, nothing else."""
+    """No autograd wanted and no gates recorded: the forward-only entries, nothing else: one
+    whole-stack call for torch.nn.LSTM's model, one per layer and direction with a variant."""
     calls = kernel_calls
     lstm = lk.LSTM(3, 4, num_layers=2, bidirectional=True, backend="fused")
     x = torch.randn(5, 2, 3)
     with torch.no_grad():
         lstm(x)
-    assert calls == {"forward": 0, "backward": 0, "infer": 4}, calls
+    assert calls == {"forward": 0, "backward": 0, "infer": 0, "stack": 1}, calls
     with torch.inference_mode():
         lstm(x)
-    assert calls["infer"] == 8, calls
+    assert calls["stack"] == 2, calls
+    with torch.no_grad():
+        lk.LSTM(3, 4, num_layers=2, bidirectional=True, peephole=True)(x)
+    assert calls["infer"] == 4 and calls["stack"] == 2, calls
     for p in lstm.parameters():
         p.requires_grad_(False)
     lstm(x)  # grad mode on, but nothing requires grad
-    assert calls["infer"] == 12 and calls["forward"] == 0, calls
+    assert calls["stack"] == 3 and calls["forward"] == 0, calls
     lstm(x.requires_grad_())  # the input wants a gradient: the autograd path
-    assert calls["forward"] == 4 and calls["infer"] == 12, calls
+    assert calls["forward"] == 4 and calls["stack"] == 3, calls
     with torch.no_grad():
         lstm(x, return_gates=True)  # gates are recorded by the training forward
-    assert calls["forward"] == 8 and calls["infer"] == 12, calls
+    assert calls["forward"] == 8 and calls["stack"] == 3 and calls["infer"] == 4, calls
 
 
 def _fused_vs_reference_no_grad(lstm, x, what):

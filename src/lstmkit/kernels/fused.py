@@ -313,6 +313,58 @@ def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     return out, (h_n, c_n), None
 
 
+# Whole-stack inference: torch.nn.LSTM's own model (no variants) with nothing recorded and no
+# gradient wanted runs as one lstm_stack_infer call instead of one lstm_layer_infer per layer and
+# direction. It saves one-step decoding the per-layer Python (cache look-ups, state plumbing:
+# about as long as a small step itself), and it is where the kernel runs a bidirectional layer's two
+# directions at once. The plan of a call (the weights and their prepared copies, flat, as the
+# operator takes them) is cached per model, keyed by the first layer's W_hh and checked against
+# every weight's fingerprint, so a call with unchanged weights re-assembles nothing.
+_STACK_PLANS = WeakIdKeyDictionary()  # by params[0][0].w_hh: (fingerprint, sources, (weights, prepared))
+
+
+def _plain_stack(spec: RunSpec, x: Tensor, state: tuple, params, layer_opts, input_masks) -> bool:
+    """Whether a call can run as one lstm_stack_infer: eager, no variants, no dropout between
+    layers, nothing recorded, no gradient wanted."""
+    if spec.record or spec.variants or layer_opts is not None or input_masks is not None:
+        return False
+    if spec.training and spec.dropout > 0 and spec.num_layers > 1:
+        return False
+    if values_hidden(x) or x.device.type != "cpu":
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in state) or any(
+            t is not None and t.requires_grad for layer in params for p in layer for t in p[:5])):
+        return False
+    return True
+
+
+def _stack_plan(params, tiled: bool) -> tuple[list, list]:
+    """(weights, prepared) for lstm_stack_infer, from the plan cache while every weight is as it was."""
+    sources = tuple(t for layer in params for p in layer for t in (p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr))
+
+    def make() -> tuple[list, list]:
+        prepared = []
+        for layer in params:
+            for p in layer:
+                prep = _prepared(p)
+                prepared += [prep.whh_t, prep.bias, prep.whr_t, _whh_packed(p, 4, prep) if tiled else None,
+                             _wih_packed(p.w_ih) if tiled else None]
+        return [None if t is None else t.detach() for t in sources], prepared
+
+    return _cached(_STACK_PLANS, params[0][0].w_hh, sources, tiled, make)
+
+
+def _stack_infer(spec: RunSpec, x: Tensor, state: tuple, params, lengths: Optional[Tensor]):
+    h0, c0 = state
+    first = params[0][0]
+    tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1], first.w_hh.numel())
+    weights, prepared = _stack_plan(params, tiled)
+    with torch.no_grad():
+        out, h_n, c_n = _OPS.lstm_stack_infer(x, h0, c0, weights, spec.num_layers, spec.bidirectional, lengths,
+                                              prepared)
+    return out, (h_n, c_n), None
+
+
 # The variants (RunSpec.variants names) the fused kernel runs: all of lk.LSTM's today. weight_drop
 # needs nothing here (the module drops weight_hh before dispatch) and input_dropout is applied by
 # run_stack; a variant added to the module later stays on the reference until listed here.
@@ -338,6 +390,8 @@ class FusedBackend(Backend):
         return None
 
     def run(self, spec, x, state, params, lengths, layer_opts=None, input_masks=None):
+        if _plain_stack(spec, x, state, params, layer_opts, input_masks):
+            return _stack_infer(spec, x, state, params, lengths)
         # input_masks (variational input dropout) are applied by run_stack between layers.
         return run_stack(
             fused_lstm_layer, x, state, params, lengths, spec.dropout, spec.training, spec.record, layer_opts, input_masks

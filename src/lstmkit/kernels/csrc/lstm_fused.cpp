@@ -12,6 +12,7 @@
 //   layer_args.h  checking and unpacking a layer call
 //   forward.h     the forward step loops and forward_impl (recording and inference)
 //   backward.h    the backward step loop and the chunked weight / input gradients
+//   concurrency.h directions at once and layers as a wavefront, on a thread each (inference)
 //   lstm_fused.cpp (this file) the operators and the Python module's test knobs
 //
 // Shape legend: T = steps, B = batch, I = input features, H = hidden size (cell and gates),
@@ -47,7 +48,7 @@
 // Lengths (right-padded batches): a row is active at step t when t < length. Inactive rows
 // keep their state, and their outputs, gates and cell states are zero; in reverse a row starts
 // at its own last step. This is the reference backend's contract, bit for bit in the masks.
-#include "backward.h"
+#include "concurrency.h"
 
 using namespace lstmkit;  // the bindings below name the kernel's parts
 
@@ -73,6 +74,19 @@ namespace ops {
   "Tensor? ln_c_weight, Tensor? ln_c_bias, Tensor? lengths, Tensor? h_keep, Tensor? zone_h, Tensor? zone_c, " \
   "bool reverse, bool coupled, float ln_eps"
 
+// Lengths must lie in [1, T]: checked in the operators, so that compiled and exported code rejects
+// them too.
+void check_lengths_in_range(const optional<Tensor>& lengths, int64_t T, int64_t B) {
+  if (!lengths.has_value() || !lengths->defined()) return;
+  TORCH_CHECK(lengths->dim() == 1 && lengths->numel() == B, "lstmkit: lengths must have shape (", B, ",), got ",
+              lengths->sizes());
+  if (lengths->numel() == 0) return;
+  const Tensor l = lengths->to(at::kLong);
+  const int64_t lo = l.min().item<int64_t>(), hi = l.max().item<int64_t>();
+  TORCH_CHECK(lo >= 1 && hi <= T, "lstmkit: lengths must lie in [1, ", T, "] (the padded sequence length), got "
+              "values from ", lo, " to ", hi);
+}
+
 struct Layer {  // the layer description, as the schemas above give it
   const Tensor& x; const Tensor& h0; const Tensor& c0;
   const optional<Tensor>& w_ih; const Tensor& w_hh; const optional<Tensor>& b_ih; const optional<Tensor>& b_hh;
@@ -96,18 +110,7 @@ struct Layer {  // the layer description, as the schemas above give it
     if (has(ln_ih_w)) v.push_back(*ln_ih_w), v.push_back(*ln_ih_b);
     return v;
   }
-  // Lengths must lie in [1, T]: checked here so that compiled and exported code rejects them too.
-  void check_lengths() const {
-    if (!has(lengths)) return;
-    const int64_t T = x.size(0);
-    TORCH_CHECK(lengths->dim() == 1 && lengths->numel() == x.size(1), "lstmkit: lengths must have shape (",
-                x.size(1), ",), got ", lengths->sizes());
-    if (lengths->numel() == 0) return;
-    const Tensor l = lengths->to(at::kLong);
-    const int64_t lo = l.min().item<int64_t>(), hi = l.max().item<int64_t>();
-    TORCH_CHECK(lo >= 1 && hi <= T, "lstmkit: lengths must lie in [1, ", T, "] (the padded sequence length), got "
-                "values from ", lo, " to ", hi);
-  }
+  void check_lengths() const { check_lengths_in_range(lengths, x.size(0), x.size(1)); }
 };
 
 #define LSTMKIT_LAYER_PARAMS                                                                                    \
@@ -237,13 +240,16 @@ inline bool tiles(const Tensor& x, const Tensor& w_hh) {
 // loops read them, when the caller already has them (fused.py caches them per weight version in
 // eager): W_hh^T (P, GH), b_ih + b_hh (GH,), W_hr^T (H, P) and the tiles' packed copies. Each that
 // is absent is made here from the weights (what compiled and exported graphs do).
-std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optional<Tensor>& whh_t,
-                                               const optional<Tensor>& bias, const optional<Tensor>& whr_t,
-                                               const optional<Tensor>& whh_packed, const optional<Tensor>& whh_cols,
-                                               const optional<Tensor>& wih_packed) {
-  const Layer a = LSTMKIT_LAYER_ARGS;
-  a.check_lengths();
+// layer_infer's work once its lengths are checked (lstm_stack_infer checks them once for all layers).
+// Sets its own dispatch guard: it also runs on a worker thread, which has none of the caller's.
+std::tuple<Tensor, Tensor, Tensor> infer_checked(const Layer& a, const optional<Tensor>& whh_t,
+                                                 const optional<Tensor>& bias, const optional<Tensor>& whr_t,
+                                                 const optional<Tensor>& whh_packed, const optional<Tensor>& whh_cols,
+                                                 const optional<Tensor>& wih_packed) {
   at::AutoDispatchBelowADInplaceOrView guard;
+  const Tensor &x = a.x, &w_hh = a.w_hh;
+  const optional<Tensor> &w_ih = a.w_ih, &b_ih = a.b_ih, &b_hh = a.b_hh, &w_hr = a.w_hr;
+  const bool coupled = a.coupled;
   PreparedCache& cache = prepared_cache();
   auto given = [&](const optional<Tensor>& t) { return a.has(t) ? *t : Tensor(); };
   const Tensor w_ih_ = given(w_ih), b_ih_ = given(b_ih), b_hh_ = given(b_hh), w_hr_ = given(w_hr);
@@ -254,7 +260,7 @@ std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optio
                                                      : cache.get(kWhrT, {w_hr_}, [&] { return w_hr_.t().contiguous(); });
   Tensor whh_pk = given(whh_packed), whh_cl = given(whh_cols), wih_pk = given(wih_packed);
   if (!a.has(whh_t) && tiles(x, w_hh)) {  // a call with no prepared weights: the tiles' copies from the cache too
-    const bool ln = a.has(ln_hh_w);
+    const bool ln = a.has(a.ln_hh_w);
     if (ln && !whh_cl.defined()) whh_cl = cache.get(kWhhCols, {w_hh}, [&] { return pack_cols_op(wt); });
     if (!ln && !whh_pk.defined()) {
       const int64_t NG = coupled ? 3 : 4;
@@ -263,9 +269,98 @@ std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optio
     if (w_ih_.defined() && !wih_pk.defined())
       wih_pk = cache.get(kWihPacked, {w_ih_}, [&] { return pack_cols_op(w_ih_.t().contiguous()); });
   }
-  auto r = forward_impl(false, x, h0, c0, opt(w_ih), wt, b, rt, lengths, reverse, coupled, peephole, h_keep, zone_h,
-                        zone_c, a.layer_norm(), eps, whh_pk, whh_cl, wih_pk);
+  auto r = forward_impl(false, x, a.h0, a.c0, opt(w_ih), wt, b, rt, a.lengths, a.reverse, coupled, a.peephole,
+                        a.h_keep, a.zone_h, a.zone_c, a.layer_norm(), a.eps, whh_pk, whh_cl, wih_pk);
   return {r[0], r[1], r[2]};
+}
+
+std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optional<Tensor>& whh_t,
+                                               const optional<Tensor>& bias, const optional<Tensor>& whr_t,
+                                               const optional<Tensor>& whh_packed, const optional<Tensor>& whh_cols,
+                                               const optional<Tensor>& wih_packed) {
+  const Layer a = LSTMKIT_LAYER_ARGS;
+  a.check_lengths();
+  return infer_checked(a, whh_t, bias, whr_t, whh_packed, whh_cols, wih_packed);
+}
+
+// Inference of a whole stack of torch.nn.LSTM's layers (weights, biases, projection, lengths; none
+// of the variants) in one call: {out (T,B,D·P), h_n (L·D,B,P), c_n (L·D,B,H)}, bit for bit what
+// lstm_layer_infer gives layer by layer. weights holds, per layer k and direction d in the order
+// k·D + d, its (w_ih, w_hh, b_ih, b_hh, w_hr); prepared is empty, or holds per layer and direction
+// (whh_t, bias, whr_t, whh_packed, wih_packed) as lstm_layer_infer takes them.
+//
+// One call instead of L·D is what one-step decoding needs (each operator call from Python costs
+// tens of µs, more than a small step), and it is where the layers and directions can run
+// concurrently (concurrency.h): a bidirectional layer's two directions at once, a unidirectional
+// stack's layers as a wavefront, each on its own thread.
+std::tuple<Tensor, Tensor, Tensor> stack_infer(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                               const c10::List<optional<Tensor>>& weights, int64_t num_layers,
+                                               bool bidirectional, const optional<Tensor>& lengths,
+                                               const c10::List<optional<Tensor>>& prepared) {
+  const int64_t L = num_layers, D = bidirectional ? 2 : 1, LD = L * D;
+  TORCH_CHECK(L >= 1, "lstmkit: lstm_stack_infer needs num_layers >= 1, got ", L);
+  TORCH_CHECK(static_cast<int64_t>(weights.size()) == 5 * LD, "lstmkit: lstm_stack_infer expects 5 weights (w_ih, "
+              "w_hh, b_ih, b_hh, w_hr) per layer and direction, ", 5 * LD, " for ", L, " layer(s) x ", D,
+              " direction(s), got ", weights.size());
+  TORCH_CHECK(prepared.size() == 0 || static_cast<int64_t>(prepared.size()) == 5 * LD, "lstmkit: lstm_stack_infer "
+              "expects no prepared weights or 5 per layer and direction (", 5 * LD, "), got ", prepared.size());
+  TORCH_CHECK(x.dim() == 3, "lstmkit: x must be (T, B, I), got ", x.sizes());
+  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == LD && c0.dim() == 3 && c0.size(0) == LD, "lstmkit: h0 and c0 must be (",
+              LD, ", B, ·), got ", h0.sizes(), " and ", c0.sizes());
+  check_lengths_in_range(lengths, x.size(0), x.size(1));
+  at::AutoDispatchBelowADInplaceOrView guard;
+  const optional<Tensor> none;
+  const int64_t T = x.size(0);
+  auto weight = [&](int64_t k, int64_t d, int64_t j) { return weights.get(5 * (k * D + d) + j); };
+  auto prep = [&](int64_t k, int64_t d, int64_t j) { return prepared.size() ? prepared.get(5 * (k * D + d) + j) : none; };
+  // every product of every layer on the register tiles, no projection (see run_concurrently)
+  bool tiles_only = true;
+  for (int64_t q = 0; q < LD; ++q) {
+    const optional<Tensor> w_hh = weight(q / D, q % D, 1), w_hr = weight(q / D, q % D, 4);
+    TORCH_CHECK(w_hh.has_value() && w_hh->defined(), "lstmkit: lstm_stack_infer: layer ", q / D, " direction ",
+                q % D, " has no w_hh");
+    tiles_only = tiles_only && !(w_hr.has_value() && w_hr->defined()) && tiles(x, *w_hh);
+  }
+  const bool concurrent = run_concurrently(tiles_only);
+  std::vector<Tensor> h_n(LD), c_n(LD);
+  // Steps [t0, t1) of layer k, direction d, from inp (those steps), starting from state h, c, with
+  // lengths relative to t0: {out, h, c}.
+  auto run_layer = [&](int64_t k, int64_t d, const Tensor& inp, const Tensor& h, const Tensor& c,
+                       const optional<Tensor>& len) {
+    const optional<Tensor> w_ih = weight(k, d, 0), w_hh = weight(k, d, 1), b_ih = weight(k, d, 2),
+                           b_hh = weight(k, d, 3), w_hr = weight(k, d, 4);
+    const Layer a{inp, h, c, w_ih, *w_hh, b_ih, b_hh, w_hr, none, none, none, none, none, none, none,
+                  len, none, none, none, d == 1, false, 0.0};
+    return infer_checked(a, prep(k, d, 0), prep(k, d, 1), prep(k, d, 2), prep(k, d, 3), none, prep(k, d, 4));
+  };
+  if (D == 1 && L >= 2 && T >= kWavefrontMinSteps && concurrent) {
+    std::vector<Tensor> outs(L), hs(L), cs(L);
+    for (int64_t k = 0; k < L; ++k) {
+      outs[k] = at::empty({T, x.size(1), weight(k, 0, 1)->size(1)}, x.options());
+      hs[k] = h0.select(0, k), cs[k] = c0.select(0, k);
+    }
+    const Tensor len_all = lengths.has_value() && lengths->defined() ? lengths->to(at::kLong) : Tensor();
+    run_wavefront(L, T, [&](int64_t k, int64_t t0, int64_t t1) {
+      at::AutoDispatchBelowADInplaceOrView worker_guard;
+      const Tensor inp = (k == 0 ? x : outs[k - 1]).narrow(0, t0, t1 - t0);
+      const optional<Tensor> len = len_all.defined() ? optional<Tensor>((len_all - t0).clamp(0, t1 - t0)) : none;
+      auto r = run_layer(k, 0, inp, hs[k], cs[k], len);
+      outs[k].narrow(0, t0, t1 - t0).copy_(std::get<0>(r));
+      hs[k] = std::get<1>(r), cs[k] = std::get<2>(r);
+    });
+    return {outs[L - 1], at::stack(hs), at::stack(cs)};
+  }
+  Tensor inp = x;
+  for (int64_t k = 0; k < L; ++k) {
+    std::array<Tensor, 2> outs;
+    run_directions(D, concurrent, [&](int64_t d) {
+      const int64_t q = k * D + d;
+      auto r = run_layer(k, d, inp, h0.select(0, q), c0.select(0, q), lengths);
+      outs[d] = std::get<0>(r), h_n[q] = std::get<1>(r), c_n[q] = std::get<2>(r);
+    });
+    inp = D == 1 ? outs[0] : at::cat({outs[0], outs[1]}, 2);
+  }
+  return {inp, at::stack(h_n), at::stack(c_n)};
 }
 
 // Backward through time of `layer`, given the gradients of its outputs (any may be absent) and
@@ -307,6 +402,8 @@ TORCH_LIBRARY(lstmkit, m) {
   m.def("lstm_layer_backward(Tensor? grad_out, Tensor? grad_h_n, Tensor? grad_c_n, Tensor? grad_gates, "
         "Tensor? grad_c, " LSTMKIT_LAYER_SCHEMA ", Tensor out, Tensor gates, Tensor c, Tensor ln_h, Tensor ln_rh, "
         "Tensor ln_c, Tensor ln_rc, Tensor ln_i, Tensor ln_ri, bool need_dx) -> Tensor[]");
+  m.def("lstm_stack_infer(Tensor x, Tensor h0, Tensor c0, Tensor?[] weights, int num_layers, bool bidirectional, "
+        "Tensor? lengths, Tensor?[] prepared) -> (Tensor out, Tensor h_n, Tensor c_n)");
   m.def("pack_whh(Tensor whh_t, int gates) -> Tensor");
   m.def("pack_cols(Tensor m) -> Tensor");
 }
@@ -315,6 +412,7 @@ TORCH_LIBRARY_IMPL(lstmkit, CPU, m) {
   m.impl("lstm_layer", &lstmkit::ops::layer);
   m.impl("lstm_layer_infer", &lstmkit::ops::layer_infer);
   m.impl("lstm_layer_backward", &lstmkit::ops::layer_backward);
+  m.impl("lstm_stack_infer", &lstmkit::ops::stack_infer);
   m.impl("pack_whh", &lstmkit::ops::pack_whh_op);
   m.impl("pack_cols", &lstmkit::ops::pack_cols_op);
 }
@@ -339,6 +437,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         TORCH_CHECK(rows >= 0, "backward chunk rows must be >= 0 (0: the default), got ", rows);
         g_backward_chunk_rows = rows;
       }, "for tests: rows per chunk of backward's step gradients (0: the default, kBackwardChunkRows)");
+  m.def("set_concurrency", [](const std::string& mode) {
+        TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "concurrency mode must be auto, on or off, got ",
+                    mode);
+        g_concurrency = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
+      }, "for tests: whether lstm_stack_infer runs directions at once and layers as a wavefront (auto: at two or "
+         "three threads)");
+  m.def("concurrent_runs", [] { return g_concurrent_runs.load(); },
+        "for tests: how many layers ran their directions at once, or stacks their layers as a wavefront, so far");
   m.def("uses_tiled", [](bool float64, int64_t B, int64_t whh_entries) {
         return float64 ? use_tiled<double>(B, whh_entries) : use_tiled<float>(B, whh_entries);
       }, "whether a forward of this dtype, batch size and W_hh size runs tiled steps (set_tiled and the build decide)",
