@@ -20,6 +20,9 @@ step (forward + backward of out.sum()) — it times, interleaved A B C … A B C
     fused+gates      the same with return_gates=True (every step's i, f, g, o, c, h)
     fused-untiled    fused with its tiled steps off (set_tiled("off")): a BLAS GEMM per step, then a
                      row-split gate pass — the A/B of the register-tiled steps fused runs by default
+    fused-in-order   (stacks) fused with the stack's concurrency off (set_concurrency("off")): the
+                     layers and directions one after the other, each step split across the threads —
+                     the A/B of running directions at once and layers as a wavefront
     reference        lk.LSTM(backend="reference"): a Python loop of torch ops with autograd
     nn.LSTM          torch.nn.LSTM, which runs oneDNN on CPU (the baseline of every ratio)
     nn.LSTM-nomkldnn torch.nn.LSTM inside torch.backends.mkldnn.flags(enabled=False)
@@ -78,7 +81,7 @@ VARIANTS = {
     "combined": dict(peephole=True, zoneout=0.1, recurrent_dropout=0.25),
 }
 APPROACHES = ("fused", "fused+gates", "fused-untiled", "reference", "nn.LSTM", "nn.LSTM-nomkldnn", "LSTMCell-loop")
-STACK_APPROACHES = ("fused", "fused+gates", "reference", "nn.LSTM", "nn.LSTM-nomkldnn")  # no one-layer cell loop
+STACK_APPROACHES = ("fused", "fused+gates", "fused-in-order", "reference", "nn.LSTM", "nn.LSTM-nomkldnn")  # no cell loop
 BASELINE = "nn.LSTM"
 
 
@@ -147,18 +150,19 @@ def _make(approach: str, T: int, B: int, I: int, H: int, seed: int = 0, layers: 
     gates = approach == "fused+gates"
     model = lk.LSTM(I, H, layers, bidirectional=bidirectional, backend=backend)
     model.load_state_dict(base.state_dict())
-    ext = lk.kernels.fused.load_extension() if approach == "fused-untiled" else None
+    ext = lk.kernels.fused.load_extension() if approach in ("fused-untiled", "fused-in-order") else None
+    knob = None if ext is None else ext.set_tiled if approach == "fused-untiled" else ext.set_concurrency
 
     def run(train: bool):
-        if ext is not None:
-            ext.set_tiled("off")
+        if knob is not None:
+            knob("off")
         try:
             res = model(x, return_gates=gates)
             if train:
                 res[0].sum().backward()
         finally:
-            if ext is not None:
-                ext.set_tiled("auto")
+            if knob is not None:
+                knob("auto")
     return run
 
 

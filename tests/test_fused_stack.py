@@ -1,14 +1,17 @@
-"""Whole-stack inference (torch.ops.lstmkit.lstm_stack_infer) against the layers one by one.
+"""Whole stacks (torch.ops.lstmkit.lstm_stack_infer, lstm_stack, lstm_stack_backward) against the
+layers one by one.
 
-An eval-mode, no-grad call of a plain lk.LSTM (torch.nn.LSTM's model: no variants) runs its whole
-stack in one operator call, which at two threads runs a bidirectional layer's directions at once
-and a unidirectional stack's layers as a wavefront. Its outputs and final states must be bit for
-bit those of the layer-by-layer operators (what a call with autograd runs) at the same thread
-count, with concurrency forced on, off and left to its rule; its weight plan must follow every
-change of the weights.
+A call of a plain lk.LSTM (torch.nn.LSTM's model: no variants, no gates recorded) runs its whole
+stack in one operator call: lstm_stack_infer without autograd, lstm_stack with it (its backward one
+lstm_stack_backward call). At two threads they run a bidirectional layer's directions at once
+(forward and backward), and inference runs a unidirectional stack's layers as a wavefront. Outputs,
+final states and every gradient must be bit for bit those of the layer-by-layer operators at the
+same thread count, with concurrency forced on, off and left to its rule; the inference plan must
+follow every change of the weights.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -17,7 +20,7 @@ from torch.library import opcheck
 
 import lstmkit as lk
 from lstmkit.kernels import fused
-from test_fused import _require_kernel
+from test_fused import _require_kernel, tiled_mode  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -36,9 +39,21 @@ def threads():
     torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _layers_one_by_one():
+    """Within the block, calls run layer by layer (the per-layer operators), as variants do."""
+    real = fused._stack_call
+    fused._stack_call = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        fused._stack_call = real
+
+
 def _layer_by_layer(lstm: lk.LSTM, x: torch.Tensor, lengths=None, hx=None):
-    """The same call through the per-layer operators: with autograd wanted, no stack call is made."""
-    out, (h, c) = lstm(x.requires_grad_(), hx, lengths=lengths)
+    """The same call through the per-layer operators."""
+    with _layers_one_by_one():
+        out, (h, c) = lstm(x, hx, lengths=lengths)
     return out.detach(), (h.detach(), c.detach())
 
 
@@ -94,24 +109,29 @@ def test_untiled_and_projected_stacks_match_too(dtype, proj_size, concurrency, t
 
 
 def test_the_stack_runs_one_operator_call_per_forward(monkeypatch):
-    """A plain eval no-grad call is one lstm_stack_infer; variants, recording and autograd are not."""
+    """A plain call is one whole-stack operator call: lstm_stack_infer without autograd (or dropout
+    between layers), lstm_stack with; variants and recorded gates run layer by layer."""
     _require_kernel()
     calls = []
-    real = fused._stack_infer
-    monkeypatch.setattr(fused, "_stack_infer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("_stack_infer", "_stack_train"):
+        real = getattr(fused, name)
+        monkeypatch.setattr(fused, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
     lstm = lk.LSTM(6, 8, 3, bidirectional=True).eval()
     x = torch.randn(4, 2, 6)
     with torch.no_grad():
         lstm(x)
-        assert len(calls) == 1
+        assert calls == ["_stack_infer"]
         lstm(x, return_gates=True)
         lk.LSTM(6, 8, 2, peephole=True).eval()(x)
-        lk.LSTM(6, 8, 2, dropout=0.5).train()(x)  # dropout between layers in training
-        assert len(calls) == 1
+        assert calls == ["_stack_infer"]
+        lk.LSTM(6, 8, 2, dropout=0.5).train()(x)  # dropout between layers in training: its masks
         lk.LSTM(6, 8, 2, dropout=0.5).eval()(x)  # eval: no dropout
-        assert len(calls) == 2
+    assert calls == ["_stack_infer", "_stack_train", "_stack_infer"]
     lstm(x)  # autograd wants gradients of the weights
-    assert len(calls) == 2
+    assert calls[-1] == "_stack_train" and len(calls) == 4
+    lk.LSTM(6, 8, 2, peephole=True)(x)
+    lstm(x, return_gates=True)
+    assert len(calls) == 4
 
 
 def test_the_weight_plan_follows_every_change(concurrency):
@@ -187,3 +207,113 @@ def test_the_stack_operator_names_a_wrong_call():
     args[6] = torch.tensor([8, 2, 5])
     with pytest.raises(RuntimeError, match=r"lengths must lie in \[1, 7\]"):
         torch.ops.lstmkit.lstm_stack_infer(*args)
+
+
+# --- training: lstm_stack and its backward ------------------------------------------------------
+
+_TRAIN = [c for c in itertools.product((1, 2, 3), (False, True), (0, 8), (2, 5, 16), (1, 9, 40), (0.0, 0.3))
+          if c[0] > 1 or not c[5]]  # dropout acts between layers only
+
+
+def _train_step(lstm, x, lengths, hx):
+    lstm.zero_grad()
+    x = x.detach().requires_grad_()
+    hx = tuple(t.detach().requires_grad_() for t in hx) if hx is not None else None
+    torch.manual_seed(7)  # the dropout masks
+    out, (h, c) = lstm(x, hx, lengths=lengths)
+    (out.square().sum() + h.sum() + 2 * c.sum()).backward()
+    grads = [x.grad] + ([t.grad for t in hx] if hx is not None else []) + [p.grad for p in lstm.parameters()]
+    return [out.detach(), h.detach(), c.detach()] + grads
+
+
+@pytest.mark.parametrize("layers,bidirectional,proj_size,B,T,dropout", _TRAIN)
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_training_stack_is_bit_equal_to_the_layers_one_by_one(layers, bidirectional, proj_size, B, T, dropout, mode,
+                                                              concurrency, threads):
+    """Outputs, final states and the gradients of the input, the initial state and every weight,
+    with lengths and dropout between layers (the same masks from the same seed), at two threads."""
+    threads(2)
+    concurrency(mode)
+    torch.manual_seed(layers * 100 + B * 10 + T)
+    lstm = lk.LSTM(12, 32, layers, bidirectional=bidirectional, proj_size=proj_size,
+                   dropout=dropout if layers > 1 else 0.0)
+    D, P = 2 if bidirectional else 1, proj_size or 32
+    x = torch.randn(T, B, 12)
+    hx = (torch.randn(layers * D, B, P), torch.randn(layers * D, B, 32))
+    lengths = torch.randint(1, T + 1, (B,))
+    ext = fused.loaded_extension()
+    for lens, state in ((None, None), (lengths, hx)):
+        before = ext.concurrent_runs()
+        got = _train_step(lstm, x, lens, state)
+        concurrent = ext.concurrent_runs() > before
+        with _layers_one_by_one():
+            want = _train_step(lstm, x, lens, state)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert torch.equal(g, w)
+        # where every step product is tiled, forward and backward: directions at once, or the
+        # forward's layers as a wavefront
+        tiled = not proj_size and B >= 3 and T >= 4
+        assert concurrent == (tiled and (bidirectional or (layers >= 2 and T >= 8)))
+
+
+def _stack_inputs(layers=2, bidirectional=True, proj_size=0, dropout=True, requires_grad=True):
+    torch.manual_seed(5)
+    lstm = lk.LSTM(4, 5, layers, bidirectional=bidirectional, proj_size=proj_size).double()
+    D, P, T, B = 2 if bidirectional else 1, proj_size or 5, 6, 3
+    weights = []
+    for k in range(layers):
+        for d in range(D):
+            sfx = f"_l{k}" + ("_reverse" if d else "")
+            weights += [getattr(lstm, n + sfx, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+    weights = [None if w is None else w.detach().clone().requires_grad_(requires_grad) for w in weights]
+    x = torch.randn(T, B, 4, dtype=torch.float64, requires_grad=requires_grad)
+    h0 = torch.randn(layers * D, B, P, dtype=torch.float64, requires_grad=requires_grad)
+    c0 = torch.randn(layers * D, B, 5, dtype=torch.float64, requires_grad=requires_grad)
+    masks = [(torch.rand(T, B, D * P, dtype=torch.float64) > 0.3).double() / 0.7 for _ in range(layers - 1)] if dropout else []
+    return x, h0, c0, weights, layers, bidirectional, torch.tensor([6, 2, 4]), masks
+
+
+@pytest.mark.parametrize("bidirectional,proj_size", [(False, 0), (True, 0), (True, 3)])
+def test_training_stack_gradcheck_float64(bidirectional, proj_size, tiled_mode):
+    """The hand-written backward through the whole stack, by finite differences: lengths, dropout
+    masks, initial states and every weight; the steps tiled (as float32 runs them) and not."""
+    _require_kernel()
+    for tiled in ("on", "off"):
+        tiled_mode(tiled)
+        x, h0, c0, weights, L, bi, lengths, masks = _stack_inputs(bidirectional=bidirectional, proj_size=proj_size)
+        present = [w for w in weights if w is not None]
+
+        def f(x, h0, c0, *ws):
+            it = iter(ws)
+            full = [None if w is None else next(it) for w in weights]
+            out, h_n, c_n, _ = torch.ops.lstmkit.lstm_stack(x, h0, c0, full, L, bi, lengths, masks)
+            return out, h_n, c_n
+
+        assert torch.autograd.gradcheck(f, (x, h0, c0, *present))
+
+
+@pytest.mark.parametrize("bidirectional,proj_size,dropout", [(False, 0, False), (True, 0, True), (True, 3, True)])
+def test_opcheck_training_stack(bidirectional, proj_size, dropout):
+    _require_kernel()
+    args = _stack_inputs(bidirectional=bidirectional, proj_size=proj_size, dropout=dropout)
+    opcheck(torch.ops.lstmkit.lstm_stack.default, args)
+    plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+    plain[3] = [None if w is None else w.detach() for w in args[3]]
+    out, h_n, c_n, records = torch.ops.lstmkit.lstm_stack(*plain)
+    grads = (torch.randn_like(out), None, torch.randn_like(c_n))
+    opcheck(torch.ops.lstmkit.lstm_stack_backward.default, (*grads, *plain[:3], *plain[3:], out, records, True),
+            test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+def test_training_stack_has_no_double_backward():
+    """create_graph=True gives first-order gradients; differentiating them again says why not."""
+    _require_kernel()
+    lstm = lk.LSTM(4, 5, 2, bidirectional=True).double()
+    x = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(lstm(x)[0].sum(), x, create_graph=True)
+    with _layers_one_by_one():
+        (want,) = torch.autograd.grad(lstm(x)[0].sum(), x)
+    assert torch.equal(g, want)
+    with pytest.raises(RuntimeError, match="fused backend has no double backward"):
+        torch.autograd.grad(g.sum(), x)

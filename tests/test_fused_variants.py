@@ -326,10 +326,10 @@ def test_variants_run_the_fused_kernel(kernel_calls):
                    input_dropout=0.2).train()
     out, _ = lstm(torch.randn(5, 2, 3))
     out.sum().backward()
-    assert calls == {"forward": 1, "backward": 1, "infer": 0, "stack": 0}, calls
+    assert calls == {**dict.fromkeys(calls, 0), "forward": 1, "backward": 1}, calls
     with torch.no_grad():
         lstm(torch.randn(5, 2, 3))
-    assert calls == {"forward": 1, "backward": 1, "infer": 1, "stack": 0}, calls
+    assert calls == {**dict.fromkeys(calls, 0), "forward": 1, "backward": 1, "infer": 1}, calls
 
 
 def test_float32_layer_norm_inference_matches_reference():

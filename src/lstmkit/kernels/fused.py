@@ -313,34 +313,42 @@ def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     return out, (h_n, c_n), None
 
 
-# Whole-stack inference: torch.nn.LSTM's own model (no variants) with nothing recorded and no
-# gradient wanted runs as one lstm_stack_infer call instead of one lstm_layer_infer per layer and
-# direction. It saves one-step decoding the per-layer Python (cache look-ups, state plumbing:
-# about as long as a small step itself), and it is where the kernel runs a bidirectional layer's two
-# directions at once. The plan of a call (the weights and their prepared copies, flat, as the
-# operator takes them) is cached per model, keyed by the first layer's W_hh and checked against
-# every weight's fingerprint, so a call with unchanged weights re-assembles nothing.
+# Whole stacks: torch.nn.LSTM's own model (no variants, nothing recorded) runs as one operator call
+# (fused_stack_ops) instead of one per layer and direction: lstm_stack_infer when no gradient is
+# wanted, lstm_stack (with its one backward, lstm_stack_backward) when one is. It saves one-step
+# decoding the per-layer Python (cache look-ups, state plumbing: about as long as a small step
+# itself), and it is where the kernel runs a bidirectional layer's two directions at once and a
+# unidirectional stack's layers as a wavefront (csrc/concurrency.h). The inference plan (the
+# weights and their prepared copies, flat, as the operator takes them) is cached per model, keyed
+# by the first layer's W_hh and checked against every weight's fingerprint, so a call with
+# unchanged weights re-assembles nothing.
 _STACK_PLANS = WeakIdKeyDictionary()  # by params[0][0].w_hh: (fingerprint, sources, (weights, prepared))
 
 
-def _plain_stack(spec: RunSpec, x: Tensor, state: tuple, params, layer_opts, input_masks) -> bool:
-    """Whether a call can run as one lstm_stack_infer: eager, no variants, no dropout between
-    layers, nothing recorded, no gradient wanted."""
+def _stack_call(spec: RunSpec, x: Tensor, state: tuple, params, layer_opts, input_masks) -> Optional[str]:
+    """"infer" or "train" when a call runs as one whole-stack operator (eager, no variants, nothing
+    recorded), else None."""
     if spec.record or spec.variants or layer_opts is not None or input_masks is not None:
-        return False
-    if spec.training and spec.dropout > 0 and spec.num_layers > 1:
-        return False
+        return None
     if values_hidden(x) or x.device.type != "cpu":
-        return False
+        return None
     if torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in state) or any(
             t is not None and t.requires_grad for layer in params for p in layer for t in p[:5])):
-        return False
-    return True
+        return "train"
+    return "train" if _dropout_between_layers(spec) else "infer"
+
+
+def _dropout_between_layers(spec: RunSpec) -> bool:
+    return spec.training and spec.dropout > 0 and spec.num_layers > 1
+
+
+def _flat_weights(params) -> list:
+    return [t for layer in params for p in layer for t in (p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr)]
 
 
 def _stack_plan(params, tiled: bool) -> tuple[list, list]:
     """(weights, prepared) for lstm_stack_infer, from the plan cache while every weight is as it was."""
-    sources = tuple(t for layer in params for p in layer for t in (p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr))
+    sources = tuple(_flat_weights(params))
 
     def make() -> tuple[list, list]:
         prepared = []
@@ -362,6 +370,27 @@ def _stack_infer(spec: RunSpec, x: Tensor, state: tuple, params, lengths: Option
     with torch.no_grad():
         out, h_n, c_n = _OPS.lstm_stack_infer(x, h0, c0, weights, spec.num_layers, spec.bidirectional, lengths,
                                               prepared)
+    return out, (h_n, c_n), None
+
+
+def _dropout_masks(spec: RunSpec, x: Tensor, P: int) -> list:
+    """The masks torch's dropout would multiply each layer's input by (layers 1 … L-1), drawn as it
+    draws them (empty_like → bernoulli_(1 - p) → div_(1 - p); p = 1 draws nothing), in layer order, so
+    a seeded run gets the masks the layer-by-layer path gets."""
+    if not _dropout_between_layers(spec):
+        return []
+    T, B, D, p = x.shape[0], x.shape[1], 2 if spec.bidirectional else 1, spec.dropout
+    shape = (T, B, D * P)
+    if p == 1:
+        return [x.new_zeros(shape) for _ in range(spec.num_layers - 1)]
+    return [x.new_empty(shape).bernoulli_(1 - p).div_(1 - p) for _ in range(spec.num_layers - 1)]
+
+
+def _stack_train(spec: RunSpec, x: Tensor, state: tuple, params, lengths: Optional[Tensor]):
+    h0, c0 = state
+    masks = _dropout_masks(spec, x, h0.shape[-1])
+    out, h_n, c_n, _ = _OPS.lstm_stack(x, h0, c0, _flat_weights(params), spec.num_layers, spec.bidirectional,
+                                       lengths, masks)
     return out, (h_n, c_n), None
 
 
@@ -390,8 +419,11 @@ class FusedBackend(Backend):
         return None
 
     def run(self, spec, x, state, params, lengths, layer_opts=None, input_masks=None):
-        if _plain_stack(spec, x, state, params, layer_opts, input_masks):
+        whole = _stack_call(spec, x, state, params, layer_opts, input_masks)
+        if whole == "infer":
             return _stack_infer(spec, x, state, params, lengths)
+        if whole == "train":
+            return _stack_train(spec, x, state, params, lengths)
         # input_masks (variational input dropout) are applied by run_stack between layers.
         return run_stack(
             fused_lstm_layer, x, state, params, lengths, spec.dropout, spec.training, spec.record, layer_opts, input_masks

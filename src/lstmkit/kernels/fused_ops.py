@@ -21,10 +21,6 @@ features, H hidden size, GH = G·H gate rows, P size of h):
                        -> (out, h_n, c_n)                          # nothing recorded, no autograd
     lstm_layer_backward(grad_out?, grad_h_n?, grad_c_n?, grad_gates?, grad_c?, LAYER,
                         out, gates, c, ln_h, ln_rh, ln_c, ln_rc, ln_i, ln_ri, need_dx) -> Tensor[14]
-    lstm_stack_infer(x, h0 (L·D,B,P), c0 (L·D,B,H), weights (5 per layer and direction: w_ih, w_hh,
-                     b_ih, b_hh, w_hr), num_layers, bidirectional, lengths?, prepared (none, or 5 per
-                     layer and direction: whh_t, bias, whr_t, whh_packed, wih_packed))
-                       -> (out (T,B,D·P), h_n, c_n)                # a plain stack, nothing recorded
     pack_whh(whh_t, gates), pack_cols(m)                           # the tiles' weight layouts
 
 where LAYER is the layer description, the same leading arguments in every schema:
@@ -34,7 +30,8 @@ where LAYER is the layer description, the same leading arguments in every schema
     ln_hh_bias? (GH,), ln_c_weight?, ln_c_bias? (H,), lengths? (B,) int, h_keep? (B,P),
     zone_h? (T,B,P), zone_c? (T,B,H), reverse, coupled, ln_eps
 
-(`LayerCall.args` builds it from LSTMLayerParams and LSTMStepOptions, in one place).
+(`LayerCall.args` builds it from LSTMLayerParams and LSTMStepOptions, in one place). The
+whole-stack operators (lstm_stack, lstm_stack_backward, lstm_stack_infer) are fused_stack_ops'.
 """
 from __future__ import annotations
 
@@ -43,6 +40,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from . import fused_stack_ops
 from .types import LSTMLayerParams, LSTMStepOptions
 
 _NO_DOUBLE_BACKWARD = (
@@ -101,15 +99,6 @@ def _infer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_ih_weight,
                 whh_t=None, bias=None, whr_t=None, whh_packed=None, whh_cols=None, wih_packed=None):
     T, B, GH, H, P = _sizes(x, h0, c0, w_hh, coupled)
     return x.new_empty((T, B, P)), x.new_empty((B, P)), x.new_empty((B, H))
-
-
-def _stack_infer_fake(x, h0, c0, weights, num_layers, bidirectional, lengths, prepared):
-    D = 2 if bidirectional else 1
-    torch._check(x.dim() == 3, lambda: f"lstmkit: x must be (T, B, I), got {tuple(x.shape)}")
-    torch._check(len(weights) == 5 * num_layers * D,
-                 lambda: f"lstmkit: expected {5 * num_layers * D} weights, got {len(weights)}")
-    T, B, P, H = x.shape[0], x.shape[1], h0.shape[-1], c0.shape[-1]
-    return x.new_empty((T, B, D * P)), h0.new_empty((num_layers * D, B, P)), c0.new_empty((num_layers * D, B, H))
 
 
 def _backward_fake(grad_out, grad_h_n, grad_c_n, grad_gates, grad_c, *rest):
@@ -290,7 +279,6 @@ def register(ext) -> None:
     torch.library.register_fake(lib + "lstm_layer")(_layer_fake)
     torch.library.register_fake(lib + "lstm_layer_infer")(_infer_fake)
     torch.library.register_fake(lib + "lstm_layer_backward")(_backward_fake)
-    torch.library.register_fake(lib + "lstm_stack_infer")(_stack_infer_fake)
     torch.library.register_fake(lib + "pack_whh")(_pack_whh_fake)
     torch.library.register_fake(lib + "pack_cols")(_pack_cols_fake)
     global _LIB
@@ -302,6 +290,7 @@ def register(ext) -> None:
     torch.library.register_vmap(lib + "lstm_layer", _vmap_layer(torch.ops.lstmkit.lstm_layer.default, 11))
     torch.library.register_vmap(lib + "lstm_layer_infer", _vmap_layer(torch.ops.lstmkit.lstm_layer_infer.default, 3))
     torch.library.register_vmap(lib + "lstm_layer_backward", _vmap_backward)
+    fused_stack_ops.register(_LIB)  # the whole-stack operators
     _registered = True
 
 

@@ -12,7 +12,8 @@
 //   layer_args.h  checking and unpacking a layer call
 //   forward.h     the forward step loops and forward_impl (recording and inference)
 //   backward.h    the backward step loop and the chunked weight / input gradients
-//   concurrency.h directions at once and layers as a wavefront, on a thread each (inference)
+//   concurrency.h directions at once and layers as a wavefront, on a thread each
+//   stack.h       a whole stack of plain layers in one call: inference, training forward and backward
 //   lstm_fused.cpp (this file) the operators and the Python module's test knobs
 //
 // Shape legend: T = steps, B = batch, I = input features, H = hidden size (cell and gates),
@@ -48,7 +49,7 @@
 // Lengths (right-padded batches): a row is active at step t when t < length. Inactive rows
 // keep their state, and their outputs, gates and cell states are zero; in reverse a row starts
 // at its own last step. This is the reference backend's contract, bit for bit in the masks.
-#include "concurrency.h"
+#include "stack.h"
 
 using namespace lstmkit;  // the bindings below name the kernel's parts
 
@@ -283,84 +284,66 @@ std::tuple<Tensor, Tensor, Tensor> layer_infer(LSTMKIT_LAYER_PARAMS, const optio
   return infer_checked(a, whh_t, bias, whr_t, whh_packed, whh_cols, wih_packed);
 }
 
-// Inference of a whole stack of torch.nn.LSTM's layers (weights, biases, projection, lengths; none
-// of the variants) in one call: {out (T,B,D·P), h_n (L·D,B,P), c_n (L·D,B,H)}, bit for bit what
-// lstm_layer_infer gives layer by layer. weights holds, per layer k and direction d in the order
-// k·D + d, its (w_ih, w_hh, b_ih, b_hh, w_hr); prepared is empty, or holds per layer and direction
-// (whh_t, bias, whr_t, whh_packed, wih_packed) as lstm_layer_infer takes them.
+// The whole stack's operators (stack.h): a plain stack's inference, and training's recording forward
+// and backward through every layer, each in one call. One call instead of L·D is what one-step
+// decoding needs (each operator call from Python costs tens of µs, more than a small step), and it
+// is where the layers and directions can run concurrently (concurrency.h).
 //
-// One call instead of L·D is what one-step decoding needs (each operator call from Python costs
-// tens of µs, more than a small step), and it is where the layers and directions can run
-// concurrently (concurrency.h): a bidirectional layer's two directions at once, a unidirectional
-// stack's layers as a wavefront, each on its own thread.
+// Inference: {out (T,B,D·P), h_n (L·D,B,P), c_n (L·D,B,H)}, bit for bit what lstm_layer_infer
+// gives layer by layer. prepared is empty, or holds per layer and direction (whh_t, bias, whr_t,
+// whh_packed, wih_packed) as lstm_layer_infer takes them.
 std::tuple<Tensor, Tensor, Tensor> stack_infer(const Tensor& x, const Tensor& h0, const Tensor& c0,
                                                const c10::List<optional<Tensor>>& weights, int64_t num_layers,
                                                bool bidirectional, const optional<Tensor>& lengths,
                                                const c10::List<optional<Tensor>>& prepared) {
-  const int64_t L = num_layers, D = bidirectional ? 2 : 1, LD = L * D;
-  TORCH_CHECK(L >= 1, "lstmkit: lstm_stack_infer needs num_layers >= 1, got ", L);
-  TORCH_CHECK(static_cast<int64_t>(weights.size()) == 5 * LD, "lstmkit: lstm_stack_infer expects 5 weights (w_ih, "
-              "w_hh, b_ih, b_hh, w_hr) per layer and direction, ", 5 * LD, " for ", L, " layer(s) x ", D,
-              " direction(s), got ", weights.size());
-  TORCH_CHECK(prepared.size() == 0 || static_cast<int64_t>(prepared.size()) == 5 * LD, "lstmkit: lstm_stack_infer "
-              "expects no prepared weights or 5 per layer and direction (", 5 * LD, "), got ", prepared.size());
-  TORCH_CHECK(x.dim() == 3, "lstmkit: x must be (T, B, I), got ", x.sizes());
-  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == LD && c0.dim() == 3 && c0.size(0) == LD, "lstmkit: h0 and c0 must be (",
-              LD, ", B, ·), got ", h0.sizes(), " and ", c0.sizes());
+  const StackWeights w(weights, num_layers, bidirectional, x, h0, c0, "lstm_stack_infer");
+  TORCH_CHECK(prepared.size() == 0 || prepared.size() == weights.size(), "lstmkit: lstm_stack_infer expects no "
+              "prepared weights or 5 per layer and direction (", weights.size(), "), got ", prepared.size());
   check_lengths_in_range(lengths, x.size(0), x.size(1));
   at::AutoDispatchBelowADInplaceOrView guard;
   const optional<Tensor> none;
-  const int64_t T = x.size(0);
-  auto weight = [&](int64_t k, int64_t d, int64_t j) { return weights.get(5 * (k * D + d) + j); };
-  auto prep = [&](int64_t k, int64_t d, int64_t j) { return prepared.size() ? prepared.get(5 * (k * D + d) + j) : none; };
-  // every product of every layer on the register tiles, no projection (see run_concurrently)
-  bool tiles_only = true;
-  for (int64_t q = 0; q < LD; ++q) {
-    const optional<Tensor> w_hh = weight(q / D, q % D, 1), w_hr = weight(q / D, q % D, 4);
-    TORCH_CHECK(w_hh.has_value() && w_hh->defined(), "lstmkit: lstm_stack_infer: layer ", q / D, " direction ",
-                q % D, " has no w_hh");
-    tiles_only = tiles_only && !(w_hr.has_value() && w_hr->defined()) && tiles(x, *w_hh);
-  }
-  const bool concurrent = run_concurrently(tiles_only);
-  std::vector<Tensor> h_n(LD), c_n(LD);
-  // Steps [t0, t1) of layer k, direction d, from inp (those steps), starting from state h, c, with
-  // lengths relative to t0: {out, h, c}.
-  auto run_layer = [&](int64_t k, int64_t d, const Tensor& inp, const Tensor& h, const Tensor& c,
-                       const optional<Tensor>& len) {
-    const optional<Tensor> w_ih = weight(k, d, 0), w_hh = weight(k, d, 1), b_ih = weight(k, d, 2),
-                           b_hh = weight(k, d, 3), w_hr = weight(k, d, 4);
+  auto prep = [&](int64_t k, int64_t d, int64_t j) {
+    return prepared.size() ? prepared.get(StackWeights::kSlots * (k * w.D + d) + j) : none;
+  };
+  return stack_infer_impl(w, x, h0, c0, lengths, [&](int64_t k, int64_t d, const Tensor& inp, const Tensor& h,
+                                                     const Tensor& c, const optional<Tensor>& len) {
+    using S = StackWeights;
+    const optional<Tensor> w_ih = w.get(k, d, S::kWih), w_hh = w.get(k, d, S::kWhh), b_ih = w.get(k, d, S::kBih),
+                           b_hh = w.get(k, d, S::kBhh), w_hr = w.get(k, d, S::kWhr);
     const Layer a{inp, h, c, w_ih, *w_hh, b_ih, b_hh, w_hr, none, none, none, none, none, none, none,
                   len, none, none, none, d == 1, false, 0.0};
     return infer_checked(a, prep(k, d, 0), prep(k, d, 1), prep(k, d, 2), prep(k, d, 3), none, prep(k, d, 4));
-  };
-  if (D == 1 && L >= 2 && T >= kWavefrontMinSteps && concurrent) {
-    std::vector<Tensor> outs(L), hs(L), cs(L);
-    for (int64_t k = 0; k < L; ++k) {
-      outs[k] = at::empty({T, x.size(1), weight(k, 0, 1)->size(1)}, x.options());
-      hs[k] = h0.select(0, k), cs[k] = c0.select(0, k);
-    }
-    const Tensor len_all = lengths.has_value() && lengths->defined() ? lengths->to(at::kLong) : Tensor();
-    run_wavefront(L, T, [&](int64_t k, int64_t t0, int64_t t1) {
-      at::AutoDispatchBelowADInplaceOrView worker_guard;
-      const Tensor inp = (k == 0 ? x : outs[k - 1]).narrow(0, t0, t1 - t0);
-      const optional<Tensor> len = len_all.defined() ? optional<Tensor>((len_all - t0).clamp(0, t1 - t0)) : none;
-      auto r = run_layer(k, 0, inp, hs[k], cs[k], len);
-      outs[k].narrow(0, t0, t1 - t0).copy_(std::get<0>(r));
-      hs[k] = std::get<1>(r), cs[k] = std::get<2>(r);
-    });
-    return {outs[L - 1], at::stack(hs), at::stack(cs)};
-  }
-  Tensor inp = x;
-  for (int64_t k = 0; k < L; ++k) {
-    std::array<Tensor, 2> outs;
-    run_directions(D, concurrent, [&](int64_t d) {
-      const int64_t q = k * D + d;
-      auto r = run_layer(k, d, inp, h0.select(0, q), c0.select(0, q), lengths);
-      outs[d] = std::get<0>(r), h_n[q] = std::get<1>(r), c_n[q] = std::get<2>(r);
-    });
-    inp = D == 1 ? outs[0] : at::cat({outs[0], outs[1]}, 2);
-  }
-  return {inp, at::stack(h_n), at::stack(c_n)};
+  });
+}
+
+// Training's forward: {out, h_n, c_n, records}, records as stack.h's StackRecords lays them out
+// (what lstm_stack_backward needs). dropout_masks: none, or one (T,B,D·P) per layer above the
+// first, already scaled by 1 / (1 - p) (sampled by the caller, as torch's dropout samples them).
+std::tuple<Tensor, Tensor, Tensor, std::vector<Tensor>> stack(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                                              const c10::List<optional<Tensor>>& weights,
+                                                              int64_t num_layers, bool bidirectional,
+                                                              const optional<Tensor>& lengths,
+                                                              const c10::List<optional<Tensor>>& dropout_masks) {
+  const StackWeights w(weights, num_layers, bidirectional, x, h0, c0, "lstm_stack");
+  check_lengths_in_range(lengths, x.size(0), x.size(1));
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return stack_forward_impl(w, x, h0, c0, lengths, dropout_masks);
+}
+
+// Training's backward through the stack: {dx, dh0, dc0, then per layer and direction dw_ih, dw_hh,
+// db (b_ih's and b_hh's), dw_hr}, empty where absent (dx also when need_dx is false).
+std::vector<Tensor> stack_backward(const optional<Tensor>& grad_out, const optional<Tensor>& grad_h_n,
+                                   const optional<Tensor>& grad_c_n, const Tensor& x, const Tensor& h0,
+                                   const Tensor& c0, const c10::List<optional<Tensor>>& weights, int64_t num_layers,
+                                   bool bidirectional, const optional<Tensor>& lengths,
+                                   const c10::List<optional<Tensor>>& dropout_masks, const Tensor& out,
+                                   at::TensorList records, bool need_dx) {
+  const StackWeights w(weights, num_layers, bidirectional, x, h0, c0, "lstm_stack_backward");
+  at::AutoDispatchBelowADInplaceOrView guard;
+  auto r = stack_backward_impl(w, grad_out, grad_h_n, grad_c_n, x, h0, c0, lengths, dropout_masks, out,
+                               records.vec(), need_dx);
+  for (auto& t : r) t = or_empty(t, x);
+  return r;
 }
 
 // Backward through time of `layer`, given the gradients of its outputs (any may be absent) and
@@ -402,6 +385,11 @@ TORCH_LIBRARY(lstmkit, m) {
   m.def("lstm_layer_backward(Tensor? grad_out, Tensor? grad_h_n, Tensor? grad_c_n, Tensor? grad_gates, "
         "Tensor? grad_c, " LSTMKIT_LAYER_SCHEMA ", Tensor out, Tensor gates, Tensor c, Tensor ln_h, Tensor ln_rh, "
         "Tensor ln_c, Tensor ln_rc, Tensor ln_i, Tensor ln_ri, bool need_dx) -> Tensor[]");
+  m.def("lstm_stack(Tensor x, Tensor h0, Tensor c0, Tensor?[] weights, int num_layers, bool bidirectional, "
+        "Tensor? lengths, Tensor?[] dropout_masks) -> (Tensor out, Tensor h_n, Tensor c_n, Tensor[] records)");
+  m.def("lstm_stack_backward(Tensor? grad_out, Tensor? grad_h_n, Tensor? grad_c_n, Tensor x, Tensor h0, Tensor c0, "
+        "Tensor?[] weights, int num_layers, bool bidirectional, Tensor? lengths, Tensor?[] dropout_masks, "
+        "Tensor out, Tensor[] records, bool need_dx) -> Tensor[]");
   m.def("lstm_stack_infer(Tensor x, Tensor h0, Tensor c0, Tensor?[] weights, int num_layers, bool bidirectional, "
         "Tensor? lengths, Tensor?[] prepared) -> (Tensor out, Tensor h_n, Tensor c_n)");
   m.def("pack_whh(Tensor whh_t, int gates) -> Tensor");
@@ -413,6 +401,8 @@ TORCH_LIBRARY_IMPL(lstmkit, CPU, m) {
   m.impl("lstm_layer_infer", &lstmkit::ops::layer_infer);
   m.impl("lstm_layer_backward", &lstmkit::ops::layer_backward);
   m.impl("lstm_stack_infer", &lstmkit::ops::stack_infer);
+  m.impl("lstm_stack", &lstmkit::ops::stack);
+  m.impl("lstm_stack_backward", &lstmkit::ops::stack_backward);
   m.impl("pack_whh", &lstmkit::ops::pack_whh_op);
   m.impl("pack_cols", &lstmkit::ops::pack_cols_op);
 }
