@@ -5,8 +5,8 @@ lstmkit.paper1997.runner (the Trainer underneath), scores each with the paper's 
 writes a Markdown table and the raw rows as JSON. The files always hold exactly the rows of one
 run: a run replaces them, it never merges with an earlier one. Each trial stops when solved or
 after its time budget (a plain RNN's also at its sequence cap, RNN_FACTOR); the budgets are
-caps, adding up to the hours printed by ``--plan``, while a quiet 2-core machine is estimated to
-need about an hour and a half for the whole table, the copy task's two rows the longest.
+caps, adding up to the hours printed by ``--plan``, while the whole table took 42 minutes at one thread on a
+2-core machine (the copy task's two rows and adding at T = 1000 the longest).
 
     python benchmarks/paper_1997.py                  # the whole table
     python benchmarks/paper_1997.py --quick          # a subset in under 10 minutes
@@ -286,7 +286,7 @@ def missing_line(run: dict) -> list[str]:
     full = sum(t.seeds * t.budget for _, _, t in plan(list(ENTRIES), list(MODELS), quick=False))
     return [f"Not in this run: {', '.join(missing)}; the full table (`python benchmarks/paper_1997.py`) is capped "
             f"at {full / 60:.0f} min of training (trials stop earlier when solved, plain RNN trials also at their "
-            f"sequence cap); a quiet 2-core machine is estimated to need about 90 min for it."]
+            f"sequence cap); it took 42 min at one thread on a 2-core machine."]
 
 
 def _write(run: dict, md_path: str, json_path: str) -> None:
