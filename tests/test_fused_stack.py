@@ -317,3 +317,37 @@ def test_training_stack_has_no_double_backward():
     assert torch.equal(g, want)
     with pytest.raises(RuntimeError, match="fused backend has no double backward"):
         torch.autograd.grad(g.sum(), x)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["wavefront", "directions"])
+def test_a_failing_layer_fails_the_call_without_hanging(bidirectional, concurrency, threads):
+    """A layer that throws on its own thread stops the others' waits; the call raises its error."""
+    threads(2)
+    concurrency("on")
+    args = list(_stack_args(layers=3, bidirectional=bidirectional, lengths=False, dtype=torch.float32))
+    D = 2 if bidirectional else 1
+    args[:3] = torch.randn(16, 5, 5), torch.zeros(3 * D, 5, 6), torch.zeros(3 * D, 5, 6)  # 16 steps, tiled (B = 5)
+    weights = list(args[3])
+    weights[5 * D] = torch.randn(24, 7)  # layer 1's w_ih: 7 input columns where 6·D come
+    args[3] = weights
+    before = fused.loaded_extension().concurrent_runs()
+    with pytest.raises(RuntimeError, match="weight_ih is"):
+        torch.ops.lstmkit.lstm_stack_infer(*args)
+    assert fused.loaded_extension().concurrent_runs() > before
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_three_threads_run_concurrently_and_bit_equal(bidirectional, threads):
+    """Auto runs the stack concurrently at three threads too (one idles); the results do not move."""
+    threads(3)
+    torch.manual_seed(6)
+    lstm = lk.LSTM(12, 32, 3, bidirectional=bidirectional, dropout=0.2)
+    x = torch.randn(30, 8, 12)
+    got = _train_step(lstm, x, None, None)
+    with _layers_one_by_one():
+        want = _train_step(lstm, x, None, None)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    lstm.eval()
+    with torch.no_grad():
+        _assert_equal(lstm(x), _layer_by_layer(lstm, x))
