@@ -251,10 +251,8 @@ def test_training_stack_is_bit_equal_to_the_layers_one_by_one(layers, bidirectio
         assert len(got) == len(want)
         for g, w in zip(got, want):
             assert torch.equal(g, w)
-        # where every step product is tiled, forward and backward: directions at once, or the
-        # forward's layers as a wavefront
-        tiled = not proj_size and B >= 3 and T >= 4
-        assert concurrent == (tiled and (bidirectional or (layers >= 2 and T >= 8)))
+        # directions at once where every step product is tiled, forward and backward
+        assert concurrent == (bidirectional and not proj_size and B >= 3 and T >= 4)
 
 
 def _stack_inputs(layers=2, bidirectional=True, proj_size=0, dropout=True, requires_grad=True):
