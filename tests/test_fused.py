@@ -334,6 +334,35 @@ def test_double_backward_raises_clearly():
         torch.autograd.grad(g.sum(), x)
 
 
+@pytest.mark.parametrize("B", [8, 13, 32])
+def test_avx512_tiles_are_bit_equal_to_the_avx2_tiles(B):
+    """Where the CPU has AVX-512, float32 tiles take 8 rows at a time in zmm registers, building
+    every sum exactly as the AVX2 tiles do: outputs, states, inference and every gradient agree bit
+    for bit with them (set_avx512("off"))."""
+    ext = _require_kernel()
+    if not ext.uses_avx512():
+        pytest.skip("this CPU (or build) has no AVX-512 tiles")
+    torch.manual_seed(B)
+    lstm = lk.LSTM(20, 24, 2, bidirectional=True)
+    x = torch.randn(9, B, 20)
+    lengths = torch.randint(1, 10, (B,))
+    results = []
+    try:
+        for mode in ("off", "auto"):
+            ext.set_avx512(mode)
+            lstm.zero_grad()
+            xg = x.clone().requires_grad_()
+            out, (h, c) = lstm(xg, lengths=lengths)
+            (out.square().sum() + c.sum()).backward()
+            with torch.no_grad():
+                inferred = lstm(x, lengths=lengths)[0]
+            results.append([out, h, c, inferred, xg.grad] + [p.grad for p in lstm.parameters()])
+    finally:
+        ext.set_avx512("auto")
+    for a, b in zip(*results):
+        assert torch.equal(a.detach(), b.detach())
+
+
 def test_one_and_two_threads_agree():
     _require_kernel()
     torch.manual_seed(2)

@@ -4,6 +4,9 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <dlfcn.h>

@@ -144,7 +144,7 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
       for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
     };
     at::parallel_for(0, NU, grain, [&](int64_t u0, int64_t u1) {
-      for (int64_t u = u0; u < u1; ++u) for_row_tiles(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
+      for (int64_t u = u0; u < u1; ++u) for_row_tiles<scalar_t, NG>(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
     });
     if (proj) {
       project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs);

@@ -435,6 +435,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
          "three threads)");
   m.def("concurrent_runs", [] { return g_concurrent_runs.load(); },
         "for tests: how many layers ran their directions at once, or stacks their layers as a wavefront, so far");
+  m.def("set_avx512", [](const std::string& mode) {
+        TORCH_CHECK(mode == "auto" || mode == "off", "avx512 mode must be auto or off, got ", mode);
+        g_avx512 = mode == "auto" ? 0 : -1;
+      }, "for tests: whether the register tiles take 8 rows at a time in AVX-512 registers (auto: when the CPU has them)");
+  m.def("uses_avx512", [] { return avx512_tiles(); }, "whether the register tiles run on AVX-512 here");
   m.def("uses_tiled", [](bool float64, int64_t B, int64_t whh_entries) {
         return float64 ? use_tiled<double>(B, whh_entries) : use_tiled<float>(B, whh_entries);
       }, "whether a forward of this dtype, batch size and W_hh size runs tiled steps (set_tiled and the build decide)",
