@@ -263,19 +263,28 @@ void forward_loop(const Tensor& x, const Tensor& w_ih, const c10::optional<Tenso
   });
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_forward(
-    const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias, const Tensor& w_hh, const Tensor& h0,
-    const Tensor& c0, const Tensor& n0, const Tensor& m0, const c10::optional<Tensor>& lengths, bool reverse,
-    bool exp_forget) {
+// The forward of slstm_forward (record: every step's gates, c, n, m) and slstm_inference (only the
+// output): {out, h, c, n, m, gates, cs, ns, ms}, the last four undefined without record.
+std::vector<Tensor> run_forward(bool record, const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias,
+                                const Tensor& w_hh, const Tensor& h0, const Tensor& c0, const Tensor& n0,
+                                const Tensor& m0, const c10::optional<Tensor>& lengths, bool reverse, bool exp_forget) {
   const int64_t H = check_inputs(x, w_ih, bias, w_hh, {h0, c0, n0, m0});
   const int64_t T = x.size(0), B = x.size(1);
   const Steps steps = make_steps(T, B, reverse, lengths);
   // Every row of every step is written by the loop (zeros past a length).
-  auto make = [&](int64_t width) { return at::empty({T, B, width}, x.options()); };
-  Tensor out = make(H), gates = make(6 * H), cs = make(H), ns = make(H), ms = make(H);
+  auto make = [&](int64_t width) { return record ? at::empty({T, B, width}, x.options()) : Tensor(); };
+  Tensor out = at::empty({T, B, H}, x.options()), gates = make(6 * H), cs = make(H), ns = make(H), ms = make(H);
   Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
   forward_loop(x, w_ih, bias, w_hh, h, c, n, m, out, gates, cs, ns, ms, steps, exp_forget);
   return {out, h, c, n, m, gates, cs, ns, ms};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_forward(
+    const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias, const Tensor& w_hh, const Tensor& h0,
+    const Tensor& c0, const Tensor& n0, const Tensor& m0, const c10::optional<Tensor>& lengths, bool reverse,
+    bool exp_forget) {
+  const auto r = run_forward(true, x, w_ih, bias, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget);
+  return {r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]};
 }
 
 // Inference: the same steps, recording nothing but the output (no gates, c, n, m per step).
@@ -283,14 +292,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> slstm_inference(
     const Tensor& x, const Tensor& w_ih, const c10::optional<Tensor>& bias, const Tensor& w_hh, const Tensor& h0,
     const Tensor& c0, const Tensor& n0, const Tensor& m0, const c10::optional<Tensor>& lengths, bool reverse,
     bool exp_forget) {
-  const int64_t H = check_inputs(x, w_ih, bias, w_hh, {h0, c0, n0, m0});
-  const int64_t T = x.size(0), B = x.size(1);
-  const Steps steps = make_steps(T, B, reverse, lengths);
-  Tensor out = at::empty({T, B, H}, x.options());
-  Tensor h = h0.clone(), c = c0.clone(), n = n0.clone(), m = m0.clone();
-  Tensor none;
-  forward_loop(x, w_ih, bias, w_hh, h, c, n, m, out, none, none, none, none, steps, exp_forget);
-  return {out, h, c, n, m};
+  const auto r = run_forward(false, x, w_ih, bias, w_hh, h0, c0, n0, m0, lengths, reverse, exp_forget);
+  return {r[0], r[1], r[2], r[3], r[4]};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> slstm_backward(
