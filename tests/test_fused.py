@@ -54,6 +54,14 @@ def tiled_mode():
 
 
 @pytest.fixture
+def concurrency():
+    """Force the whole stack's concurrency on or off (concurrency("on" | "off" | "auto")); restore auto."""
+    ext = _require_kernel()
+    yield ext.set_concurrency
+    ext.set_concurrency("auto")
+
+
+@pytest.fixture
 def backward_chunk():
     """Set the rows per chunk of backward's step gradients (0: the default); restore it afterwards.
 

@@ -20,15 +20,7 @@ from torch.library import opcheck
 
 import lstmkit as lk
 from lstmkit.kernels import fused
-from test_fused import _require_kernel, tiled_mode  # noqa: F401 (fixture)
-
-
-@pytest.fixture
-def concurrency():
-    """Force the stack's concurrency on or off (concurrency("on" | "off" | "auto")); restore auto."""
-    ext = _require_kernel()
-    yield ext.set_concurrency
-    ext.set_concurrency("auto")
+from test_fused import _require_kernel, concurrency, tiled_mode  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import fused_stack_ops
 from .types import LSTMLayerParams, LSTMStepOptions
 
 _NO_DOUBLE_BACKWARD = (
@@ -290,6 +289,8 @@ def register(ext) -> None:
     torch.library.register_vmap(lib + "lstm_layer", _vmap_layer(torch.ops.lstmkit.lstm_layer.default, 11))
     torch.library.register_vmap(lib + "lstm_layer_infer", _vmap_layer(torch.ops.lstmkit.lstm_layer_infer.default, 3))
     torch.library.register_vmap(lib + "lstm_layer_backward", _vmap_backward)
+    from . import fused_stack_ops  # it imports this module (its error message), so here, not at the top
+
     fused_stack_ops.register(_LIB)  # the whole-stack operators
     _registered = True
 

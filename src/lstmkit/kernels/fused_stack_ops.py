@@ -30,11 +30,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .fused_ops import _NO_DOUBLE_BACKWARD
+
 SLOTS = 5  # weights per layer and direction: w_ih, w_hh, b_ih, b_hh, w_hr
-_NO_DOUBLE_BACKWARD = (
-    "lstmkit's fused backend has no double backward (its backward through time is hand-written); "
-    "use backend='reference' for higher-order gradients"
-)
 
 
 def _check(x: Tensor, weights: list, num_layers: int, bidirectional: bool) -> int:

@@ -1,5 +1,6 @@
-// Parallelism across a stack's layers and directions (inference): a bidirectional layer's two
-// directions at once, and a unidirectional stack's layers as a wavefront, each on a thread.
+// Parallelism across a stack's layers and directions: a bidirectional layer's two directions at
+// once (inference and training), and a unidirectional stack's layers as a wavefront (inference),
+// each on a thread.
 // Part of the fused LSTM kernel: see lstm_fused.cpp for the overview and the shape legend.
 #pragma once
 

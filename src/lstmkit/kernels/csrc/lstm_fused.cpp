@@ -231,12 +231,6 @@ PreparedCache& prepared_cache() {
 
 enum PreparedTag : int64_t { kWhhT, kBias, kWhrT, kWhhPacked3, kWhhPacked4, kWhhCols, kWihPacked };
 
-inline bool tiles(const Tensor& x, const Tensor& w_hh) {
-  bool on = false;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiles", [&] { on = use_tiled<scalar_t>(x.size(1), w_hh.numel()); });
-  return on;
-}
-
 // Forward only, nothing recorded: {out, h_n, c_n}. The last six arguments are the weights as the
 // loops read them, when the caller already has them (fused.py caches them per weight version in
 // eager): W_hh^T (P, GH), b_ih + b_hh (GH,), W_hr^T (H, P) and the tiles' packed copies. Each that
@@ -260,7 +254,7 @@ std::tuple<Tensor, Tensor, Tensor> infer_checked(const Layer& a, const optional<
   const Tensor rt = a.has(whr_t) || !w_hr_.defined() ? given(whr_t)
                                                      : cache.get(kWhrT, {w_hr_}, [&] { return w_hr_.t().contiguous(); });
   Tensor whh_pk = given(whh_packed), whh_cl = given(whh_cols), wih_pk = given(wih_packed);
-  if (!a.has(whh_t) && tiles(x, w_hh)) {  // a call with no prepared weights: the tiles' copies from the cache too
+  if (!a.has(whh_t) && forward_tiles(x, w_hh.numel())) {  // a call with no prepared weights: the tiles' copies from the cache too
     const bool ln = a.has(a.ln_hh_w);
     if (ln && !whh_cl.defined()) whh_cl = cache.get(kWhhCols, {w_hh}, [&] { return pack_cols_op(wt); });
     if (!ln && !whh_pk.defined()) {

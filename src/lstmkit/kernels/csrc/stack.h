@@ -46,12 +46,8 @@ struct StackWeights {
   // W_hh's size.
   bool tiles_only(const Tensor& x, bool training) const {
     bool on = !training || x.size(0) >= kBackwardMinSteps;
-    for (int64_t q = 0; q < L * D; ++q) {
-      const Tensor w = w_hh(q / D, q % D);
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_stack_tiles", [&] {
-        on = on && !has(q / D, q % D, kWhr) && use_tiled<scalar_t>(x.size(1), training ? 0 : w.numel());
-      });
-    }
+    for (int64_t q = 0; q < L * D && on; ++q)
+      on = !has(q / D, q % D, kWhr) && forward_tiles(x, training ? 0 : w_hh(q / D, q % D).numel());
     return on;
   }
 };

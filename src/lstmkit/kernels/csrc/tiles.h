@@ -164,6 +164,13 @@ inline bool use_tiled(int64_t B, int64_t whh_entries = 0) {
 #endif
 }
 
+// use_tiled for a forward of x (T, B, ·) over a W_hh of whh_entries entries, on x's dtype.
+inline bool forward_tiles(const Tensor& x, int64_t whh_entries) {
+  bool on = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiles", [&] { on = use_tiled<scalar_t>(x.size(1), whh_entries); });
+  return on;
+}
+
 // Unit blocks per thread chunk of a tiled step: below ~32k multiply-adds a step runs on one
 // thread (S5: the fork/join would cost more than the step).
 inline int64_t tile_grain(int64_t B, int64_t panel_width, int64_t P) {
