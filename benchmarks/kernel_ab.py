@@ -7,6 +7,11 @@
     --knob avx512       where the CPU has AVX-512, the register tiles take 8 rows at a time in zmm
                         registers; off (set_avx512("off")) keeps the AVX2 tiles. The results are bit
                         for bit the same; only the time moves. Default shapes S1, S3, S7.
+    --knob fused_projection
+                        the tiled steps take x_t W_ih^T into their own register tiles, one chain of
+                        multiply-adds per pre-activation; off (set_fused_projection("off")) runs the
+                        input projection as a pass of its own by chunks of steps, added into the
+                        steps' products. Equal to float32's precision. Default shapes S1, S3, S7.
 
 For each shape (docs/explanation/speed.md) it times a training step (forward + backward) and a
 no-grad forward with the switch off and on, alternating, and prints the medians and the ratio
@@ -40,6 +45,7 @@ SHAPES = {  # (T, B, I, H, layers, bidirectional)
 KNOBS = {  # name: (the extension's setter, its "on" mode, default shapes)
     "concurrency": ("set_concurrency", "auto", "S6,S7,S8"),
     "avx512": ("set_avx512", "auto", "S1,S3,S7"),
+    "fused_projection": ("set_fused_projection", "auto", "S1,S3,S7"),
 }
 
 

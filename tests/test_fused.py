@@ -54,6 +54,15 @@ def tiled_mode():
 
 
 @pytest.fixture
+def fused_projection():
+    """Tiled steps project x_t in their own tiles ("auto") or the input projection runs as its own
+    pass by chunks ("off"); restore auto afterwards."""
+    ext = _require_kernel()
+    yield ext.set_fused_projection
+    ext.set_fused_projection("auto")
+
+
+@pytest.fixture
 def concurrency():
     """Force the whole stack's concurrency on or off (concurrency("on" | "off" | "auto")); restore auto."""
     ext = _require_kernel()
@@ -196,6 +205,7 @@ def configs(draw):
         record=draw(st.booleans()), with_hx=draw(st.booleans()), batch_first=draw(st.booleans()),
         gemm=draw(st.sampled_from(["auto", "loop", "blas", "aten"])),
         tiled=draw(st.sampled_from(["auto", "on", "off"])),
+        projection=draw(st.sampled_from(["auto", "off"])),
         chunk=draw(st.sampled_from([0, 0, 1, 5])),
         seed=draw(st.integers(0, 2**16)),
     )
@@ -203,9 +213,10 @@ def configs(draw):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=configs())
-def test_fused_matches_reference(cfg, gemm_mode, tiled_mode, backward_chunk):
+def test_fused_matches_reference(cfg, gemm_mode, tiled_mode, fused_projection, backward_chunk):
     gemm_mode(cfg["gemm"])
     tiled_mode(cfg["tiled"])
+    fused_projection(cfg["projection"])
     backward_chunk(cfg["chunk"])
     torch.manual_seed(cfg["seed"])
     dtype, T, B, H = cfg["dtype"], cfg["T"], cfg["B"], cfg["H"]
@@ -289,11 +300,14 @@ def test_medium_sizes_with_parallel_rows_match_reference(gemm, gemm_mode):
 @pytest.mark.parametrize("lengths", [None, [3, 1, 4]])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("gemm", ["loop", "blas"])
-@pytest.mark.parametrize("tiled", ["on", "off"], ids=["tiled", "row-split"])
+@pytest.mark.parametrize("tiled, projection", [("on", "auto"), ("on", "off"), ("off", "auto")],
+                         ids=["tiled", "tiled-projection-pass", "row-split"])
 @pytest.mark.parametrize("chunk", [0, 4], ids=["one-chunk", "chunks-of-2-steps"])
-def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, tiled, chunk, gemm_mode, tiled_mode, backward_chunk):
+def test_gradcheck_fused_layer(proj, lengths, reverse, gemm, tiled, projection, chunk, gemm_mode, tiled_mode,
+                               fused_projection, backward_chunk):
     gemm_mode(gemm)
     tiled_mode(tiled)
+    fused_projection(projection)
     backward_chunk(chunk)
     torch.manual_seed(0)
     T, B, I, H = 4, 3, 2, 5
@@ -369,6 +383,29 @@ def test_avx512_tiles_are_bit_equal_to_the_avx2_tiles(B):
         ext.set_avx512("auto")
     for a, b in zip(*results):
         assert torch.equal(a.detach(), b.detach())
+
+
+def test_input_projection_in_the_tiles_matches_the_projection_pass(fused_projection):
+    """Tiled steps take x_t W_ih^T into their own tiles, one chain of multiply-adds per pre-activation;
+    the input projection as a pass of its own adds two chains. Outputs, states and every gradient
+    agree to float32's precision, and differ in the last bits: the switch really changes the path."""
+    _require_kernel()
+    torch.manual_seed(3)
+    lstm = lk.LSTM(64, 48, 2, bidirectional=True, backend="fused")
+    x = torch.randn(6, 16, 64)
+    results = []
+    for mode in ("off", "auto"):
+        fused_projection(mode)
+        lstm.zero_grad()
+        xg = x.clone().requires_grad_()
+        out, (h, c) = lstm(xg)
+        (out.square().sum() + c.sum()).backward()
+        with torch.no_grad():
+            inferred = lstm(x)[0]
+        results.append([out, h, c, inferred, xg.grad] + [p.grad for p in lstm.parameters()])
+    for a, b in zip(*results):
+        assert_close(b.detach(), a.detach(), torch.float32, "fused projection vs the projection pass")
+    assert not torch.equal(results[0][0], results[1][0])
 
 
 def test_one_and_two_threads_agree():
@@ -505,7 +542,7 @@ def test_weight_cache_sees_every_in_place_change(dtype):
     assert (lstm.weight_hh_l0 in fused._PACKED_WHH) == tiled and (lstm.weight_ih_l0 in fused._PACKED_WIH) == tiled
     if tiled:
         assert fused._whh_packed(p, 4) is fused._whh_packed(p, 4)
-        assert fused._wih_packed(lstm.weight_ih_l0) is fused._wih_packed(lstm.weight_ih_l0)
+        assert fused._wih_packed(lstm.weight_ih_l0, 4) is fused._wih_packed(lstm.weight_ih_l0, 4)
     with torch.no_grad():
         lstm(x[:, :1])  # B = 1 never tiles: it reuses the entry, packed or not
     assert fused._prepared(p).whh_t is first.whh_t

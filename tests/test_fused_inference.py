@@ -2,9 +2,10 @@
 against the reference.
 
 Inference (no grad, nothing recorded: torch.ops.lstmkit.lstm_layer_infer) runs the same loops as
-the recording forward (lstm_layer) on one reused chunk of the input projection; its outputs and
-final states must be bit for bit the recording forward's, for every variant, on tiled and untiled
-steps. The tiled steps split hidden-unit blocks over threads: with two threads they must still
+the recording forward (lstm_layer), keeping one step's pre-activations where the tiles project x_t
+themselves and one reused chunk of the input projection otherwise; its outputs and final states
+must be bit for bit the recording forward's, for every variant, on tiled and untiled steps, with
+the input projection in the tiles or as a pass of its own. The tiled steps split hidden-unit blocks over threads: with two threads they must still
 agree with the reference backend (not only with one thread).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 import lstmkit as lk
 from conftest import assert_close
-from test_fused import _require_kernel, tiled_mode  # noqa: F401 (fixture)
+from test_fused import _require_kernel, fused_projection, tiled_mode  # noqa: F401 (fixtures)
 
 # eval mode: zoneout is its expectation, dropouts are off; everything deterministic
 _VARIANTS = [
@@ -34,11 +35,13 @@ _VARIANTS = [
     B=st.integers(1, 6),
     with_lengths=st.booleans(),
     tiled=st.sampled_from(["auto", "off", "on"]),
+    projection=st.sampled_from(["auto", "off"]),
     seed=st.integers(0, 2**16),
 )
 def test_inference_is_bit_equal_to_the_recording_forward(variant, layers, bidirectional, T, B, with_lengths, tiled,
-                                                         seed, tiled_mode):
+                                                         projection, seed, tiled_mode, fused_projection):
     tiled_mode(tiled)
+    fused_projection(projection)
     torch.manual_seed(seed)
     lstm = lk.LSTM(5, 6, layers, bidirectional=bidirectional, backend="fused", **variant).eval()
     x = torch.randn(T, B, 5)

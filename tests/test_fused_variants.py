@@ -16,7 +16,9 @@ import lstmkit as lk
 from conftest import assert_close
 from lstmkit.kernels import RunSpec, fused, reference, select_backend
 from lstmkit.kernels.types import LayerNormParams, LSTMLayerParams, LSTMStepOptions
-from test_fused import _require_kernel, backward_chunk, gemm_mode, kernel_calls, tiled_mode  # noqa: F401 (fixtures)
+from test_fused import (  # noqa: F401 (fixtures)
+    _require_kernel, backward_chunk, fused_projection, gemm_mode, kernel_calls, tiled_mode,
+)
 
 
 def _spec(**kw) -> RunSpec:
@@ -65,6 +67,7 @@ def layer_configs(draw):
         record=draw(st.booleans()), gemm=draw(st.sampled_from(["auto", "loop", "blas"])),
         seed=draw(st.integers(0, 2**16)),
         tiled=draw(st.sampled_from(["auto", "on", "off"])),
+        projection=draw(st.sampled_from(["auto", "off"])),
         chunk=draw(st.sampled_from([0, 0, 1, 5])),
     )
 
@@ -122,9 +125,10 @@ def _layer_run(layer_fn, tensors, opts, cfg):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cfg=layer_configs())
-def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, tiled_mode, backward_chunk):
+def test_fused_layer_with_variants_matches_reference(cfg, gemm_mode, tiled_mode, fused_projection, backward_chunk):
     gemm_mode(cfg["gemm"])
     tiled_mode(cfg["tiled"])
+    fused_projection(cfg["projection"])
     backward_chunk(cfg["chunk"])
     tensors, opts = _layer_inputs(cfg)
     got = _layer_run(fused.fused_lstm_layer, tensors, opts, cfg)

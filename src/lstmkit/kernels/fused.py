@@ -17,9 +17,9 @@ state), and takes W_hh^T, W_hr^T, b_ih + b_hh (_prepared) and the tiles' packed 
 
 Threads (the kernel is compiled with -fopenmp, so its at::parallel_for loops share torch's
 OpenMP pool): forward steps in float32 on AVX2 are tiled, one parallel region per step in which
-each thread multiplies h_{t-1} by its hidden units' packed W_hh^T panels in registers and runs
-their cells (forward_loop_tiled in the C++), and the input projection runs on the same tiles;
-otherwise BLAS threads the GEMMs and the gate pass is split by rows. Backward steps: a row-split
+each thread multiplies x_t and h_{t-1} by its hidden units' packed W_ih^T and W_hh^T panels in
+registers, one chain of multiply-adds per pre-activation, and runs their cells (forward_loop_tiled in
+the C++), so the input projection is no pass of its own; otherwise BLAS threads the GEMMs and the gate pass is split by rows. Backward steps: a row-split
 pass for dG[t], then dG[t] W_hh on the tiles (or BLAS).
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
@@ -286,11 +286,12 @@ def _whh_packed(p: LSTMLayerParams, gates: int, prepared: Optional[_Prepared] = 
                    lambda: _OPS.pack_cols(whh_t) if ln else _OPS.pack_whh(whh_t, gates))
 
 
-def _wih_packed(w_ih: Tensor) -> Tensor:
-    """W_ih^T in column panels for the tiled input projection (MKL's sgemm would pack it again on
-    every call: at one-step decoding that costs more than the projection). Keyed by w_ih itself:
-    weight_drop makes a fresh W_hh every call, and W_ih, unchanged, need not be packed again."""
-    return _cached(_PACKED_WIH, w_ih, (w_ih,), None, lambda: _OPS.pack_cols(w_ih.detach().t().contiguous()))
+def _wih_packed(w_ih: Tensor, gates: int) -> Tensor:
+    """W_ih^T in the gate-interleaved panels W_hh^T has (pack_whh), which the tiled steps read to
+    project x_t in their own register tiles (MKL's sgemm would pack it again on every call: at
+    one-step decoding that costs more than the projection). Keyed by w_ih itself: weight_drop makes
+    a fresh W_hh every call, and W_ih, unchanged, need not be packed again."""
+    return _cached(_PACKED_WIH, w_ih, (w_ih,), gates, lambda: _OPS.pack_whh(w_ih.detach().t().contiguous(), gates))
 
 
 def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
@@ -303,8 +304,9 @@ def _infer(call: LayerCall) -> tuple[Tensor, tuple[Tensor, Tensor], None]:
     x, p, ln = call.x, call.p, call.p.ln
     tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1], p.w_hh.numel())
     prep = _prepared(p)
-    whh_packed = _whh_packed(p, 3 if call.opts.coupled else 4, prep) if tiled else None
-    wih_packed = _wih_packed(p.w_ih) if tiled and p.w_ih is not None else None
+    gates = 3 if call.opts.coupled else 4
+    whh_packed = _whh_packed(p, gates, prep) if tiled else None
+    wih_packed = _wih_packed(p.w_ih, gates) if tiled and p.w_ih is not None else None
     with torch.no_grad():
         out, h_n, c_n = torch.ops.lstmkit.lstm_layer_infer(
             *call.args(), prep.whh_t, prep.bias, prep.whr_t, None if ln else whh_packed, whh_packed if ln else None,
@@ -356,7 +358,7 @@ def _stack_plan(params, tiled: bool) -> tuple[list, list]:
             for p in layer:
                 prep = _prepared(p)
                 prepared += [prep.whh_t, prep.bias, prep.whr_t, _whh_packed(p, 4, prep) if tiled else None,
-                             _wih_packed(p.w_ih) if tiled else None]
+                             _wih_packed(p.w_ih, 4) if tiled else None]
         return [None if t is None else t.detach() for t in sources], prepared
 
     return _cached(_STACK_PLANS, params[0][0].w_hh, sources, tiled, make)

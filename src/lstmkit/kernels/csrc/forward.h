@@ -51,6 +51,11 @@ struct LayerArgs {
                            // backward: pack_cols of W_hh), or null (BLAS)
   const scalar_t* whr;     // forward: (H, P) = W_hr^T; backward: (P, H) = W_hr; or null without projection
   Variants<scalar_t> var;
+  // The tiled forward with the input projection in its own tiles (forward_loop_tiled): x (T, B, I)
+  // and pack_whh(W_ih^T), or null: G already holds the input projection.
+  const scalar_t* x = nullptr;
+  const scalar_t* wih_pk = nullptr;
+  int64_t I = 0;
 };
 
 // The forward's state, records and scratch; null where a call has none.
@@ -76,13 +81,21 @@ struct ForwardBuffers {
 // reverse), g0 the step G[0] holds; a.whh_pk = pack_whh(W_hh^T). h_{t-1} is read by every
 // thread's tiles while h_t is written, so b.hs and b.hs2 swap every step (with a projection h_t
 // is written after the join, by project_step, and hs alone serves).
+//
+// With a.wih_pk (pack_whh(W_ih^T)) a step's tiles take x_t W_ih^T and h_{t-1} W_hh^T in one chain
+// of multiply-adds per entry (gate_tile_xh), so the input projection is never a pass of its own:
+// no (chunk, B, GH) buffer written by one pass and read back by the next from L3 (S1's is 2 MB,
+// beyond this CPU's 1 MB L2), and one fork/join per step instead of two per chunk. G then only
+// receives the pre-activations: every step's (the records) when REC, else one step's (B, GH) scratch.
 template <typename scalar_t, bool REC, int NG>
 void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scalar_t>& b, int64_t s0, int64_t s1,
                         int64_t g0) {
   const int64_t T = a.T, B = a.B, H = a.H, P = a.P;
   const bool reverse = a.reverse;
   const int64_t* len = a.len;
-  const scalar_t *bias = a.bias, *wpk = a.whh_pk, *whr_t = a.whr;
+  const scalar_t *bias = a.bias, *wpk = a.whh_pk, *whr_t = a.whr, *x = a.x, *wih_pk = a.wih_pk;
+  const int64_t I = a.I;
+  const bool fused = wih_pk != nullptr;
   const Variants<scalar_t>& var = a.var;
   scalar_t *G = b.G, *C = b.C, *out = b.out, *hs = b.hs, *cs = b.cs, *hpre = b.hpre, *hmask = b.hmask, *hs2 = b.hs2;
   using V = Vec<scalar_t>;
@@ -91,19 +104,21 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
   const int64_t GH = k.GH, NU = (H + L - 1) / L;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
-  const int64_t grain = tile_grain(B, NG * L, P);
+  const int64_t grain = tile_grain(B, NG * L, fused ? I + P : P);
   scalar_t* const no_ctl = nullptr;  // c̃ scratch: LayerNorm only
   scalar_t* hcur = hs;               // h_{t-1}
   scalar_t* hnxt = proj ? hs : hs2;  // h_t
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    scalar_t* Gt = G + (t - g0) * B * GH;
+    scalar_t* Gt = fused && !REC ? G : G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
     const scalar_t* hrec = recurrent_input(var, hcur, hmask, B * P);
+    const scalar_t* xt = fused ? x + t * B * I : nullptr;
     const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;    // (B, H)
     const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
     const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
-    // Row b, units [j, j + n): add the tile's product into G[t], then the cell.
+    // Row b, units [j, j + n): the tile's product into G[t] (its whole pre-activation when fused,
+    // else added to the input projection there), then the cell.
     auto finish = [&](int64_t b, int64_t j, int64_t n, const V (&acc)[NG]) {
       scalar_t* g = Gt + b * GH;
       scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
@@ -119,7 +134,9 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
       }
       for (int gi = 0; gi < NG; ++gi) {
         scalar_t* gp = g + gi * H + j;
-        if (n == L) {
+        if (fused) {
+          acc[gi].store(gp, n);
+        } else if (n == L) {
           (V::loadu(gp) + acc[gi]).store(gp);
         } else {
           scalar_t buf[L];
@@ -139,7 +156,8 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
     auto rows = [&](auto mr, int64_t b, int64_t u) {
       constexpr int R = decltype(mr)::value;
       V acc[R][NG];
-      gate_tile<R, NG>(hrec + b * P, P, wpk + u * P * NG * L, P, acc);
+      gate_tile_xh<R, NG>(xt ? xt + b * I : nullptr, I, fused ? wih_pk + u * I * NG * L : nullptr, fused ? I : 0,
+                          hrec + b * P, P, wpk + u * P * NG * L, P, acc);
       const int64_t j = u * L, n = std::min(L, H - j);
       for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
     };
@@ -231,6 +249,12 @@ void forward_loop(const LayerArgs<scalar_t>& a,    // a.whh: W_hh^T; a.whh_pk: p
   }
 }
 
+// Test knob (set_fused_projection below): 0 auto (tiled steps without LayerNorm project x_t in
+// their own tiles), -1 never (the input projection as its own pass by chunks, gates_product): the
+// A/B of benchmarks/kernel_ab.py --knob fused_projection. The two round differently (one chain of
+// multiply-adds per pre-activation against two), so they agree to float32's precision, not bit for bit.
+std::atomic<int> g_fused_projection{0};
+
 // The forward of lstm_forward (rec = true) and lstm_infer (rec = false), on prepared weights:
 // whh_t (P, GH) = W_hh^T, whr_t (H, P) = W_hr^T or undefined, bias (GH,) = b_ih + b_hh or
 // undefined. Returns {out, h_n, c_n} and, when rec, {gates, c, Nh, rh, Nc, rc} (see lstm_forward).
@@ -279,35 +303,46 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   // buffer would be freshly mapped memory (page faults: 10 ms of S2's 170). Both project the
   // same chunks, so inference is bit for bit the training forward.
   const int64_t chunk = std::min(T, std::max<int64_t>(1, (512 + B - 1) / B));
-  Tensor G = at::empty({rec ? T : chunk, B, GH}, opts);
+  const bool has_ln = !ln.empty();
+  bool tiled = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_tiles", [&] { tiled = use_tiled<scalar_t>(B, whh_t.numel()); });
+  // Tiled steps without LayerNorm take the input projection into their own tiles (forward_loop_tiled):
+  // no projection pass, and inference needs only one step's G.
+  const bool fused = tiled && !has_ln && w_ih.defined() && g_fused_projection.load(std::memory_order_relaxed) >= 0;
+  Tensor G = at::empty({rec ? T : fused ? 1 : chunk, B, GH}, opts);
   // The input projection's LayerNorm, G = LN(x W_ih^T)·w_ih' + b_ih' (b_ih + b_hh come in the
   // gate pass), as one pass over the chunk's rows split across threads (inside the step loop it
   // would run on B rows at a time: serial at small B). Recording keeps LN(x W_ih^T) and 1/σ.
   const bool ln_in = ln.size() == 6;
   Tensor Ni = ln_in && rec ? at::empty({T, B, GH}, opts) : Tensor();
   Tensor ri = ln_in && rec ? at::empty({T, B}, opts) : Tensor();
-  // With tiled steps the input projection runs on the same register tiles (cols_product) over
-  // W_ih^T packed once per call, or in inference once per weight version (fused.py's cache).
-  // MKL's sgemm packs W_ih^T again for every chunk: 13 times a 16 MB copy per S4 forward, and at
-  // one-step decoding (T = 1, B = 5, 256 → 512) more than the product costs. Measured: inference
-  // S4 651 → 613 ms, S2 169 → 163 ms, T = 1 B = 5 394 → 262 µs; training S2 422 → 413 ms.
+  // With tiled steps the input projection runs on the register tiles too, over W_ih^T packed as
+  // W_hh^T is (pack_whh) once per call, or in inference once per weight version (fused.py's cache):
+  // in the steps' own tiles, or with LayerNorm by chunks (gates_product). MKL's sgemm packs W_ih^T
+  // again for every chunk: 13 times a 16 MB copy per S4 forward, and at one-step decoding (T = 1,
+  // B = 5, 256 → 512) more than the product costs. Measured (as a separate pass, before the steps
+  // took it in): inference S4 651 → 613 ms, S2 169 → 163 ms, T = 1 B = 5 394 → 262 µs.
   Tensor wih_pk;
-  if (w_ih.defined()) {
+  if (w_ih.defined() && tiled) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_pack_wih", [&] {
-      if (!use_tiled<scalar_t>(B, whh_t.numel())) return;
-      wih_pk = wih_packed.defined() ? wih_packed : pack_cols<scalar_t, 4>(w_ih.t().contiguous());
-      constexpr int64_t W = 4 * Vec<scalar_t>::size();
-      check_packed(wih_pk, {(GH + W - 1) / W, I, W}, x, "W_ih^T (pack_cols)");
+      wih_pk = wih_packed.defined() ? wih_packed : pack_whh<scalar_t>(w_ih.t().contiguous(), NG);
+      constexpr int64_t L = Vec<scalar_t>::size();
+      check_packed(wih_pk, {(H + L - 1) / L, I, NG * L}, x, "W_ih^T (pack_whh)");
     });
   }
   auto g_step0 = [&](int64_t t_lo) -> int64_t { return rec ? 0 : t_lo; };  // the step G[0] holds
   auto project = [&](int64_t t_lo, int64_t n) {  // steps [t_lo, t_lo + n) into G
+    if (fused) return;  // the steps' tiles project x_t themselves
     const int64_t at_step = t_lo - g_step0(t_lo);
     Tensor Gn = G.narrow(0, at_step, n);
     if (wih_pk.defined()) {
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_tiled_projection", [&] {
-        cols_product<scalar_t, 4>(n * B, GH, I, xc.narrow(0, t_lo, n).data_ptr<scalar_t>(), I,
-                                  wih_pk.data_ptr<scalar_t>(), Gn.data_ptr<scalar_t>());
+        const scalar_t* a = xc.narrow(0, t_lo, n).data_ptr<scalar_t>();
+        if (NG == 3) {
+          gates_product<scalar_t, 3>(n * B, H, I, a, I, wih_pk.data_ptr<scalar_t>(), Gn.data_ptr<scalar_t>());
+        } else {
+          gates_product<scalar_t, 4>(n * B, H, I, a, I, wih_pk.data_ptr<scalar_t>(), Gn.data_ptr<scalar_t>());
+        }
       });
     } else if (w_ih.defined()) {
       Tensor G2 = Gn.view({n * B, GH});
@@ -337,7 +372,6 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   Tensor cs = c0.contiguous().clone();
   Tensor hpre = proj ? at::empty({B, H}, opts) : Tensor();
   Tensor hmask = hk.defined() ? at::empty({B, P}, opts) : Tensor();
-  const bool has_ln = !ln.empty();
   Tensor hs2 = has_ln || proj ? Tensor() : at::empty({B, P}, opts);  // the other h buffer of forward_loop_tiled
   const int64_t R = rec ? T * B : B;  // rows of the 1/σ records: every step's, or one step's
   Tensor Rs = has_ln ? at::empty({B, GH}, opts) : Tensor(), Nh = has_ln && rec ? at::empty({R, GH}, opts) : Tensor();
@@ -357,19 +391,19 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
         steps(s0, s1, g_step0(t_lo));
       }
     };
-    const bool tiled = use_tiled<scalar_t>(B, whh_t.numel());
     if (tiled && !has_ln) {
       const Tensor wpk = whh_packed.defined() ? whh_packed : pack_whh<scalar_t>(whh_t, NG);
       constexpr int64_t L = Vec<scalar_t>::size();
       check_packed(wpk, {(H + L - 1) / L, P, NG * L}, x, "W_hh^T (pack_whh)");
-      const LayerArgs<scalar_t> args{T, B, H, P, reverse, len, ptr(bias), ptr(whh_t), ptr(wpk), ptr(whr_t), var};
-      auto tiled = [&](auto loop) {
+      const LayerArgs<scalar_t> args{T, B, H, P, reverse, len, ptr(bias), ptr(whh_t), ptr(wpk), ptr(whr_t), var,
+                                     fused ? xc.data_ptr<scalar_t>() : nullptr, fused ? ptr(wih_pk) : nullptr, I};
+      auto steps = [&](auto loop) {
         each_chunk([&](int64_t s0, int64_t s1, int64_t t_lo) { loop(args, buffers, s0, s1, t_lo); });
       };
       if (coupled) {
-        if (rec) tiled(forward_loop_tiled<scalar_t, true, 3>); else tiled(forward_loop_tiled<scalar_t, false, 3>);
+        if (rec) steps(forward_loop_tiled<scalar_t, true, 3>); else steps(forward_loop_tiled<scalar_t, false, 3>);
       } else {
-        if (rec) tiled(forward_loop_tiled<scalar_t, true, 4>); else tiled(forward_loop_tiled<scalar_t, false, 4>);
+        if (rec) steps(forward_loop_tiled<scalar_t, true, 4>); else steps(forward_loop_tiled<scalar_t, false, 4>);
       }
     } else {
       // LayerNorm's h W_hh^T on the register tiles, over W_hh^T in column panels (inference: cached)

@@ -27,16 +27,16 @@
 //   c_t = f ⊙ c_{t-1} + i ⊙ g
 //   h_t = o ⊙ tanh(c_t)            (then h_t W_hr^T when projecting)
 //
-// Forward: the input projection is one product per chunk of ~512 rows of steps into G (on the
-// register tiles over a packed W_ih^T where the steps tile, else a BLAS GEMM); per step
-// the recurrent product h_{t-1} W_hh^T is added into G[t] and a fused pass adds the biases and
-// applies the activations in place, so G ends up holding the activated gates: exactly what
-// backward needs and what return_gates returns. C keeps every cell state. The step is either
-// tiled (float32 on AVX2: each thread computes the product of its hidden units in registers
-// and runs their cells on it, see forward_loop_tiled) or a BLAS GEMM followed by a row-split
-// gate pass (forward_loop: float64, other CPUs; LayerNorm tiles the product, then normalizes).
-// The inference entry (lstm_infer) runs the same loops without recording, on one reused chunk of
-// G, and keeps no C.
+// Forward: the step is either tiled (float32 on AVX2: each thread computes x_t W_ih^T + h_{t-1}
+// W_hh^T for its hidden units in registers, one chain of multiply-adds per pre-activation over
+// packed W_ih^T and W_hh^T panels, and runs their cells on it, see forward_loop_tiled) or, for
+// float64, other CPUs and LayerNorm, the input projection is one product per chunk of ~512 rows
+// of steps into G (BLAS, or LayerNorm's tiles) and per step the recurrent product is added into
+// G[t] (BLAS, or LayerNorm's tiles, then normalized) before a row-split gate pass (forward_loop).
+// Either way a fused pass adds the biases and applies the activations, and G ends up holding the
+// activated gates: exactly what backward needs and what return_gates returns. C keeps every cell
+// state. The inference entry (lstm_infer) runs the same loops without recording, on one step's G
+// (tiled) or one reused chunk of it, and keeps no C.
 //
 // Backward: in reverse, a fused pass (split by rows) turns dh_t, dc_t into the pre-activation
 // gradients dG[t] (T, B, 4H), and one product per step gives dh_{t-1} = dG[t] W_hh (register
@@ -143,9 +143,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   return {r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]};
 }
 
+// W_hh^T (P, gates·H) or W_ih^T (I, gates·H) as the tiled steps' gate-interleaved panels.
 Tensor pack_whh_op(const Tensor& whh_t, int64_t gates) {
   TORCH_CHECK(whh_t.dim() == 2 && whh_t.is_contiguous() && (gates == 3 || gates == 4) && whh_t.size(1) % gates == 0,
-              "pack_whh: expected a contiguous (P, gates·H) W_hh^T and 3 or 4 gates, got ", whh_t.sizes(), ", ", gates);
+              "pack_whh: expected a contiguous (K, gates·H) W_hh^T or W_ih^T and 3 or 4 gates, got ", whh_t.sizes(),
+              ", ", gates);
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES(whh_t.scalar_type(), "lstmkit_pack_whh", [&] { out = pack_whh<scalar_t>(whh_t, gates); });
   return out;
@@ -229,7 +231,7 @@ PreparedCache& prepared_cache() {
   return cache;
 }
 
-enum PreparedTag : int64_t { kWhhT, kBias, kWhrT, kWhhPacked3, kWhhPacked4, kWhhCols, kWihPacked };
+enum PreparedTag : int64_t { kWhhT, kBias, kWhrT, kWhhPacked3, kWhhPacked4, kWhhCols, kWihPacked3, kWihPacked4 };
 
 // Forward only, nothing recorded: {out, h_n, c_n}. The last six arguments are the weights as the
 // loops read them, when the caller already has them (fused.py caches them per weight version in
@@ -256,13 +258,13 @@ std::tuple<Tensor, Tensor, Tensor> infer_checked(const Layer& a, const optional<
   Tensor whh_pk = given(whh_packed), whh_cl = given(whh_cols), wih_pk = given(wih_packed);
   if (!a.has(whh_t) && forward_tiles(x, w_hh.numel())) {  // a call with no prepared weights: the tiles' copies from the cache too
     const bool ln = a.has(a.ln_hh_w);
+    const int64_t NG = coupled ? 3 : 4;
     if (ln && !whh_cl.defined()) whh_cl = cache.get(kWhhCols, {w_hh}, [&] { return pack_cols_op(wt); });
-    if (!ln && !whh_pk.defined()) {
-      const int64_t NG = coupled ? 3 : 4;
+    if (!ln && !whh_pk.defined())
       whh_pk = cache.get(NG == 3 ? kWhhPacked3 : kWhhPacked4, {w_hh}, [&] { return pack_whh_op(wt, NG); });
-    }
     if (w_ih_.defined() && !wih_pk.defined())
-      wih_pk = cache.get(kWihPacked, {w_ih_}, [&] { return pack_cols_op(w_ih_.t().contiguous()); });
+      wih_pk = cache.get(NG == 3 ? kWihPacked3 : kWihPacked4, {w_ih_},
+                         [&] { return pack_whh_op(w_ih_.t().contiguous(), NG); });
   }
   auto r = forward_impl(false, x, a.h0, a.c0, opt(w_ih), wt, b, rt, a.lengths, a.reverse, coupled, a.peephole,
                         a.h_keep, a.zone_h, a.zone_c, a.layer_norm(), a.eps, whh_pk, whh_cl, wih_pk);
@@ -434,13 +436,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         g_avx512 = mode == "auto" ? 0 : -1;
       }, "for tests: whether the register tiles take 8 rows at a time in AVX-512 registers (auto: when the CPU has them)");
   m.def("uses_avx512", [] { return avx512_tiles(); }, "whether the register tiles run on AVX-512 here");
+  m.def("set_fused_projection", [](const std::string& mode) {
+        TORCH_CHECK(mode == "auto" || mode == "off", "fused projection mode must be auto or off, got ", mode);
+        g_fused_projection = mode == "auto" ? 0 : -1;
+      }, "for tests: whether tiled steps project x_t in their own register tiles (auto) or the input projection "
+         "runs as a pass of its own by chunks (off)");
   m.def("uses_tiled", [](bool float64, int64_t B, int64_t whh_entries) {
         return float64 ? use_tiled<double>(B, whh_entries) : use_tiled<float>(B, whh_entries);
       }, "whether a forward of this dtype, batch size and W_hh size runs tiled steps (set_tiled and the build decide)",
       py::arg("float64"), py::arg("B"), py::arg("whh_entries") = 0);
-  m.def("pack_whh", &lstmkit::ops::pack_whh_op, "W_hh^T packed for the tiled steps (lstm_layer_infer's whh_packed)");
+  m.def("pack_whh", &lstmkit::ops::pack_whh_op,
+        "W_hh^T or W_ih^T packed for the tiled steps (lstm_layer_infer's whh_packed and wih_packed)");
   m.def("pack_cols", &lstmkit::ops::pack_cols_op,
-        "a (K, N) matrix packed in column panels for the tiled products (lstm_layer_infer's wih_packed: W_ih^T)");
+        "a (K, N) matrix packed in column panels for the tiled products (lstm_layer_infer's whh_cols: LayerNorm's W_hh^T)");
   m.def("prepared_cache_size", [] { return lstmkit::ops::prepared_cache().size(); },
         "for tests: entries in the operators' cache of prepared weights (calls that bring none)");
   m.def("clear_prepared_cache", [] { lstmkit::ops::prepared_cache().clear(); },

@@ -38,13 +38,17 @@ Tensor pack_whh(const Tensor& whh_t, int64_t NG) {
   return packed;
 }
 
-// out[r][gi] = Σ_k h[r][k] · panel[k][gi] for MR rows of h (ldh apart): MR·NG accumulators and NG
-// panel vectors live in registers (MR = 3, NG = 4: 12 + 4 of AVX2's 16), one broadcast per row.
-// The sums build in a local array copied to out at the end: accumulating into out itself (an
-// array the caller reads afterwards) made GCC store every accumulator on each k step (NG = 3:
-// the coupled step ran 1.8x slower than the row-split one).
+// out[r][gi] = Σ_k x[r][k] · xpanel[k][gi] + Σ_k h[r][k] · panel[k][gi] for MR rows of x and h (ldx,
+// ldh apart): MR·NG accumulators and NG panel vectors live in registers (MR = 3, NG = 4: 12 + 4 of
+// AVX2's 16), one broadcast per row. Each accumulator is one chain of fused multiply-adds from zero,
+// x's KX terms first, then h's K: a step's input projection and recurrent product in one pass, the
+// pre-activations never stored between them (KX = 0: the recurrent product alone). The sums build
+// in a local array copied to out at the end: accumulating into out itself (an array the caller reads
+// afterwards) made GCC store every accumulator on each k step (NG = 3: the coupled step ran 1.8x
+// slower than the row-split one).
 template <int MR, int NG, typename scalar_t>
-inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&out)[MR][NG]) {
+inline void gate_tile_xh(const scalar_t* x, int64_t ldx, const scalar_t* xpanel, int64_t KX, const scalar_t* h,
+                         int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&out)[MR][NG]) {
   using V = Vec<scalar_t>;
   constexpr int64_t L = V::size();
   V acc[MR][NG];
@@ -52,18 +56,22 @@ inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int gi = 0; gi < NG; ++gi) acc[r][gi] = V(scalar_t(0));
-  for (int64_t kk = 0; kk < K; ++kk) {
-    const scalar_t* pr = panel + kk * NG * L;
-    V w[NG];
+  auto run = [&](const scalar_t* a, int64_t lda, const scalar_t* pn, int64_t n) {
+    for (int64_t kk = 0; kk < n; ++kk) {
+      const scalar_t* pr = pn + kk * NG * L;
+      V w[NG];
 #pragma GCC unroll 4
-    for (int gi = 0; gi < NG; ++gi) w[gi] = V::loadu(pr + gi * L);
+      for (int gi = 0; gi < NG; ++gi) w[gi] = V::loadu(pr + gi * L);
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; ++r) {
-      const V a(h[r * ldh + kk]);
+      for (int r = 0; r < MR; ++r) {
+        const V av(a[r * lda + kk]);
 #pragma GCC unroll 4
-      for (int gi = 0; gi < NG; ++gi) acc[r][gi] = at::vec::fmadd(a, w[gi], acc[r][gi]);
+        for (int gi = 0; gi < NG; ++gi) acc[r][gi] = at::vec::fmadd(av, w[gi], acc[r][gi]);
+      }
     }
-  }
+  };
+  run(x, ldx, xpanel, KX);
+  run(h, ldh, panel, K);
 #pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -81,18 +89,25 @@ inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int
 // 113 GFLOP/s against 92 for the 3-row AVX2 tile; blocking K for L1 made it slower (97–103).
 #if defined(CPU_CAPABILITY_AVX2) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LSTMKIT_AVX512_TILES 1
-__attribute__((target("avx512f"), noinline)) void tile8x4_avx512(const float* h, int64_t ldh, const float* panel,
-                                                                 int64_t K, float* out /* 8 × 32 */) {
+__attribute__((target("avx512f"), noinline)) void tile8x4_avx512(const float* x, int64_t ldx, const float* xpanel,
+                                                                 int64_t KX, const float* h, int64_t ldh,
+                                                                 const float* panel, int64_t K,
+                                                                 float* out /* 8 × 32 */) {
   __m512 acc[8][2];
 #pragma GCC unroll 8
   for (int r = 0; r < 8; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int64_t kk = 0; kk < K; ++kk) {
-    const __m512 w0 = _mm512_loadu_ps(panel + kk * 32), w1 = _mm512_loadu_ps(panel + kk * 32 + 16);
+  for (int src = 0; src < 2; ++src) {  // x's terms, then h's
+    const float* a = src == 0 ? x : h;
+    const float* pn = src == 0 ? xpanel : panel;
+    const int64_t lda = src == 0 ? ldx : ldh, n = src == 0 ? KX : K;
+    for (int64_t kk = 0; kk < n; ++kk) {
+      const __m512 w0 = _mm512_loadu_ps(pn + kk * 32), w1 = _mm512_loadu_ps(pn + kk * 32 + 16);
 #pragma GCC unroll 8
-    for (int r = 0; r < 8; ++r) {
-      const __m512 a = _mm512_set1_ps(h[r * ldh + kk]);
-      acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+      for (int r = 0; r < 8; ++r) {
+        const __m512 av = _mm512_set1_ps(a[r * lda + kk]);
+        acc[r][0] = _mm512_fmadd_ps(av, w0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(av, w1, acc[r][1]);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -112,19 +127,25 @@ inline bool avx512_tiles() {
 #endif
 }
 
-// gate_tile for 8 rows of float32 with 4 gates, on the AVX-512 tile (for_row_tiles only asks for
+// gate_tile_xh for 8 rows of float32 with 4 gates, on the AVX-512 tile (for_row_tiles only asks for
 // it when avx512_tiles()).
 template <>
-inline void gate_tile<8, 4, float>(const float* h, int64_t ldh, const float* panel, int64_t K,
-                                   Vec<float> (&out)[8][4]) {
+inline void gate_tile_xh<8, 4, float>(const float* x, int64_t ldx, const float* xpanel, int64_t KX, const float* h,
+                                      int64_t ldh, const float* panel, int64_t K, Vec<float> (&out)[8][4]) {
 #ifdef LSTMKIT_AVX512_TILES
   alignas(64) float buf[8 * 32];
-  tile8x4_avx512(h, ldh, panel, K, buf);
+  tile8x4_avx512(x, ldx, xpanel, KX, h, ldh, panel, K, buf);
   for (int r = 0; r < 8; ++r)
     for (int gi = 0; gi < 4; ++gi) out[r][gi] = Vec<float>::loadu(buf + r * 32 + gi * 8);
 #else
   TORCH_CHECK(false, "lstmkit: the AVX-512 tile is not in this build");
 #endif
+}
+
+// The recurrent product alone: out[r][gi] = Σ_k h[r][k] · panel[k][gi].
+template <int MR, int NG, typename scalar_t>
+inline void gate_tile(const scalar_t* h, int64_t ldh, const scalar_t* panel, int64_t K, Vec<scalar_t> (&out)[MR][NG]) {
+  gate_tile_xh<MR, NG, scalar_t>(nullptr, 0, nullptr, 0, h, ldh, panel, K, out);
 }
 
 // Test knob (set_tiled below): 0 auto, 1 always, -1 never.
@@ -240,6 +261,30 @@ void cols_product(int64_t B, int64_t N, int64_t K, const scalar_t* A, int64_t ld
   };
   at::parallel_for(0, NU, tile_grain(B, W, K), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) for_row_tiles<scalar_t, NG>(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
+  });
+}
+
+// C (rows, NG·H) = A (rows, K; rows lda apart) W^T, with W^T (K, NG·H) packed by pack_whh: each
+// thread a range of unit blocks, MR × NG register tiles, every entry the same chain of multiply-adds
+// as cols_product's. The input projection of the steps that cannot take it into their own tiles
+// (LayerNorm normalizes it as a whole row first), from the one packed W_ih^T the fused steps read.
+template <typename scalar_t, int NG>
+void gates_product(int64_t rows, int64_t H, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* pk,
+                   scalar_t* C) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t L = V::size(), W = NG * L;
+  const int64_t NU = (H + L - 1) / L;
+  at::parallel_for(0, NU, tile_grain(rows, W, K), [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t j = u * L, n = std::min(L, H - j);
+      for_row_tiles<scalar_t, NG>(rows, [&](auto mr, int64_t b) {
+        constexpr int RR = decltype(mr)::value;
+        V acc[RR][NG];
+        gate_tile<RR, NG>(A + b * lda, lda, pk + u * K * W, K, acc);
+        for (int r = 0; r < RR; ++r)
+          for (int gi = 0; gi < NG; ++gi) acc[r][gi].store(C + (b + r) * NG * H + gi * H + j, n);
+      });
+    }
   });
 }
 
