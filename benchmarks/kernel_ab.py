@@ -12,6 +12,10 @@
                         multiply-adds per pre-activation; off (set_fused_projection("off")) runs the
                         input projection as a pass of its own by chunks of steps, added into the
                         steps' products. Equal to float32's precision. Default shapes S1, S3, S7.
+    --knob row_split    at two or more threads a tiled forward gives each thread its own batch rows
+                        for every step, no join between steps; off (set_row_split("off")) splits each
+                        step's hidden units across the threads. Bit for bit the same. Default shapes
+                        S1, S2, S3, S4.
 
 For each shape (docs/explanation/speed.md) it times a training step (forward + backward) and a
 no-grad forward with the switch off and on, alternating, and prints the medians and the ratio
@@ -46,6 +50,7 @@ KNOBS = {  # name: (the extension's setter, its "on" mode, default shapes)
     "concurrency": ("set_concurrency", "auto", "S6,S7,S8"),
     "avx512": ("set_avx512", "auto", "S1,S3,S7"),
     "fused_projection": ("set_fused_projection", "auto", "S1,S3,S7"),
+    "row_split": ("set_row_split", "auto", "S1,S2,S3,S4"),
 }
 
 

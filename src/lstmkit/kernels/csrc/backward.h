@@ -66,115 +66,130 @@ void backward_loop(const LayerArgs<scalar_t>& a,  // a.whh: W_hh; a.whh_pk: pack
   const int64_t GH = k.GH;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h && !k.ln;  // h_keep acts outside the cell
   const bool proj = whr != nullptr;
-  for (int64_t s = s1 - 1; s >= s0; --s) {
-    const int64_t t = reverse ? T - 1 - s : s;
-    const int64_t dt = t - d0;  // the step's slot in dG, DR, dZ
-    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
-    // dL/dh_t = carry from step t+1 (in processing order) + the output's own gradient; with
-    // zoneout z_h of it goes straight to h_{t-1} and (1 - z_h) of it to h̃_t.
-    scalar_t* dht = proj ? dH + t * B * P : dH;
-    for (int64_t b = 0; b < B; ++b) {
-      scalar_t* d = dht + b * P;
-      if (!row_active(len, b, t)) {
-        std::fill(d, d + P, scalar_t(0));
-        continue;
-      }
-      const scalar_t* carry = dh + b * P;
-      if (gout) {
-        const scalar_t* go = gout + (t * B + b) * P;
-        for (int64_t j = 0; j < P; ++j) d[j] = carry[j] + go[j];
-      } else {
-        std::memcpy(d, carry, sizeof(scalar_t) * P);
-      }
-      if (zh_step) {
-        const scalar_t* z = zh_step + b * P;
-        scalar_t* dz = dh_zone + b * P;
-        for (int64_t j = 0; j < P; ++j) {
-          dz[j] = z[j] * d[j];
-          d[j] = (scalar_t(1) - z[j]) * d[j];
-        }
-      }
-    }
-    const scalar_t* dhp = dht;  // dL/d(o ⊙ tanh c̃), (B, H)
-    if (proj) {
-      step_gemm<scalar_t>(B, H, P, dht, P, whr, dhpre, /*accumulate=*/false);  // dh̃_t W_hr
-      dhp = dhpre;
-    }
-    const scalar_t* Gt = G + t * B * GH;
-    const scalar_t* Ct = C + t * B * H;
-    scalar_t* dGt = dG + dt * B * GH;
-    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;  // (B, H)
-    at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        scalar_t* dg = dGt + b * GH;
-        scalar_t* hp = proj ? Hpre + (t * B + b) * H : nullptr;
-        scalar_t* cpo = Cprev ? Cprev + (dt * B + b) * H : nullptr;
-        scalar_t* cto = Ctil ? Ctil + (dt * B + b) * H : nullptr;
+  // Every step of rows [r0, r1), their row passes and products split across the threads (or, in a
+  // row part, run by its own thread: nested at::parallel_for calls run inline).
+  auto steps = [&](int64_t r0, int64_t r1) {
+    for (int64_t s = s1 - 1; s >= s0; --s) {
+      const int64_t t = reverse ? T - 1 - s : s;
+      const int64_t dt = t - d0;  // the step's slot in dG, DR, dZ
+      const scalar_t* zh_step = var.zone_h ? var.zone_h.step_rows(t, r0, r1) : nullptr;  // (B, P)
+      // dL/dh_t = carry from step t+1 (in processing order) + the output's own gradient; with
+      // zoneout z_h of it goes straight to h_{t-1} and (1 - z_h) of it to h̃_t.
+      scalar_t* dht = proj ? dH + t * B * P : dH;
+      for (int64_t b = r0; b < r1; ++b) {
+        scalar_t* d = dht + b * P;
         if (!row_active(len, b, t)) {
-          std::fill(dg, dg + GH, scalar_t(0));
-          if (hp) std::fill(hp, hp + H, scalar_t(0));
-          if (cpo) std::fill(cpo, cpo + H, scalar_t(0)), std::fill(cto, cto + H, scalar_t(0));
-          if (k.ln) std::fill(DR + (dt * B + b) * GH, DR + (dt * B + b + 1) * GH, scalar_t(0));
-          if (dZ) std::fill(dZ + (dt * B + b) * GH, dZ + (dt * B + b + 1) * GH, scalar_t(0));
+          std::fill(d, d + P, scalar_t(0));
           continue;
         }
-        const scalar_t* g = Gt + b * GH;
-        const scalar_t* c = Ct + b * H;
-        // c_{t-1}: c0 at the row's first step, else the neighbouring step's cell state.
-        const scalar_t* cp = t == row_start(len, b, T, reverse) ? c0 + b * H
-                                                                : C + ((reverse ? t + 1 : t - 1) * B + b) * H;
-        const scalar_t* dhr = dhp + b * H;
-        scalar_t* dcr = dc + b * H;
-        const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
-        const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
-        const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
-        scalar_t* tco = nullptr;
-        scalar_t* dcl = nullptr;
-        // This thread's sums of the LayerNorm parameter gradients, added while the rows are in
-        // cache (summing (T, B, ·) records after the loop cost S3 training ~10 %).
-        scalar_t* acc = k.ln ? LNacc + std::min<int64_t>(at::get_thread_num(), acc_rows - 1) * (3 * GH + 2 * H) : nullptr;
-        if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃ (d w_c, d b_c into acc)
-          tco = TCO + b * H, dcl = DCL + b * H;
-          scalar_t* acw = acc + 2 * GH;
-          ln_cell_finish_backward(dhr, g + k.oo, Nc + (t * B + b) * H, rc[t * B + b], H, var.ln_cw, var.ln_cb, acw,
-                                  acw + H, tco, dcl);
+        const scalar_t* carry = dh + b * P;
+        if (gout) {
+          const scalar_t* go = gout + (t * B + b) * P;
+          for (int64_t j = 0; j < P; ++j) d[j] = carry[j] + go[j];
+        } else {
+          std::memcpy(d, carry, sizeof(scalar_t) * P);
         }
-        for_units<scalar_t>(plain, 0, H, [&](auto tag, auto variants, int64_t j) {
-          cell_backward<decltype(tag), decltype(variants)::value>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
-        });
-        if (k.ln) {  // through G[t] += LN(h W_hh^T)·w + b back to h W_hh^T: d w_hh' += dG ⊙ LN(h W_hh^T),
-                     // d b_hh' += dG (which is also every bias's gradient)
-          ln_affine_row_backward(dg, var.ln_hw, Nh + (t * B + b) * GH, rh[t * B + b], GH, acc, acc + GH,
-                                 DR + (dt * B + b) * GH);
-        }
-        if (dZ) {  // through G[t] = LN(x W_ih^T)·w_i + b_i + … back to x W_ih^T: d w_ih' += dG ⊙ LN(x W_ih^T);
-                   // dz may be dg itself (the last use of dg)
-          ln_affine_row_backward(dg, ln_iw, Ni + (t * B + b) * GH, ri[t * B + b], GH, acc + 2 * GH + 2 * H,
-                                 static_cast<scalar_t*>(nullptr), dZ + (dt * B + b) * GH);
+        if (zh_step) {
+          const scalar_t* z = zh_step + b * P;
+          scalar_t* dz = dh_zone + b * P;
+          for (int64_t j = 0; j < P; ++j) {
+            dz[j] = z[j] * d[j];
+            d[j] = (scalar_t(1) - z[j]) * d[j];
+          }
         }
       }
-    });
-    const scalar_t* dR = k.ln ? DR + dt * B * GH : dGt;  // the gradient reaching h W_hh^T
-    if (whh_pk) {  // dG[t] W_hh
-      cols_product<scalar_t, 4>(B, P, GH, dR, GH, whh_pk, dh_new);
-    } else {
-      step_gemm<scalar_t>(B, P, GH, dR, GH, whh, dh_new, /*accumulate=*/false);
-    }
-    // dL/dh_{t-1} = dG[t] W_hh (⊙ h_keep) (+ z_h ⊙ dL/dh_t). Rows that did not run at step t
-    // pass their carried gradient through unchanged.
-    for (int64_t b = 0; b < B; ++b) {
-      if (!row_active(len, b, t)) continue;
-      scalar_t* d = dh + b * P;
-      const scalar_t* n = dh_new + b * P;
-      if (!var.h_keep && !var.zone_h) {
-        std::memcpy(d, n, sizeof(scalar_t) * P);
-        continue;
+      const scalar_t* dhp = dht;  // dL/d(o ⊙ tanh c̃), (B, H)
+      if (proj) {
+        step_gemm<scalar_t>(r1 - r0, H, P, dht + r0 * P, P, whr, dhpre + r0 * H, /*accumulate=*/false);  // dh̃_t W_hr
+        dhp = dhpre;
       }
-      const scalar_t* m = var.h_keep ? var.h_keep + b * P : nullptr;
-      const scalar_t* dz = var.zone_h ? dh_zone + b * P : nullptr;
-      for (int64_t j = 0; j < P; ++j) d[j] = (m ? n[j] * m[j] : n[j]) + (dz ? dz[j] : scalar_t(0));
+      const scalar_t* Gt = G + t * B * GH;
+      const scalar_t* Ct = C + t * B * H;
+      scalar_t* dGt = dG + dt * B * GH;
+      const scalar_t* zc_t = var.zone_c ? var.zone_c.step_rows(t, r0, r1) : nullptr;  // (B, H)
+      at::parallel_for(r0, r1, row_grain(GH), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          scalar_t* dg = dGt + b * GH;
+          scalar_t* hp = proj ? Hpre + (t * B + b) * H : nullptr;
+          scalar_t* cpo = Cprev ? Cprev + (dt * B + b) * H : nullptr;
+          scalar_t* cto = Ctil ? Ctil + (dt * B + b) * H : nullptr;
+          if (!row_active(len, b, t)) {
+            std::fill(dg, dg + GH, scalar_t(0));
+            if (hp) std::fill(hp, hp + H, scalar_t(0));
+            if (cpo) std::fill(cpo, cpo + H, scalar_t(0)), std::fill(cto, cto + H, scalar_t(0));
+            if (k.ln) std::fill(DR + (dt * B + b) * GH, DR + (dt * B + b + 1) * GH, scalar_t(0));
+            if (dZ) std::fill(dZ + (dt * B + b) * GH, dZ + (dt * B + b + 1) * GH, scalar_t(0));
+            continue;
+          }
+          const scalar_t* g = Gt + b * GH;
+          const scalar_t* c = Ct + b * H;
+          // c_{t-1}: c0 at the row's first step, else the neighbouring step's cell state.
+          const scalar_t* cp = t == row_start(len, b, T, reverse) ? c0 + b * H
+                                                                  : C + ((reverse ? t + 1 : t - 1) * B + b) * H;
+          const scalar_t* dhr = dhp + b * H;
+          scalar_t* dcr = dc + b * H;
+          const scalar_t* gg_ = gG ? gG + (t * B + b) * GH : nullptr;
+          const scalar_t* gc_ = gC ? gC + (t * B + b) * H : nullptr;
+          const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
+          scalar_t* tco = nullptr;
+          scalar_t* dcl = nullptr;
+          // This thread's sums of the LayerNorm parameter gradients, added while the rows are in
+          // cache (summing (T, B, ·) records after the loop cost S3 training ~10 %).
+          scalar_t* acc = k.ln ? LNacc + std::min<int64_t>(at::get_thread_num(), acc_rows - 1) * (3 * GH + 2 * H) : nullptr;
+          if (k.ln) {  // through h̃ = o ⊙ tanh(LN(c̃)·w_c + b_c) back to c̃ (d w_c, d b_c into acc)
+            tco = TCO + b * H, dcl = DCL + b * H;
+            scalar_t* acw = acc + 2 * GH;
+            ln_cell_finish_backward(dhr, g + k.oo, Nc + (t * B + b) * H, rc[t * B + b], H, var.ln_cw, var.ln_cb, acw,
+                                    acw + H, tco, dcl);
+          }
+          for_units<scalar_t>(plain, 0, H, [&](auto tag, auto variants, int64_t j) {
+            cell_backward<decltype(tag), decltype(variants)::value>(k, j, g, c, cp, dhr, dcr, gg_, gc_, zc, dg, hp, cpo, cto, tco, dcl);
+          });
+          if (k.ln) {  // through G[t] += LN(h W_hh^T)·w + b back to h W_hh^T: d w_hh' += dG ⊙ LN(h W_hh^T),
+                       // d b_hh' += dG (which is also every bias's gradient)
+            ln_affine_row_backward(dg, var.ln_hw, Nh + (t * B + b) * GH, rh[t * B + b], GH, acc, acc + GH,
+                                   DR + (dt * B + b) * GH);
+          }
+          if (dZ) {  // through G[t] = LN(x W_ih^T)·w_i + b_i + … back to x W_ih^T: d w_ih' += dG ⊙ LN(x W_ih^T);
+                     // dz may be dg itself (the last use of dg)
+            ln_affine_row_backward(dg, ln_iw, Ni + (t * B + b) * GH, ri[t * B + b], GH, acc + 2 * GH + 2 * H,
+                                   static_cast<scalar_t*>(nullptr), dZ + (dt * B + b) * GH);
+          }
+        }
+      });
+      const scalar_t* dR = k.ln ? DR + dt * B * GH : dGt;  // the gradient reaching h W_hh^T
+      if (whh_pk) {  // dG[t] W_hh
+        cols_product<scalar_t, 4>(r1 - r0, P, GH, dR + r0 * GH, GH, whh_pk, dh_new + r0 * P);
+      } else {
+        step_gemm<scalar_t>(r1 - r0, P, GH, dR + r0 * GH, GH, whh, dh_new + r0 * P, /*accumulate=*/false);
+      }
+      // dL/dh_{t-1} = dG[t] W_hh (⊙ h_keep) (+ z_h ⊙ dL/dh_t). Rows that did not run at step t
+      // pass their carried gradient through unchanged.
+      for (int64_t b = r0; b < r1; ++b) {
+        if (!row_active(len, b, t)) continue;
+        scalar_t* d = dh + b * P;
+        const scalar_t* n = dh_new + b * P;
+        if (!var.h_keep && !var.zone_h) {
+          std::memcpy(d, n, sizeof(scalar_t) * P);
+          continue;
+        }
+        const scalar_t* m = var.h_keep ? var.h_keep + b * P : nullptr;
+        const scalar_t* dz = var.zone_h ? dh_zone + b * P : nullptr;
+        for (int64_t j = 0; j < P; ++j) d[j] = (m ? n[j] * m[j] : n[j]) + (dz ? dz[j] : scalar_t(0));
+      }
     }
-  }
+  };
+  // On the tiles, each thread may instead take its own rows through every step (row_parts): a
+  // row's gradients need only its own, and a tile builds each entry the same way for any rows.
+  // Not with LayerNorm, whose per-thread sums of its parameters' gradients would then add the
+  // rows in another order (and its forward splits units anyway).
+  const int64_t parts = whh_pk && !k.ln ? row_parts<scalar_t, 4>(B, proj, P * GH) : 1;
+  if (parts == 1) return steps(0, B);
+  const int64_t per = (B + parts - 1) / parts;
+  g_row_split_runs.fetch_add(1, std::memory_order_relaxed);
+  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) steps(p * per, std::min(B, (p + 1) * per));
+  });
 }
 
 // Returns {dx, dh0, dc0, dw_ih, dw_hh, db (for both b_ih and b_hh), dw_hr, dpeephole, and the

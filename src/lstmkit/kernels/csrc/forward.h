@@ -104,19 +104,16 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
   const int64_t GH = k.GH, NU = (H + L - 1) / L;
   const bool plain = !var.coupled && !var.peep && !var.zone_c && !var.zone_h;  // h_keep acts outside the cell
   const bool proj = whr_t != nullptr;
-  const int64_t grain = tile_grain(B, NG * L, fused ? I + P : P);
   scalar_t* const no_ctl = nullptr;  // c̃ scratch: LayerNorm only
-  scalar_t* hcur = hs;               // h_{t-1}
-  scalar_t* hnxt = proj ? hs : hs2;  // h_t
-  for (int64_t s = s0; s < s1; ++s) {
+  // Step s's tiles for rows [r0, r1) and unit blocks [u0, u1): h_{t-1} from hcur (hrec: as the
+  // recurrent product reads it), h_t into hnxt, the zoneout masks' blocks of step t read from zc_t
+  // (B, H) and zh_t (B, P) (null: none; with a projection, zoneout of h follows it).
+  auto tiles = [&](int64_t s, const scalar_t* hrec, const scalar_t* hcur, scalar_t* hnxt, const scalar_t* zc_t,
+                   const scalar_t* zh_t, int64_t r0, int64_t r1, int64_t u0, int64_t u1) {
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = fused && !REC ? G : G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
-    const scalar_t* hrec = recurrent_input(var, hcur, hmask, B * P);
     const scalar_t* xt = fused ? x + t * B * I : nullptr;
-    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;    // (B, H)
-    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
-    const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
     // Row b, units [j, j + n): the tile's product into G[t] (its whole pre-activation when fused,
     // else added to the input projection there), then the cell.
     auto finish = [&](int64_t b, int64_t j, int64_t n, const V (&acc)[NG]) {
@@ -153,19 +150,59 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
       });
       if (!proj) std::memcpy(hnxt + b * P + j, h_dst + j, sizeof(scalar_t) * n);
     };
-    auto rows = [&](auto mr, int64_t b, int64_t u) {
-      constexpr int R = decltype(mr)::value;
-      V acc[R][NG];
-      gate_tile_xh<R, NG>(xt ? xt + b * I : nullptr, I, fused ? wih_pk + u * I * NG * L : nullptr, fused ? I : 0,
-                          hrec + b * P, P, wpk + u * P * NG * L, P, acc);
+    for (int64_t u = u0; u < u1; ++u) {
       const int64_t j = u * L, n = std::min(L, H - j);
-      for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
-    };
+      for_row_tiles<scalar_t, NG>(r1 - r0, [&](auto mr, int64_t b) {
+        constexpr int R = decltype(mr)::value;
+        b += r0;
+        V acc[R][NG];
+        gate_tile_xh<R, NG>(xt ? xt + b * I : nullptr, I, fused ? wih_pk + u * I * NG * L : nullptr, fused ? I : 0,
+                            hrec + b * P, P, wpk + u * P * NG * L, P, acc);
+        for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
+      });
+    }
+  };
+  const int64_t parts = row_parts<scalar_t, NG>(B, proj, ((fused ? I : 0) + P) * GH);
+  if (parts > 1) {
+    // Rows apart: each thread runs every step of its own rows, all their units, with no join
+    // between steps (a row's h_t needs only its own h_{t-1}); see row_parts.
+    const int64_t per = (B + parts - 1) / parts;
+    g_row_split_runs.fetch_add(1, std::memory_order_relaxed);
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t r0 = p * per, r1 = std::min(B, r0 + per);
+        scalar_t *hcur = hs, *hnxt = hs2;
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t t = reverse ? T - 1 - s : s;
+          const scalar_t* hrec = hcur;
+          if (var.h_keep) {
+            for (int64_t q = r0 * P; q < r1 * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
+            hrec = hmask;
+          }
+          const scalar_t* zc_t = var.zone_c ? var.zone_c.step_rows(t, r0, r1) : nullptr;
+          const scalar_t* zh_t = var.zone_h ? var.zone_h.step_rows(t, r0, r1) : nullptr;
+          tiles(s, hrec, hcur, hnxt, zc_t, zh_t, r0, r1, 0, NU);
+          std::swap(hcur, hnxt);
+        }
+      }
+    });
+    if ((s1 - s0) % 2 == 1) std::memcpy(hs, hs2, sizeof(scalar_t) * B * P);  // every part swapped as often
+    return;
+  }
+  const int64_t grain = tile_grain(B, NG * L, fused ? I + P : P);
+  scalar_t* hcur = hs;               // h_{t-1}
+  scalar_t* hnxt = proj ? hs : hs2;  // h_t
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t t = reverse ? T - 1 - s : s;
+    const scalar_t* hrec = recurrent_input(var, hcur, hmask, B * P);
+    const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;     // (B, H)
+    const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
+    const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
     at::parallel_for(0, NU, grain, [&](int64_t u0, int64_t u1) {
-      for (int64_t u = u0; u < u1; ++u) for_row_tiles<scalar_t, NG>(B, [&](auto mr, int64_t b) { rows(mr, b, u); });
+      tiles(s, hrec, hcur, hnxt, zc_t, zh_t, 0, B, u0, u1);
     });
     if (proj) {
-      project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, Ot, hs);
+      project_step<scalar_t>(B, H, P, t, len, hpre, whr_t, zh_step, out + t * B * P, hs);
     } else {
       std::swap(hcur, hnxt);
     }

@@ -436,6 +436,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         g_avx512 = mode == "auto" ? 0 : -1;
       }, "for tests: whether the register tiles take 8 rows at a time in AVX-512 registers (auto: when the CPU has them)");
   m.def("uses_avx512", [] { return avx512_tiles(); }, "whether the register tiles run on AVX-512 here");
+  m.def("set_row_split", [](const std::string& mode) {
+        TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "row split mode must be auto, on or off, got ", mode);
+        g_row_split = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
+      }, "for tests: whether a tiled forward gives each thread its own batch rows for every step (on, auto: see "
+         "row_parts) or splits each step's hidden units (off)");
+  m.def("row_split_runs", [] { return g_row_split_runs.load(); },
+        "for tests: how many forward and backward loops gave each thread its own batch rows so far");
   m.def("set_fused_projection", [](const std::string& mode) {
         TORCH_CHECK(mode == "auto" || mode == "off", "fused projection mode must be auto or off, got ", mode);
         g_fused_projection = mode == "auto" ? 0 : -1;

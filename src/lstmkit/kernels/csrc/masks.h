@@ -34,14 +34,18 @@ struct Mask {
   const uint8_t* u = nullptr;  // bool (T, B, n)
   S* scratch = nullptr;        // (B, n): the widened block, or the constant rate
   int64_t block = 0;           // B * n
+  int64_t width = 0;           // n
   bool constant = false;
   explicit operator bool() const { return f != nullptr || u != nullptr || constant; }
   // Step t's (B, n) block. Call once per step from serial code: it may rewrite the scratch.
-  const S* step(int64_t t) const {
+  const S* step(int64_t t) const { return step_rows(t, 0, width ? block / width : 0); }
+  // The same block where only rows [r0, r1) are read: row parts (see row_parts), each on its own
+  // thread at its own step, widen only their own rows of the scratch.
+  const S* step_rows(int64_t t, int64_t r0, int64_t r1) const {
     if (f) return f + t * block;
     if (constant) return scratch;
     const uint8_t* src = u + t * block;
-    for (int64_t q = 0; q < block; ++q) scratch[q] = src[q] ? S(1) : S(0);
+    for (int64_t q = r0 * width; q < r1 * width; ++q) scratch[q] = src[q] ? S(1) : S(0);
     return scratch;
   }
 };
@@ -66,6 +70,7 @@ Mask<S> make_mask(const Tensor& m, const Tensor& scratch, int64_t B, int64_t n) 
   Mask<S> k;
   if (!m.defined()) return k;
   k.block = B * n;
+  k.width = n;
   k.scratch = scratch.defined() ? scratch.data_ptr<S>() : nullptr;
   if (m.scalar_type() == at::kBool) {
     k.u = reinterpret_cast<const uint8_t*>(m.data_ptr<bool>());

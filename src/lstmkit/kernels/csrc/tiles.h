@@ -222,6 +222,37 @@ inline void for_row_tiles(int64_t B, F&& f) {
   for_row_tiles(B, std::forward<F>(f), b);
 }
 
+// Test knob (set_row_split below): 0 auto, 1 wherever possible (also at one thread, where the
+// parts run one after another), -1 never.
+std::atomic<int> g_row_split{0};
+// For tests: how many forward and backward loops ran as row parts so far.
+std::atomic<int64_t> g_row_split_runs{0};
+
+// How many parts a tiled forward splits its batch rows into, one per thread, each running every
+// step of its rows over all hidden units (1: each step's unit blocks are split instead, with a
+// fork/join per step). A row's h_t needs only its own h_{t-1}, so row parts never wait for each
+// other; they read all of W_ih and W_hh every step where unit blocks read their share, which the
+// tiles' FMA rate hides while the weights stay in L3. Every entry is the same chain of
+// multiply-adds either way, so the results are bit for bit the same. Auto: two or more threads
+// outside a parallel region (the stack's concurrent layers already own one thread each), at
+// least one full register tile of rows per part, packed weights (weight_entries of them read per
+// step) of at most kRowSplitMaxWeightBytes, and no projection (whose h W_hr^T after each step
+// needs all units of a row). Measured at two threads against the unit split (kernel_ab.py --knob
+// row_split): S3 training 1.12x, inference 1.07x; S1 1.03x / 1.01x; S2 (8 MB) 1.01x / 0.99x;
+// S4 (32 MB) inference 0.93x.
+constexpr int64_t kRowSplitMaxWeightBytes = int64_t(4) << 20;
+template <typename scalar_t, int NG>
+inline int64_t row_parts(int64_t B, bool proj, int64_t weight_entries) {
+  const int mode = g_row_split.load(std::memory_order_relaxed);
+  if (mode < 0 || proj || at::in_parallel_region()) return 1;
+  const int64_t threads = at::get_num_threads();
+  if (mode > 0) return std::min<int64_t>(B, std::max<int64_t>(2, threads));
+  if (weight_entries * int64_t(sizeof(scalar_t)) > kRowSplitMaxWeightBytes) return 1;
+  const int64_t tile = std::is_same_v<scalar_t, float> && NG == 4 && avx512_tiles() ? 8 : kTileRows;
+  const int64_t parts = std::min<int64_t>(threads, B / tile);
+  return parts >= 2 ? parts : 1;
+}
+
 // M (K, N) row-major as panels of NG·L columns (the layout gate_tile reads): panel u is (K, NG·L),
 // zero-padded past N.
 template <typename scalar_t, int NG>

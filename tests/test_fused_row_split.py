@@ -1,0 +1,103 @@
+"""Row parts: at two or more threads a tiled forward (and backward) can give each thread its own
+batch rows for every step instead of splitting each step's hidden units, with no join between
+steps. A register tile builds every entry the same way whichever rows it holds, so outputs,
+states, recorded gates and every gradient are bit for bit those of the unit split, for every
+variant, with lengths, in both directions, and in inference. (LayerNorm keeps the unit split.)
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lstmkit as lk
+from test_fused import _require_kernel, concurrency  # noqa: F401 (fixture)
+
+_VARIANTS = [
+    {}, dict(peephole=True, zoneout=(0.2, 0.1)), dict(coupled=True), dict(layer_norm=True),
+    dict(recurrent_dropout=0.3), dict(peephole=True, coupled=True, layer_norm=True, zoneout=0.1, recurrent_dropout=0.2),
+]
+
+
+@pytest.fixture
+def row_split():
+    """Set the row split ("auto" | "on" | "off"); restore auto afterwards."""
+    ext = _require_kernel()
+    yield ext.set_row_split
+    ext.set_row_split("auto")
+
+
+@pytest.fixture
+def threads():
+    """torch.set_num_threads for one test; restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def _run(lstm, x, lengths, seed):
+    """Everything a training step and an inference call produce, from the same RNG state."""
+    torch.manual_seed(seed)
+    xs = x.clone().requires_grad_()
+    res = lstm(xs, lengths=lengths, return_gates=True)
+    loss = (res.output ** 2).sum() + res.state[1].sum() + res.gates.o.sum()
+    grads = torch.autograd.grad(loss, [xs, *lstm.parameters()])
+    torch.manual_seed(seed)
+    out, (h, c) = lstm(x, lengths=lengths)  # the plain call: the whole-stack operators where they apply
+    (out.sum() + c.sum()).backward()
+    plain_grads = [p.grad.clone() for p in lstm.parameters()]
+    lstm.zero_grad()
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        inferred, (hi, ci) = lstm(x, lengths=lengths)
+    return [res.output, *res.state, *res.gates, *grads, out, h, c, *plain_grads, inferred, hi, ci]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("variant", _VARIANTS, ids=lambda kw: "+".join(kw) or "plain")
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bidir"])
+def test_row_parts_are_bit_equal_to_the_unit_split(variant, bidirectional, n_threads, row_split, threads, concurrency):
+    ext = _require_kernel()
+    threads(n_threads)
+    concurrency("off")  # the stack's concurrent layers and directions would each run on one thread
+    torch.manual_seed(11)
+    lstm = lk.LSTM(12, 24, 2, bidirectional=bidirectional, backend="fused", **variant)
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            if name.startswith("weight_peephole") or name.startswith("ln_"):  # not the identity init
+                p.add_(torch.empty_like(p).uniform_(-0.5, 0.5))
+    B = 19  # row parts of 10 and 9: a full AVX-512 tile and a remainder in each
+    x = torch.randn(7, B, 12)
+    lengths = torch.randint(1, 8, (B,))
+    results = []
+    for mode in ("off", "on"):
+        row_split(mode)
+        runs = ext.row_split_runs()
+        results.append(_run(lstm, x, lengths, seed=5))
+        ran = ext.row_split_runs() - runs
+        # LayerNorm's forward splits units (its row statistics follow the product), and its backward
+        # keeps per-thread sums of the parameter gradients in step order: it never runs row parts.
+        expected = mode == "on" and not variant.get("layer_norm")
+        assert (ran > 0) == expected, f"row split {mode}: {ran} loops ran as row parts"
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_auto_splits_rows_only_where_each_thread_gets_a_tile_and_the_weights_are_small(row_split, threads):
+    ext = _require_kernel()
+    threads(2)
+    row_split("auto")
+
+    def ran(B, H, proj_size=0):
+        lstm = lk.LSTM(16, H, proj_size=proj_size, backend="fused")
+        before = ext.row_split_runs()
+        with torch.no_grad():
+            lstm(torch.randn(3, B, 16))
+        return ext.row_split_runs() - before > 0
+
+    tile = 8 if ext.uses_avx512() else 3
+    assert ran(2 * tile, 32)
+    assert not ran(2 * tile - 1, 32), "one part would have less than a full tile"
+    assert not ran(2 * tile, 32, proj_size=8), "a projection needs all units of a row after each step"
+    assert not ran(2 * tile, 512), "(16 + 512) x 2048 float32 weights are more than 4 MB"
+    threads(1)
+    assert not ran(4 * tile, 32), "one thread has nothing to split"
