@@ -44,6 +44,27 @@ def test_the_avx512_switch_runs_in_cpu_time(script, capsys):
     assert "avx512: threads 1, cpu clock" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("knob", ["fused_projection", "row_split"])
+def test_the_projection_and_row_switches_run_and_return_to_auto(script, capsys, knob):
+    ext = _require_kernel()
+    threads = torch.get_num_threads()
+    try:
+        assert script.main(["--knob", knob, "--shapes", "S3", "--repeats", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert f"{knob}: threads 2" in capsys.readouterr().out
+    if knob == "row_split":  # back on auto: 16 rows at two threads give each thread its own rows
+        before = ext.row_split_runs()
+        torch.set_num_threads(2)
+        try:
+            with torch.no_grad():
+                import lstmkit as lk
+                lk.LSTM(8, 16).eval()(torch.randn(3, 16, 8))
+        finally:
+            torch.set_num_threads(threads)
+        assert ext.row_split_runs() > before
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--shapes", "S9"], "--shapes takes S1, S2, S3, S4, S5, S6, S7, S8; got S9"),
     (["--clock", "cpu"], "--clock cpu times one thread, so it needs --threads 1, got --threads 2"),
