@@ -16,6 +16,10 @@
                         for every step, no join between steps; off (set_row_split("off")) splits each
                         step's hidden units across the threads. Bit for bit the same. Default shapes
                         S1, S2, S3, S4.
+    --knob grad_tiles   backward's input and weight gradients (dX = dG W_ih, dW += dGᵀ X and dGᵀ
+                        h_{t-1}, by chunks of steps) run on the register tiles; off
+                        (set_grad_tiles("off")) runs them as MKL's sgemm. Equal to float32's
+                        precision. Default shapes S1, S3, S7 (inference does not change).
 
 For each shape (docs/explanation/speed.md) it times a training step (forward + backward) and a
 no-grad forward with the switch off and on, alternating, and prints the medians and the ratio
@@ -51,6 +55,7 @@ KNOBS = {  # name: (the extension's setter, its "on" mode, default shapes)
     "avx512": ("set_avx512", "auto", "S1,S3,S7"),
     "fused_projection": ("set_fused_projection", "auto", "S1,S3,S7"),
     "row_split": ("set_row_split", "auto", "S1,S2,S3,S4"),
+    "grad_tiles": ("set_grad_tiles", "auto", "S1,S3,S7"),
 }
 
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "forward.h"
+#include "grad_gemm.h"
 
 namespace lstmkit {
 namespace {
@@ -266,6 +267,31 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
   Tensor out_c = hk.defined() ? out * hk : out.contiguous();
   Tensor h0_c = hk.defined() ? h0 * hk : h0.contiguous();
   Tensor dw_hh = at::zeros({GH, P}, opts);
+  // The chunk products on the register tiles (grad_gemm.h) where the steps tile, else BLAS; dX
+  // reads W_ih in column panels, packed once per call.
+  bool grad_tiles = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_grad_tiles", [&] {
+    grad_tiles = use_tiled<scalar_t>(kTileRows) && g_grad_tiles.load(std::memory_order_relaxed) >= 0;
+  });
+  Tensor wih_cols;
+  if (grad_tiles && dx.defined()) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_pack_wih_cols",
+                               [&] { wih_cols = pack_cols<scalar_t, 4>(w_ih.contiguous()); });
+  }
+  // dst (GH, N) += srcᵀ rows (src: the rows' step gradients, (rows, GH)); on the tiles, rows packed
+  // in column panels first.
+  auto add_atb = [&](Tensor& dst, const Tensor& src, const Tensor& rows) {
+    if (!grad_tiles) {
+      dst.addmm_(src.t(), rows);
+      return;
+    }
+    const Tensor r = rows.contiguous(), s = src.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiled_atb", [&] {
+      const Tensor pk = pack_cols<scalar_t, 4>(r);
+      tiled_atb<scalar_t>(dst.size(0), dst.size(1), r.size(0), s.data_ptr<scalar_t>(), s.size(1),
+                          pk.data_ptr<scalar_t>(), dst.data_ptr<scalar_t>(), dst.size(1));
+    });
+  };
   std::vector<Tensor> peep_sums;  // Σ dG ⊙ c_{t-1} for i and f, Σ dG ⊙ c̃_t for o
   // The gradients of the chunk at times [t_lo, t_lo + n), held in the buffers' first n steps.
   auto flush = [&](int64_t t_lo, int64_t n) {
@@ -275,16 +301,23 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
       const Tensor dZ2 = dZc.view({n * B, GH});
       if (dx.defined()) {
         Tensor dx2 = dx.view({T * B, I}).narrow(0, t_lo * B, n * B);
-        at::mm_out(dx2, dZ2, w_ih);
+        if (wih_cols.defined()) {
+          AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_tiled_dx", [&] {
+            tiled_mm<scalar_t>(n * B, I, GH, dZ2.data_ptr<scalar_t>(), GH, wih_cols.data_ptr<scalar_t>(),
+                               dx2.data_ptr<scalar_t>(), I);
+          });
+        } else {
+          at::mm_out(dx2, dZ2, w_ih);
+        }
       }
-      dw_ih.addmm_(dZ2.t(), x2.narrow(0, t_lo * B, n * B));
+      add_atb(dw_ih, dZ2, x2.narrow(0, t_lo * B, n * B));
       if (db.defined()) db.add_(dGc.view({n * B, GH}).sum(0));
     }
     // Times in the chunk whose h_{t-1} is another step's output: t ≥ 1 forward, t ≤ T - 2 in reverse.
     const int64_t a = reverse ? t_lo : std::max<int64_t>(t_lo, 1), e = reverse ? std::min(t_lo + n, T - 1) : t_lo + n;
     if (e > a) {
       const Tensor h_prev = out_c.narrow(0, reverse ? a + 1 : a - 1, e - a).reshape({(e - a) * B, P});
-      dw_hh.addmm_(dRc.narrow(0, a - t_lo, e - a).reshape({(e - a) * B, GH}).t(), h_prev);
+      add_atb(dw_hh, dRc.narrow(0, a - t_lo, e - a).reshape({(e - a) * B, GH}), h_prev);
     }
     Tensor dR_first;  // (B, GH): the gradient at each row's first step, where it falls in this chunk
     if (!reverse) {
@@ -299,7 +332,7 @@ std::vector<Tensor> lstm_backward(const optional<Tensor>& grad_out, const option
         dR_first = dRc.gather(0, idx).squeeze(0).mul_(here.to(dG.scalar_type()).unsqueeze(1));
       }
     }
-    if (dR_first.defined()) dw_hh.addmm_(dR_first.t(), h0_c);
+    if (dR_first.defined()) add_atb(dw_hh, dR_first, h0_c);
     if (peep.defined()) {
       auto gate = [&](int64_t off) { return dGc.narrow(2, off, H); };
       const Tensor cp = Cprev.narrow(0, 0, n), ct = Ctil.narrow(0, 0, n);

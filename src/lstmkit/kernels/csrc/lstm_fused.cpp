@@ -11,6 +11,7 @@
 //   tiles.h       packed weight layouts and register-tiled products
 //   layer_args.h  checking and unpacking a layer call
 //   forward.h     the forward step loops and forward_impl (recording and inference)
+//   grad_gemm.h   the backward's chunk products (input and weight gradients) on the register tiles
 //   backward.h    the backward step loop and the chunked weight / input gradients
 //   concurrency.h directions at once and layers as a wavefront, on a thread each
 //   stack.h       a whole stack of plain layers in one call: inference, training forward and backward
@@ -443,6 +444,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
          "row_parts) or splits each step's hidden units (off)");
   m.def("row_split_runs", [] { return g_row_split_runs.load(); },
         "for tests: how many forward and backward loops gave each thread its own batch rows so far");
+  m.def("set_grad_tiles", [](const std::string& mode) {
+        TORCH_CHECK(mode == "auto" || mode == "off", "grad tiles mode must be auto or off, got ", mode);
+        g_grad_tiles = mode == "auto" ? 0 : -1;
+      }, "for tests: whether backward's input and weight gradients run on the register tiles (auto) or BLAS (off)");
   m.def("set_fused_projection", [](const std::string& mode) {
         TORCH_CHECK(mode == "auto" || mode == "off", "fused projection mode must be auto or off, got ", mode);
         g_fused_projection = mode == "auto" ? 0 : -1;
