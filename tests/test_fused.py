@@ -34,12 +34,17 @@ def _require_kernel():
     return ext
 
 
+def _knob(setter: str, default):
+    """A kernel switch for one test: yields its setter, and sets it back to default afterwards."""
+    ext = _require_kernel()
+    yield getattr(ext, setter)
+    getattr(ext, setter)(default)
+
+
 @pytest.fixture
 def gemm_mode():
     """Set the kernel's per-step GEMM path for one test and restore the default afterwards."""
-    ext = _require_kernel()
-    yield ext.set_gemm_mode
-    ext.set_gemm_mode("auto")
+    yield from _knob("set_gemm_mode", "auto")
 
 
 @pytest.fixture
@@ -48,26 +53,32 @@ def tiled_mode():
 
     Auto runs them for float32 with AVX2 only; forcing them on lets the float64 gradchecks pin them.
     """
-    ext = _require_kernel()
-    yield ext.set_tiled
-    ext.set_tiled("auto")
+    yield from _knob("set_tiled", "auto")
 
 
 @pytest.fixture
 def fused_projection():
     """Tiled steps project x_t in their own tiles ("auto") or the input projection runs as its own
     pass by chunks ("off"); restore auto afterwards."""
-    ext = _require_kernel()
-    yield ext.set_fused_projection
-    ext.set_fused_projection("auto")
+    yield from _knob("set_fused_projection", "auto")
+
+
+@pytest.fixture
+def row_split():
+    """Give each thread its own batch rows ("on"), split each step's units ("off") or choose ("auto"); restore auto."""
+    yield from _knob("set_row_split", "auto")
+
+
+@pytest.fixture
+def grad_tiles():
+    """Backward's input and weight gradients on the register tiles ("auto") or BLAS ("off"); restore auto."""
+    yield from _knob("set_grad_tiles", "auto")
 
 
 @pytest.fixture
 def concurrency():
     """Force the whole stack's concurrency on or off (concurrency("on" | "off" | "auto")); restore auto."""
-    ext = _require_kernel()
-    yield ext.set_concurrency
-    ext.set_concurrency("auto")
+    yield from _knob("set_concurrency", "auto")
 
 
 @pytest.fixture
@@ -77,9 +88,7 @@ def backward_chunk():
     The default chunk holds every step of these small tests; a few rows make backward flush its
     GEMMs chunk by chunk, across the boundaries where h_{t-1} and each row's first step fall.
     """
-    ext = _require_kernel()
-    yield ext.set_backward_chunk
-    ext.set_backward_chunk(0)
+    yield from _knob("set_backward_chunk", 0)
 
 
 class _CountKernelCalls(TorchDispatchMode):

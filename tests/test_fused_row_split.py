@@ -11,20 +11,12 @@ import torch
 
 import lstmkit as lk
 from conftest import assert_close
-from test_fused import _require_kernel, concurrency  # noqa: F401 (fixture)
+from test_fused import _require_kernel, concurrency, grad_tiles, row_split  # noqa: F401 (fixtures)
 
 _VARIANTS = [
     {}, dict(peephole=True, zoneout=(0.2, 0.1)), dict(coupled=True), dict(layer_norm=True),
     dict(recurrent_dropout=0.3), dict(peephole=True, coupled=True, layer_norm=True, zoneout=0.1, recurrent_dropout=0.2),
 ]
-
-
-@pytest.fixture
-def row_split():
-    """Set the row split ("auto" | "on" | "off"); restore auto afterwards."""
-    ext = _require_kernel()
-    yield ext.set_row_split
-    ext.set_row_split("auto")
 
 
 @pytest.fixture
@@ -102,14 +94,6 @@ def test_auto_splits_rows_only_where_each_thread_gets_a_tile_and_the_weights_are
     assert not ran(2 * tile, 512), "(16 + 512) x 2048 float32 weights are more than 4 MB"
     threads(1)
     assert not ran(4 * tile, 32), "one thread has nothing to split"
-
-
-@pytest.fixture
-def grad_tiles():
-    """Backward's input and weight gradients on the register tiles ("auto") or BLAS ("off"); restore auto."""
-    ext = _require_kernel()
-    yield ext.set_grad_tiles
-    ext.set_grad_tiles("auto")
 
 
 def _grads(lstm, x, lengths):

@@ -19,8 +19,11 @@ Threads (the kernel is compiled with -fopenmp, so its at::parallel_for loops sha
 OpenMP pool): forward steps in float32 on AVX2 are tiled, one parallel region per step in which
 each thread multiplies x_t and h_{t-1} by its hidden units' packed W_ih^T and W_hh^T panels in
 registers, one chain of multiply-adds per pre-activation, and runs their cells (forward_loop_tiled in
-the C++), so the input projection is no pass of its own; otherwise BLAS threads the GEMMs and the gate pass is split by rows. Backward steps: a row-split
-pass for dG[t], then dG[t] W_hh on the tiles (or BLAS).
+the C++), so the input projection is no pass of its own; or, with a tile of batch rows per thread
+and small weights, one region per layer in which each thread takes its own rows through every step.
+Otherwise BLAS threads the GEMMs and the gate pass is split by rows. Backward steps: a row-split
+pass for dG[t], then dG[t] W_hh on the tiles (or BLAS), by rows per thread as the forward; the
+chunks' weight and input gradients on the tiles too (or BLAS).
 
 Variants run inside the kernel's step loop with the same hand-written backward: peephole,
 coupled (CIFG), recurrent dropout (a per-sequence mask on h_{t-1} in the recurrent GEMM),

@@ -7,8 +7,8 @@
 // each chunk's X or h rows packed once. Every entry is one chain of fused multiply-adds in row
 // order (a weight gradient's continuing from its running value, chunk after chunk) whatever the
 // thread count, so the gradients do not depend on how many threads ran them.
-// Measured at two threads against MKL (kernel_ab.py --knob grad_tiles): S3 training 1.06x, S1 and
-// S8 1.03x, S6 and S7 level.
+// Measured against MKL (kernel_ab.py --knob grad_tiles), training at two threads: S3 1.03–1.10x,
+// S8 1.04–1.05x, S1, S6 and S7 0.98–1.03x; at one thread S3 1.08x, S7 1.03x, S1 1.01x.
 #pragma once
 
 #include "tiles.h"
@@ -23,27 +23,44 @@ std::atomic<int> g_grad_tiles{0};
 // Rows of C per work item: 64 rows by one column panel, the items split across threads.
 constexpr int64_t kGradRowBlock = 64;
 
+// Calls f(m0, rows, u) for every work item of a (M, N) result: its rows [m0, m0 + rows) by column
+// panel u, the items split across threads.
+template <typename scalar_t, typename F>
+void for_grad_items(int64_t M, int64_t N, F&& f) {
+  constexpr int64_t W = 4 * Vec<scalar_t>::size();
+  const int64_t NU = (N + W - 1) / W, MB = (M + kGradRowBlock - 1) / kGradRowBlock;
+  at::parallel_for(0, MB * NU, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t m0 = (i / NU) * kGradRowBlock;
+      f(m0, std::min(kGradRowBlock, M - m0), i % NU);
+    }
+  });
+}
+
+// A tile's RR rows (ldc apart) of columns [c0, c0 + 4·L) into C, those below N.
+template <int RR, typename scalar_t>
+inline void store_tile(const Vec<scalar_t> (&acc)[RR][4], scalar_t* C, int64_t ldc, int64_t c0, int64_t N) {
+  constexpr int64_t L = Vec<scalar_t>::size();
+  for (int rr = 0; rr < RR; ++rr)
+    for (int q = 0; q < 4; ++q) {
+      const int64_t c = c0 + q * L, n = std::min(L, N - c);
+      if (n > 0) acc[rr][q].store(C + rr * ldc + c, n);
+    }
+}
+
 // C (M, N; ldc) = A (M, K; lda) · B, with B (K, N) packed by pack_cols<scalar_t, 4>.
 template <typename scalar_t>
 void tiled_mm(int64_t M, int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* Bp, scalar_t* C,
               int64_t ldc) {
   using V = Vec<scalar_t>;
-  constexpr int64_t L = V::size(), W = 4 * L;
-  const int64_t NU = (N + W - 1) / W, MB = (M + kGradRowBlock - 1) / kGradRowBlock;
-  at::parallel_for(0, MB * NU, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t m0 = (i / NU) * kGradRowBlock, u = i % NU;
-      for_row_tiles<scalar_t, 4>(std::min(kGradRowBlock, M - m0), [&](auto mr, int64_t r) {
-        constexpr int RR = decltype(mr)::value;
-        V acc[RR][4];
-        gate_tile<RR, 4>(A + (m0 + r) * lda, lda, Bp + u * K * W, K, acc);
-        for (int rr = 0; rr < RR; ++rr)
-          for (int q = 0; q < 4; ++q) {
-            const int64_t c0 = u * W + q * L, n = std::min(L, N - c0);
-            if (n > 0) acc[rr][q].store(C + (m0 + r + rr) * ldc + c0, n);
-          }
-      });
-    }
+  constexpr int64_t W = 4 * V::size();
+  for_grad_items<scalar_t>(M, N, [&](int64_t m0, int64_t rows, int64_t u) {
+    for_row_tiles<scalar_t, 4>(rows, [&](auto mr, int64_t r) {
+      constexpr int RR = decltype(mr)::value;
+      V acc[RR][4];
+      gate_tile<RR, 4>(A + (m0 + r) * lda, lda, Bp + u * K * W, K, acc);
+      store_tile<RR>(acc, C + (m0 + r) * ldc, ldc, u * W, N);
+    });
   });
 }
 
@@ -113,33 +130,25 @@ void tiled_atb(int64_t M, int64_t N, int64_t K, const scalar_t* A, int64_t lda, 
                int64_t ldc) {
   using V = Vec<scalar_t>;
   constexpr int64_t L = V::size(), W = 4 * L;
-  const int64_t NU = (N + W - 1) / W, MB = (M + kGradRowBlock - 1) / kGradRowBlock;
-  at::parallel_for(0, MB * NU, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t m0 = (i / NU) * kGradRowBlock, u = i % NU;
-      const scalar_t* panel = Bp + u * K * W;
-      for_row_tiles<scalar_t, 4>(std::min(kGradRowBlock, M - m0), [&](auto mr, int64_t r) {
-        constexpr int RR = decltype(mr)::value;
+  for_grad_items<scalar_t>(M, N, [&](int64_t m0, int64_t rows, int64_t u) {
+    const scalar_t* panel = Bp + u * K * W;
+    for_row_tiles<scalar_t, 4>(rows, [&](auto mr, int64_t r) {
+      constexpr int RR = decltype(mr)::value;
 #ifdef LSTMKIT_AVX512_TILES
-        if constexpr (std::is_same_v<scalar_t, float> && RR == 8) {
-          atb8x32_avx512(A + m0 + r, lda, panel, K, C + (m0 + r) * ldc + u * W, ldc, std::min(W, N - u * W));
-          return;
-        }
+      if constexpr (std::is_same_v<scalar_t, float> && RR == 8) {
+        atb8x32_avx512(A + m0 + r, lda, panel, K, C + (m0 + r) * ldc + u * W, ldc, std::min(W, N - u * W));
+        return;
+      }
 #endif
-        V acc[RR][4];
-        for (int rr = 0; rr < RR; ++rr)
-          for (int q = 0; q < 4; ++q) {
-            const int64_t c0 = u * W + q * L, n = std::min(L, N - c0);
-            acc[rr][q] = n > 0 ? V::loadu(C + (m0 + r + rr) * ldc + c0, n) : V(scalar_t(0));
-          }
-        atb_tile<RR>(A + m0 + r, lda, panel, K, acc);
-        for (int rr = 0; rr < RR; ++rr)
-          for (int q = 0; q < 4; ++q) {
-            const int64_t c0 = u * W + q * L, n = std::min(L, N - c0);
-            if (n > 0) acc[rr][q].store(C + (m0 + r + rr) * ldc + c0, n);
-          }
-      });
-    }
+      V acc[RR][4];
+      for (int rr = 0; rr < RR; ++rr)
+        for (int q = 0; q < 4; ++q) {
+          const int64_t c0 = u * W + q * L, n = std::min(L, N - c0);
+          acc[rr][q] = n > 0 ? V::loadu(C + (m0 + r + rr) * ldc + c0, n) : V(scalar_t(0));
+        }
+      atb_tile<RR>(A + m0 + r, lda, panel, K, acc);
+      store_tile<RR>(acc, C + (m0 + r) * ldc, ldc, u * W, N);
+    });
   });
 }
 

@@ -37,13 +37,15 @@
 // Either way a fused pass adds the biases and applies the activations, and G ends up holding the
 // activated gates: exactly what backward needs and what return_gates returns. C keeps every cell
 // state. The inference entry (lstm_infer) runs the same loops without recording, on one step's G
-// (tiled) or one reused chunk of it, and keeps no C.
+// (tiled) or one reused chunk of it, and keeps no C. Tiled steps split each step's hidden units
+// across the threads, or give each thread its own batch rows for every step (row_parts in tiles.h).
 //
 // Backward: in reverse, a fused pass (split by rows) turns dh_t, dc_t into the pre-activation
 // gradients dG[t] (T, B, 4H), and one product per step gives dh_{t-1} = dG[t] W_hh (register
-// tiles over packed W_hh panels where the forward tiles, else BLAS). After each chunk of
-// kBackwardChunkRows rows of steps, the chunk's weight, bias and input gradients are GEMMs and
-// its buffers are reused (see lstm_backward). (Fusing the cell backward into that
+// tiles over packed W_hh panels where the forward tiles, else BLAS; on the tiles each thread may
+// take its own rows through every step, as the forward). After each chunk of kBackwardChunkRows
+// rows of steps, the chunk's weight, bias and input gradients are products (grad_gemm.h on the
+// tiles, else BLAS) and its buffers are reused (see lstm_backward). (Fusing the cell backward into that
 // product's tiles, as the forward does, measured slower: S1 training 78.6 vs 70.3 ms, S3 17.4
 // vs 15.6; so did a column split with one BLAS call per thread, since removed.)
 //
