@@ -123,3 +123,23 @@ def test_tiled_gradients_match_blas_and_do_not_depend_on_the_threads(proj_size, 
         assert_close(results["auto", 1][name], want, torch.float32, f"grad {name}, tiles vs BLAS")
     for name in ("input", "weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"):
         assert torch.equal(results["auto", 1][name], results["auto", 2][name]), name
+
+
+def test_more_parts_than_rows_need_leaves_the_last_parts_empty(row_split, threads, concurrency):
+    """Four threads over 5 rows: ceil(5 / 4) = 2 rows a part, so the fourth part has none; it must
+    do nothing rather than run rows past the batch."""
+    ext = _require_kernel()
+    threads(4)
+    concurrency("off")
+    torch.manual_seed(6)
+    lstm = lk.LSTM(6, 16, backend="fused", zoneout=0.2)  # bool zoneout masks: each part widens its own rows
+    x = torch.randn(5, 5, 6)
+    lengths = torch.tensor([5, 3, 1, 4, 2])
+    results = []
+    for mode in ("off", "on"):
+        row_split(mode)
+        before = ext.row_split_runs()
+        results.append(_run(lstm, x, lengths, seed=8))
+        assert (ext.row_split_runs() > before) == (mode == "on")
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

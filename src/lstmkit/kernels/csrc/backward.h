@@ -189,7 +189,8 @@ void backward_loop(const LayerArgs<scalar_t>& a,  // a.whh: W_hh; a.whh_pk: pack
   const int64_t per = (B + parts - 1) / parts;
   g_row_split_runs.fetch_add(1, std::memory_order_relaxed);
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) steps(p * per, std::min(B, (p + 1) * per));
+    for (int64_t p = p0; p < p1; ++p)
+      if (p * per < B) steps(p * per, std::min(B, (p + 1) * per));  // the last parts may have no rows
   });
 }
 

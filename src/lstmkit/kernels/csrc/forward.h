@@ -171,6 +171,7 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
     at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t r0 = p * per, r1 = std::min(B, r0 + per);
+        if (r0 >= r1) continue;  // ceil(B / parts) rows each can leave the last parts none (B = 25, 8 parts)
         scalar_t *hcur = hs, *hnxt = hs2;
         for (int64_t s = s0; s < s1; ++s) {
           const int64_t t = reverse ? T - 1 - s : s;
