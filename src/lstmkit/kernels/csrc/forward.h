@@ -340,13 +340,13 @@ std::vector<Tensor> forward_impl(bool rec, const Tensor& x, const Tensor& h0, co
   // for backward, so G holds all T steps; inference reuses one chunk-sized G: a (T, B, GH)
   // buffer would be freshly mapped memory (page faults: 10 ms of S2's 170). Both project the
   // same chunks, so inference is bit for bit the training forward.
-  const int64_t chunk = std::min(T, std::max<int64_t>(1, (512 + B - 1) / B));
   const bool has_ln = !ln.empty();
-  bool tiled = false;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_fused_tiles", [&] { tiled = use_tiled<scalar_t>(B, whh_t.numel()); });
+  const bool tiled = forward_tiles(x, whh_t.numel());
   // Tiled steps without LayerNorm take the input projection into their own tiles (forward_loop_tiled):
-  // no projection pass, and inference needs only one step's G.
+  // no projection pass, and inference needs only one step's G. With nothing to project, every step
+  // is one chunk: one call of the step loop, so row parts fork once per layer.
   const bool fused = tiled && !has_ln && w_ih.defined() && g_fused_projection.load(std::memory_order_relaxed) >= 0;
+  const int64_t chunk = fused ? T : std::min(T, std::max<int64_t>(1, (512 + B - 1) / B));
   Tensor G = at::empty({rec ? T : fused ? 1 : chunk, B, GH}, opts);
   // The input projection's LayerNorm, G = LN(x W_ih^T)·w_ih' + b_ih' (b_ih + b_hh come in the
   // gate pass), as one pass over the chunk's rows split across threads (inside the step loop it

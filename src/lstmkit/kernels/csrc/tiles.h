@@ -209,14 +209,20 @@ inline void for_row_tiles(int64_t B, F&& f, int64_t from = 0) {
   if (B - b == 1) f(std::integral_constant<int, 1>{}, b);
 }
 
-// The same for panels of NG gates of scalar_t (pack_whh, pack_cols), which float32 with 4 gates
-// starts with tiles of R = 8 rows on AVX-512 (gate_tile<8, 4, float>) while 8 rows last, when
-// avx512_tiles(). (sLSTM's per-gate panels keep the plain form above.)
+// Rows of the widest register tile for panels of NG gates of scalar_t: 8 for float32 with 4 gates
+// on AVX-512 (gate_tile<8, 4, float>), else kTileRows.
+template <typename scalar_t, int NG>
+inline int64_t widest_tile_rows() {
+  return std::is_same_v<scalar_t, float> && NG == 4 && avx512_tiles() ? 8 : kTileRows;
+}
+
+// The same for panels of NG gates of scalar_t (pack_whh, pack_cols): tiles of widest_tile_rows
+// while they last first. (sLSTM's per-gate panels keep the plain form above.)
 template <typename scalar_t, int NG, typename F>
 inline void for_row_tiles(int64_t B, F&& f) {
   int64_t b = 0;
   if constexpr (std::is_same_v<scalar_t, float> && NG == 4) {
-    if (B >= 8 && avx512_tiles())
+    if (widest_tile_rows<scalar_t, NG>() == 8)
       for (; b + 8 <= B; b += 8) f(std::integral_constant<int, 8>{}, b);
   }
   for_row_tiles(B, std::forward<F>(f), b);
@@ -248,8 +254,7 @@ inline int64_t row_parts(int64_t B, bool proj, int64_t weight_entries) {
   const int64_t threads = at::get_num_threads();
   if (mode > 0) return std::min<int64_t>(B, std::max<int64_t>(2, threads));
   if (weight_entries * int64_t(sizeof(scalar_t)) > kRowSplitMaxWeightBytes) return 1;
-  const int64_t tile = std::is_same_v<scalar_t, float> && NG == 4 && avx512_tiles() ? 8 : kTileRows;
-  const int64_t parts = std::min<int64_t>(threads, B / tile);
+  const int64_t parts = std::min<int64_t>(threads, B / widest_tile_rows<scalar_t, NG>());
   return parts >= 2 ? parts : 1;
 }
 
