@@ -10,8 +10,9 @@ S1 typical training, S2 large training, S3 a small model on long sequences, S4 G
 S5 single-sequence streaming, S6 a 2-layer bidirectional encoder / classifier, S7 a 2-layer
 language model, S8 a small 3-layer bidirectional stack; "decode" is one-step calls with carried
 state and no grad (generation, beam search) at batches 1, 5 and 32, one and two layers, timed for
-lk.LSTM, torch.nn.LSTM and onnxruntime running lstmkit's ONNX export of the same weights (numpy
-state fed straight back; skipped when onnxruntime is not installed).
+lk.LSTM called with T = 1 ("fused"), its one-step decoder (lstm.decoder(), "decoder"),
+torch.nn.LSTM and onnxruntime running lstmkit's ONNX export of the same weights (numpy state fed
+straight back; skipped when onnxruntime is not installed).
 
 For each shape (docs/explanation/speed.md) and each mode — forward without grad, and a training
 step (forward + backward of out.sum()) — it times, interleaved A B C … A B C … and reports medians:
@@ -365,7 +366,7 @@ def ort_decoder(model, threads: int):
 
 
 def time_decode(repeats: int, log=print) -> list:
-    """One-step calls (T=1, carried state, no grad): lk.LSTM (fused), torch.nn.LSTM and onnxruntime
+    """One-step calls (T=1, carried state, no grad): lk.LSTM (fused), its decoder, torch.nn.LSTM and onnxruntime
     running lstmkit's ONNX export of the same weights (when installed), interleaved."""
     import lstmkit as lk
 
@@ -375,7 +376,8 @@ def time_decode(repeats: int, log=print) -> list:
         base = torch.nn.LSTM(I, H, layers).eval()
         fused = lk.LSTM(I, H, layers, backend="fused").eval()
         fused.load_state_dict(base.state_dict())
-        models = {"fused": fused, BASELINE: base}
+        decoder = fused.decoder()  # the lean path: plan, route and returned state kept between calls
+        models = {"fused": fused, "decoder": decoder, BASELINE: base}
         ort_step = ort_decoder(fused, torch.get_num_threads())
         if ort_step is not None:
             models["onnxruntime"] = ort_step
@@ -386,7 +388,7 @@ def time_decode(repeats: int, log=print) -> list:
 
             def calls(model, n):
                 numpy_in = model is ort_step
-                xi, state = (x_np, state0_np) if numpy_in else (x, state0)
+                xi, state = (x_np, state0_np) if numpy_in else (x[0] if model is decoder else x, state0)  # decoder: (B, I)
                 with torch.no_grad():
                     t0 = CLOCK()
                     for _ in range(n):

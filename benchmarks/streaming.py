@@ -1,7 +1,9 @@
 """Per-step latency of streaming (batch-1, one step per call) inference.
 
 Compares, for the same weights, one step of:
-  lstmkit      lstmkit.interop.StreamingLSTM.step (precomputed weights, torch.lstm_cell per layer)
+  lstmkit      lstmkit.interop.StreamingLSTM(engine="torch").step (weight copies, torch.lstm_cell per layer)
+  lstmkit-dec  StreamingLSTM's default engine where the kernel is built, "fused": lk.LSTM.decoder()
+               of a frozen copy, every layer in one call of the fused whole-stack operator
   lstmkit-ort  StreamingLSTM(engine="onnxruntime").step: the same API, one session.run per step
   lk-fused     lk.LSTM(backend="fused") forward with T = 1 (the normal module path; if built)
   torch        torch.nn.LSTM forward with T = 1 and the carried (h, c)
@@ -73,7 +75,7 @@ def _methods(I: int, H: int, L: int, proj: int, threads: int, int8: bool, tmp: s
     x = torch.randn(1, I)
     methods = {}
 
-    stream = StreamingLSTM(model)
+    stream = StreamingLSTM(model, engine="torch")
     st = {"s": stream.initial_state(1)}
 
     def lstmkit_step():
@@ -92,6 +94,12 @@ def _methods(I: int, H: int, L: int, proj: int, threads: int, int8: bool, tmp: s
             def fused_step():
                 fs["s"] = fmodel(x3, fs["s"])[1]
             methods["lk-fused"] = fused_step
+            dec_stream = StreamingLSTM(fmodel, engine="fused")
+            ds = {"s": stream.initial_state(1)}
+
+            def decoder_step():
+                ds["s"] = dec_stream.step(x, ds["s"])[1]
+            methods["lstmkit-dec"] = decoder_step
     except Exception as e:  # the fused kernel is optional
         print(f"(lk-fused skipped: {type(e).__name__}: {e})")
 

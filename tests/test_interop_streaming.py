@@ -74,9 +74,19 @@ def test_float32_stream_matches_native_backend():
     assert_close(ys, out, torch.float32, "outputs")
 
 
-def test_weights_are_snapshotted_until_refresh():
-    model = lk.LSTM(2, 3, backend="reference", dtype=F64).eval()
-    stream = StreamingLSTM(model)
+def _fused_or_skip():
+    from test_fused import _require_kernel
+
+    _require_kernel()
+
+
+@pytest.mark.parametrize("engine", ["torch", "fused"])
+def test_weights_are_snapshotted_until_refresh(engine):
+    if engine == "fused":
+        _fused_or_skip()
+    model = lk.LSTM(2, 3, backend="reference" if engine == "torch" else "auto", dtype=F64).eval()
+    stream = StreamingLSTM(model, engine=engine)
+    assert stream.engine == engine
     x = torch.randn(1, 2, dtype=F64)
     before, _ = stream.step(x)
     with torch.no_grad():
@@ -157,4 +167,38 @@ def test_onnxruntime_engine_unbatched_and_engine_names():
     assert_close(ys, out, torch.float32, "outputs")
     assert_close(cs, c, torch.float32, "c_n")
     with pytest.raises(ValueError, match="engine must be"):
-        StreamingLSTM(model, engine="fused")
+        StreamingLSTM(model, engine="cuda")
+
+
+# --- the fused engine: lk.LSTM.decoder() on a frozen copy --------------------------------------
+
+@pytest.mark.parametrize("layers,proj,B,unbatched", [(1, 0, 1, False), (2, 0, 3, False), (3, 4, 5, False),
+                                                     (2, 0, 1, True), (2, 4, 1, True)])
+def test_fused_engine_equals_the_module(layers, proj, B, unbatched):
+    _fused_or_skip()
+    torch.manual_seed(layers * 10 + proj + B)
+    model = lk.LSTM(5, 8, num_layers=layers, proj_size=proj).eval()
+    stream = StreamingLSTM(model, engine="fused")
+    assert stream.engine == "fused"
+    x = torch.randn(6, 5) if unbatched else torch.randn(6, B, 5)
+    with torch.no_grad():
+        want = [model(x[: t + 1]) for t in range(6)]  # each prefix as one whole-sequence call
+    state = None
+    for t in range(6):
+        y_t, state = stream.step(x[t], state)
+        assert_close(y_t, want[t][0][t], torch.float32, f"y at step {t}")
+        assert_close(state[0], want[t][1][0], torch.float32, f"h after step {t}")
+        assert_close(state[1], want[t][1][1], torch.float32, f"c after step {t}")
+
+
+def test_auto_engine_and_what_the_fused_engine_cannot_run():
+    _fused_or_skip()
+    stream = StreamingLSTM(lk.LSTM(2, 3, dtype=F64), engine="fused")
+    assert StreamingLSTM(lk.LSTM(64, 256)).engine == "fused"                        # auto: large enough
+    assert StreamingLSTM(lk.LSTM(32, 128)).engine == "torch"                        # auto: too small to pay
+    assert StreamingLSTM(lk.LSTM(64, 256, peephole=True)).engine == "torch"       # auto: a variant
+    assert StreamingLSTM(lk.LSTM(64, 256, backend="reference")).engine == "torch"  # auto: the module's choice
+    with pytest.raises(ValueError, match="engine='fused' runs lk.LSTM's plain model"):
+        StreamingLSTM(lk.LSTM(2, 3, layer_norm=True), engine="fused")
+    with pytest.raises(ValueError, match=r"state must be \(h \(1, 3\), c \(1, 3\)\)"):
+        stream.step(torch.zeros(2, dtype=F64), (torch.zeros(1, 1, 3, dtype=F64), torch.zeros(1, 1, 3, dtype=F64)))

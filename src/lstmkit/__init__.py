@@ -8,6 +8,7 @@ blocks, lk.xLSTMBlockStack.
 """
 from .cell import LSTMCell
 from .kernels import LSTMGates, RNNStates, available_backends
+from .decoding import LSTMDecoder
 from .lstm import LSTM, LSTMResult
 from .options import LSTMOptions
 from .rnn import RNN, RNNResult
@@ -15,5 +16,5 @@ from .xlstm import MLSTMGates, SLSTMGates, mLSTM, mLSTMResult, sLSTM, sLSTMResul
 from .interop import export_onnx  # onnx itself is imported only when called
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "LSTMGates", "LSTMOptions", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends",
+__all__ = ["LSTM", "LSTMCell", "LSTMDecoder", "LSTMGates", "LSTMOptions", "LSTMResult", "RNN", "RNNResult", "RNNStates", "available_backends",
            "export_onnx", "MLSTMGates", "SLSTMGates", "mLSTM", "mLSTMResult", "sLSTM", "sLSTMResult", "xLSTMBlockStack"]

@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _checks as check
 from ._recurrent import RecurrentBase, _base_name
+from .decoding import LSTMDecoder
 from ._torch_compat import RNNBaseCompat
 from ._torch_quantize import DynamicQuantizable
 from .kernels import LSTMGates, LSTMLayerParams
@@ -207,6 +208,12 @@ class LSTM(OptionAttributes, RNNBaseCompat, DynamicQuantizable, RecurrentBase):
         if return_gates:
             return LSTMResult(out, (h_n, c_n), gates)
         return out, (h_n, c_n)
+
+    def decoder(self) -> LSTMDecoder:
+        """A one-step decoder of this LSTM: ``y, state = step(x_t, state)`` with x_t (B, I), the
+        lean path for decoding loops (see lstmkit.decoding.LSTMDecoder). It holds the module,
+        not a copy: later changes to the weights, mode or options are seen by its next call."""
+        return LSTMDecoder(self)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

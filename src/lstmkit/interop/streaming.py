@@ -7,22 +7,25 @@ from (or hand over to) a full-sequence call ``model(x, hx)``.
 Shape legend: B batch (1 for streaming), I input_size, H hidden_size, P = proj_size or H,
 L num_layers.
 
-What is precomputed at construction: detached, contiguous weight snapshots and the two biases
-summed into one (b = b_ih + b_hh). Per step and layer, a plain layer is then one call to
-``torch.lstm_cell`` (one dispatch into ATen: both GEMVs and the gate arithmetic run in C++);
-a layer torch.lstm_cell cannot run (a projection, a variant) steps through the reference
-backend's own step function, so the equations stay written once.
+Engines (all behind the same tensor-in, tensor-out step(), on a snapshot of the weights):
 
-Measured on this machine (batch 1, CPU time per step): that path beats lk.LSTM's forward
-with T = 1 (8 → 64: 23 against 92 µs; 64 → 256, 2 layers: 142 against 208 µs), whose
-per-call validation, layout and dispatch in Python cost more than the step's arithmetic at
-these sizes (the fused operator itself keeps its prepared weights between calls), and
-torch.nn.LSTM's forward with T = 1 even more so (~1.5-6x). onnxruntime running lstmkit's export one step per call, with its numpy outputs fed
-straight back as inputs, is faster still (~1.2-1.8x): the whole step is one C++ call, while
-here each layer's gate arithmetic is a dozen ATen ops. ``StreamingLSTM(model,
-engine="onnxruntime")`` offers that route behind the same tensor-in, tensor-out step(), which
-gives part of the gain back in conversions (see engine below). Bidirectional networks cannot
-stream: the reverse direction needs the end of the sequence first.
+- "fused": a one-step decoder (lk.LSTM.decoder(), lstmkit.decoding) of a frozen copy of the
+  model: every layer's step in one call of the fused kernel's whole-stack operator, the weights
+  prepared once. The default wherever it can run and pays: lk.LSTM's plain model (a projection
+  allowed, no variants) in float32 or float64 on the CPU with the kernel built, from about 64 → 256
+  up (below that torch.lstm_cell's smaller fixed cost per call wins).
+- "torch": per layer one call to ``torch.lstm_cell`` (both GEMVs and the gate arithmetic in
+  ATen) on detached weight copies with the two biases summed; a layer torch.lstm_cell cannot
+  run (a projection, a variant) steps through the reference backend's own step function, so the
+  equations stay written once. Any dtype and device; the default where "fused" cannot run or
+  would be slower.
+- "onnxruntime": one InferenceSession.run of the model's ONNX export per step.
+
+Measured on this machine (batch 1, two threads, per call; python benchmarks/speed.py --shapes
+decode): the fused decoder takes 80 µs at 256 → 512 and 159 µs with two such layers, against
+108 and 253 µs for onnxruntime fed its own numpy outputs and 374 and 2,130 µs for
+torch.nn.LSTM's forward with T = 1. Bidirectional networks cannot stream: the reverse direction
+needs the end of the sequence first.
 
 Variants stream too, as the module computes them in eval mode: peephole, coupled, LayerNorm and
 projected layers step through the reference backend's own step function, zoneout is its
@@ -41,6 +44,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
@@ -50,8 +54,18 @@ from torch import Tensor
 from .._masking import zoneout_blend
 from .._recurrent import evaluating
 from ..kernels.reference import input_projection, lstm_cell_step
+from ..decoding import LSTMDecoder
 from ..kernels.types import LSTMStepOptions
 from ..lstm import LSTM
+
+ENGINES = ("auto", "fused", "torch", "onnxruntime")
+# "auto" takes the fused engine from this many weight entries (W_ih and W_hh of every layer) up. A
+# step's fixed cost is about 25 µs on the fused decoder against 15 µs on torch.lstm_cell, which the
+# fused kernel wins back on the arithmetic only from a few hundred thousand weights (batch 1, one
+# thread, benchmarks/streaming.py): 8 → 64 18.6 µs torch against 28.4 fused, 32 → 128 (82k
+# entries) 25.7 against 36.7, 64 → 256 (328k) 57.1 against 49.7, two such layers 133 against 86,
+# 256 → 512 190 against 116.
+AUTO_FUSED_MIN_WEIGHTS = 1 << 17
 
 
 class StreamingLSTM:
@@ -60,7 +74,12 @@ class StreamingLSTM:
     Args:
         model: an lk.LSTM (or torch.nn.LSTM) with bidirectional=False. Dropout is not applied
             (inference).
-        engine: "torch" (default): torch.lstm_cell per layer, any dtype and device.
+        engine: "auto" (default): "fused" where it can run the model and the model has at least
+            AUTO_FUSED_MIN_WEIGHTS weight entries, else "torch".
+            "fused": the fused kernel's one-step decoder of a frozen copy of the model (lk.LSTM's
+            plain model, a projection allowed, float32 or float64 on the CPU; a ValueError says
+            why not otherwise).
+            "torch": torch.lstm_cell per layer, any dtype and device.
             "onnxruntime": each step is one InferenceSession.run of the model's ONNX export
             (float32, CPU; needs onnx and onnxruntime). Handing torch tensors to onnxruntime
             and back costs ~40 µs per step here, so it only pays off where the step's arithmetic
@@ -75,9 +94,9 @@ class StreamingLSTM:
         y_t: (B, P) or (P,): the last layer's h, which is the step's row of lk.LSTM's output.
     """
 
-    def __init__(self, model: LSTM, *, engine: str = "torch", threads: int = 1) -> None:
-        if engine not in ("torch", "onnxruntime"):
-            raise ValueError(f"engine must be 'torch' or 'onnxruntime', got {engine!r}")
+    def __init__(self, model: LSTM, *, engine: str = "auto", threads: int = 1) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
         if isinstance(model, torch.nn.LSTM):
             from .converters import from_torch
 
@@ -89,11 +108,14 @@ class StreamingLSTM:
         self.model = model
         self.input_size, self.hidden_size = model.input_size, model.hidden_size
         self.num_layers, self.state_size = model.num_layers, model.state_size
-        self.engine, self.threads = engine, threads
+        self.requested_engine, self.threads = engine, threads
         self.refresh()
 
     def refresh(self) -> None:
         """Take a new snapshot of the model's weights (call after training or loading weights)."""
+        self._decoder = self._fused_decoder() if self.requested_engine in ("auto", "fused") else None
+        self.engine = "fused" if self._decoder is not None else (
+            "torch" if self.requested_engine == "auto" else self.requested_engine)
         with evaluating(self.model):  # inference: no dropouts, zoneout's expectation
             # torch.lstm_cell runs the plain cell only; anything else takes the reference step
             self._variant = bool(self.model._variants()) or self.model.proj_size > 0
@@ -120,6 +142,23 @@ class StreamingLSTM:
             self._session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
             self._dtype, self._device = torch.float32, torch.device("cpu")  # what the session computes in
 
+    def _fused_decoder(self) -> Optional[LSTMDecoder]:
+        """The fused engine: a decoder of a frozen copy of the model in eval mode (a snapshot, as the
+        other engines keep), or None under "auto" when the whole-stack operator cannot run it or
+        the model is too small for it to pay (see AUTO_FUSED_MIN_WEIGHTS)."""
+        if self.requested_engine == "auto":
+            entries = sum(p.numel() for n, p in self.model.named_parameters() if n.startswith(("weight_ih", "weight_hh")))
+            if entries < AUTO_FUSED_MIN_WEIGHTS:
+                return None
+        frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+        decoder = frozen.decoder()
+        if decoder.lean:
+            return decoder
+        if self.requested_engine == "fused":
+            raise ValueError("engine='fused' runs lk.LSTM's plain model (no variants, float32 or float64, on the "
+                             "CPU, backend 'auto' or 'fused') with the fused kernel built; use engine='torch' here")
+        return None
+
     def initial_state(self, batch_size: Optional[int] = 1) -> tuple[Tensor, Tensor]:
         """Zeros (h (L, B, P), c (L, B, H)); batch_size=None gives the unbatched (L, P), (L, H)."""
         lead = (self.num_layers,) + (() if batch_size is None else (batch_size,))
@@ -132,17 +171,20 @@ class StreamingLSTM:
         x = x_t.unsqueeze(0) if unbatched else x_t  # (B, I)
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x_t must be (B, {self.input_size}) or ({self.input_size},), got {tuple(x_t.shape)}")
-        B = x.shape[0]
+        B, L = x.shape[0], self.num_layers
+        if state is not None:
+            h0, c0 = state
+            lead = (L,) if unbatched else (L, B)
+            if h0.shape != lead + (self.state_size,) or c0.shape != lead + (self.hidden_size,):
+                raise ValueError(
+                    f"state must be (h {lead + (self.state_size,)}, c {lead + (self.hidden_size,)}), "
+                    f"got ({tuple(h0.shape)}, {tuple(c0.shape)})")
+        if self._decoder is not None:  # x_t and the state as given: the decoder trusts its own last state
+            return self._decoder(x_t, state)
         if state is None:
-            state = self.initial_state(B)
+            h0, c0 = self.initial_state(B)
         elif unbatched:
-            state = (state[0].unsqueeze(1), state[1].unsqueeze(1))  # (L, 1, ·)
-        h0, c0 = state
-        L = self.num_layers
-        if h0.shape != (L, B, self.state_size) or c0.shape != (L, B, self.hidden_size):
-            raise ValueError(
-                f"state must be (h ({L}, {B}, {self.state_size}), c ({L}, {B}, {self.hidden_size})), "
-                f"got ({tuple(h0.shape)}, {tuple(c0.shape)})")
+            h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)  # (L, 1, ·)
         if self.engine == "onnxruntime":
             inp, h_n, c_n = self._ort_step(x, h0, c0)
         elif self._variant:

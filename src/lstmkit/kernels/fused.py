@@ -245,7 +245,12 @@ _PACKED_WIH = WeakIdKeyDictionary()  # by w_ih: W_ih^T packed for the tiled inpu
 
 
 def _fingerprint(t: Optional[Tensor]):
-    return None if t is None else (t.data_ptr(), t._version, t.shape, t.stride(), t.dtype)
+    if t is None:
+        return None
+    # A tensor made under torch.inference_mode has no version counter, so an in-place change to it
+    # (load_state_dict inside inference mode) cannot be seen: its fingerprint equals nothing.
+    version = object() if t.is_inference() else t._version
+    return (t.data_ptr(), version, t.shape, t.stride(), t.dtype)
 
 
 def _cached(cache: WeakIdKeyDictionary, key: Tensor, sources: tuple, tag: Any, make: Callable[[], Any]) -> Any:
@@ -367,14 +372,28 @@ def _stack_plan(params, tiled: bool) -> tuple[list, list]:
     return _cached(_STACK_PLANS, params[0][0].w_hh, sources, tiled, make)
 
 
-def _stack_infer(spec: RunSpec, x: Tensor, state: tuple, params, lengths: Optional[Tensor]):
-    h0, c0 = state
-    first = params[0][0]
-    tiled = _ext.uses_tiled(x.dtype == torch.float64, x.shape[1], first.w_hh.numel())
-    weights, prepared = _stack_plan(params, tiled)
+def stack_infer_plan(params, B: int, dtype: torch.dtype) -> tuple[list, list]:
+    """(weights, prepared) that lstm_stack_infer takes for a plain stack of params run on B rows of
+    dtype: the prepared copies include the tiles' packed weights when such a call tiles. A caller
+    that keeps the plan (one-step decoding, lstmkit.decoding) must make it again when a weight
+    changes; _stack_infer looks it up in the plan cache on every call instead."""
+    tiled = _ext.uses_tiled(dtype == torch.float64, B, params[0][0].w_hh.numel())
+    return _stack_plan(params, tiled)
+
+
+def stack_infer(x: Tensor, h0: Tensor, c0: Tensor, plan: tuple[list, list], num_layers: int, bidirectional: bool,
+                lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """out (T, B, D·P), h_n, c_n of a plain stack from its stack_infer_plan, without autograd."""
+    weights, prepared = plan
+    if not torch.is_grad_enabled():  # a decoding loop's usual case: no context to enter and leave
+        return _OPS.lstm_stack_infer(x, h0, c0, weights, num_layers, bidirectional, lengths, prepared)
     with torch.no_grad():
-        out, h_n, c_n = _OPS.lstm_stack_infer(x, h0, c0, weights, spec.num_layers, spec.bidirectional, lengths,
-                                              prepared)
+        return _OPS.lstm_stack_infer(x, h0, c0, weights, num_layers, bidirectional, lengths, prepared)
+
+
+def _stack_infer(spec: RunSpec, x: Tensor, state: tuple, params, lengths: Optional[Tensor]):
+    plan = stack_infer_plan(params, x.shape[1], x.dtype)
+    out, h_n, c_n = stack_infer(x, *state, plan, spec.num_layers, spec.bidirectional, lengths)
     return out, (h_n, c_n), None
 
 
