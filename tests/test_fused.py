@@ -394,6 +394,30 @@ def test_avx512_tiles_are_bit_equal_to_the_avx2_tiles(B):
         assert torch.equal(a.detach(), b.detach())
 
 
+@pytest.mark.parametrize("B", [8, 16, 13])
+def test_cells_side_by_side_equal_the_cells_one_by_one(B):
+    """A tiled step runs the plain cells of a tile's rows side by side when every row is active,
+    and one row at a time otherwise. A row that ended early sends its tile to the one-by-one path
+    for the rest of the sequence, so the full-length rows' outputs, states and the recorded gates
+    must come out the same bit for bit as in a batch where every row runs to the end."""
+    _require_kernel()
+    torch.manual_seed(B)
+    lstm = lk.LSTM(12, 40, backend="fused")
+    x = torch.randn(7, B, 12)
+    short = torch.full((B,), 7)
+    short[1::4] = 3  # a short row in every tile of 3, 4 or 8 rows
+    full = short == 7
+    results = []
+    for lengths in (None, short):
+        with torch.no_grad():
+            inferred, (h_inf, c_inf) = lstm(x, lengths=lengths)
+        out, (h, c), gates = lstm(x, lengths=lengths, return_gates=True)
+        results.append([inferred[:, full], h_inf[:, full], c_inf[:, full], out[:, full], h[:, full], c[:, full]]
+                       + [getattr(gates, n)[:, :, :, full] for n in ("i", "f", "g", "o", "c")])
+    for a, b in zip(*results):
+        assert torch.equal(a.detach(), b.detach())
+
+
 def test_input_projection_in_the_tiles_matches_the_projection_pass(fused_projection):
     """Tiled steps take x_t W_ih^T into their own tiles, one chain of multiply-adds per pre-activation;
     the input projection as a pass of its own adds two chains. Outputs, states and every gradient

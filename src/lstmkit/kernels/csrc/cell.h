@@ -194,6 +194,56 @@ inline void cell_forward(const Layout<S>& k, int64_t j, S* g, const S* bias, S* 
   st(h, h_dst + j);
 }
 
+// cell_forward's plain cell (VAR = false: no variant) for R rows at the same full vector block j,
+// each statement across the R rows before the next: a row's cell is one long chain of dependent
+// latencies (two exponentials and two divisions deep), so one row at a time leaves the vector
+// units waiting; R independent chains side by side overlap. Every lane runs cell_forward's
+// operations in cell_forward's order, so the results are the same bit for bit. g, c, c_row,
+// h_dst: each row's pointers as cell_forward takes them (c_row only when REC).
+template <int R, bool REC, typename S>
+inline void cell_forward_rows(const Layout<S>& k, int64_t j, S* const* g, const S* bias, S* const* c,
+                              S* const* c_row, S* const* h_dst) {
+  using V = Vec<S>;
+  V cp[R], i[R], f[R], gg[R], o[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    cp[r] = V::loadu(c[r] + j);
+    i[r] = V::loadu(g[r] + k.oi + j);
+    f[r] = V::loadu(g[r] + k.of + j);
+    gg[r] = V::loadu(g[r] + k.og + j);
+    o[r] = V::loadu(g[r] + k.oo + j);
+  }
+  if (bias) {
+    const V bi = V::loadu(bias + k.oi + j), bf = V::loadu(bias + k.of + j), bg = V::loadu(bias + k.og + j),
+            bo = V::loadu(bias + k.oo + j);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) i[r] = i[r] + bi, f[r] = f[r] + bf, gg[r] = gg[r] + bg, o[r] = o[r] + bo;
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) i[r] = sgm(i[r]);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) f[r] = sgm(f[r]);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) gg[r] = tnh(gg[r]);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) o[r] = sgm(o[r]);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const V cn = f[r] * cp[r] + i[r] * gg[r];
+    cp[r] = cn;
+    if (REC) {
+      st(i[r], g[r] + k.oi + j);
+      st(f[r], g[r] + k.of + j);
+      st(gg[r], g[r] + k.og + j);
+      st(o[r], g[r] + k.oo + j);
+      st(cn, c_row[r] + j);
+    }
+    st(cn, c[r] + j);
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) st(o[r] * tnh(cp[r]), h_dst[r] + j);
+}
+
 // Backward of cell_forward for one row at [j, j + lanes). dhr: dL/dh̃_t (after zoneout's
 // (1 - z_h) and the projection); dcr: in dL/dc_t (carried), out dL/dc_{t-1}. gg_, gc_: gradients
 // of the recorded gates and cell states, or null. Writes the pre-activation gradients to dg,

@@ -87,6 +87,9 @@ struct ForwardBuffers {
 // no (chunk, B, GH) buffer written by one pass and read back by the next from L3 (S1's is 2 MB,
 // beyond this CPU's 1 MB L2), and one fork/join per step instead of two per chunk. G then only
 // receives the pre-activations: every step's (the records) when REC, else one step's (B, GH) scratch.
+// Rows whose plain cells run side by side in a tiled step (cell_forward_rows).
+constexpr int kCellRows = 4;
+
 template <typename scalar_t, bool REC, int NG>
 void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scalar_t>& b, int64_t s0, int64_t s1,
                         int64_t g0) {
@@ -116,6 +119,22 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
     const scalar_t* xt = fused ? x + t * B * I : nullptr;
     // Row b, units [j, j + n): the tile's product into G[t] (its whole pre-activation when fused,
     // else added to the input projection there), then the cell.
+    // The tile's product for one row's units [j, j + n) into G[t]: the whole pre-activation when
+    // fused, else added to the input projection there.
+    auto pre_activations = [&](scalar_t* g, int64_t j, int64_t n, const V (&acc)[NG]) {
+      for (int gi = 0; gi < NG; ++gi) {
+        scalar_t* gp = g + gi * H + j;
+        if (fused) {
+          acc[gi].store(gp, n);
+        } else if (n == L) {
+          (V::loadu(gp) + acc[gi]).store(gp);
+        } else {
+          scalar_t buf[L];
+          acc[gi].store(buf);
+          for (int64_t l = 0; l < n; ++l) gp[l] += buf[l];
+        }
+      }
+    };
     auto finish = [&](int64_t b, int64_t j, int64_t n, const V (&acc)[NG]) {
       scalar_t* g = Gt + b * GH;
       scalar_t* c_row = REC ? C + (t * B + b) * H : nullptr;
@@ -129,18 +148,7 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
         }
         return;
       }
-      for (int gi = 0; gi < NG; ++gi) {
-        scalar_t* gp = g + gi * H + j;
-        if (fused) {
-          acc[gi].store(gp, n);
-        } else if (n == L) {
-          (V::loadu(gp) + acc[gi]).store(gp);
-        } else {
-          scalar_t buf[L];
-          acc[gi].store(buf);
-          for (int64_t l = 0; l < n; ++l) gp[l] += buf[l];
-        }
-      }
+      pre_activations(g, j, n, acc);
       scalar_t* c = cs + b * H;
       const scalar_t* zc = zc_t ? zc_t + b * H : nullptr;
       const scalar_t* zh = zh_t ? zh_t + b * P : nullptr;
@@ -150,6 +158,25 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
       });
       if (!proj) std::memcpy(hnxt + b * P + j, h_dst + j, sizeof(scalar_t) * n);
     };
+    // finish for the R rows of a tile at a full block [j, j + L) when every row is active and
+    // the cell is plain: the cells of kCellRows rows at a time side by side (cell_forward_rows).
+    auto finish_rows = [&](auto mr, int64_t b, int64_t j, const V (&acc)[decltype(mr)::value][NG]) {
+      constexpr int R = decltype(mr)::value;
+      scalar_t *g[R], *c[R], *c_row[R], *h_dst[R];
+      for (int r = 0; r < R; ++r) {
+        g[r] = Gt + (b + r) * GH;
+        c[r] = cs + (b + r) * H;
+        c_row[r] = REC ? C + (t * B + b + r) * H : nullptr;
+        h_dst[r] = proj ? hpre + (b + r) * H : Ot + (b + r) * P;
+        pre_activations(g[r], j, L, acc[r]);
+      }
+      int r = 0;
+      for (; r + kCellRows <= R; r += kCellRows)
+        cell_forward_rows<kCellRows, REC>(k, j, g + r, bias, c + r, c_row + r, h_dst + r);
+      for (; r < R; ++r) cell_forward_rows<1, REC>(k, j, g + r, bias, c + r, c_row + r, h_dst + r);
+      if (!proj)
+        for (int q = 0; q < R; ++q) V::loadu(h_dst[q] + j).store(hnxt + (b + q) * P + j);
+    };
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t j = u * L, n = std::min(L, H - j);
       for_row_tiles<scalar_t, NG>(r1 - r0, [&](auto mr, int64_t b) {
@@ -158,6 +185,14 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
         V acc[R][NG];
         gate_tile_xh<R, NG>(xt ? xt + b * I : nullptr, I, fused ? wih_pk + u * I * NG * L : nullptr, fused ? I : 0,
                             hrec + b * P, P, wpk + u * P * NG * L, P, acc);
+        if constexpr (NG == 4) {  // plain cells (NG = 3 is coupled) of a full block, every row active
+          bool all_active = plain && n == L;
+          for (int r = 0; r < R && all_active && len; ++r) all_active = row_active(len, b + r, t);
+          if (all_active) {
+            finish_rows(mr, b, j, acc);
+            return;
+          }
+        }
         for (int r = 0; r < R; ++r) finish(b + r, j, n, acc[r]);
       });
     }
