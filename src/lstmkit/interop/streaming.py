@@ -22,8 +22,8 @@ Engines (all behind the same tensor-in, tensor-out step(), on a snapshot of the 
 - "onnxruntime": one InferenceSession.run of the model's ONNX export per step.
 
 Measured on this machine (batch 1, two threads, per call; python benchmarks/speed.py --shapes
-decode): the fused decoder takes 80 µs at 256 → 512 and 159 µs with two such layers, against
-108 and 253 µs for onnxruntime fed its own numpy outputs and 374 and 2,130 µs for
+decode): the fused decoder takes 78 µs at 256 → 512 and 149 µs with two such layers, against
+109 and 260 µs for onnxruntime fed its own numpy outputs and 380 and 2,048 µs for
 torch.nn.LSTM's forward with T = 1. Bidirectional networks cannot stream: the reverse direction
 needs the end of the sequence first.
 
@@ -53,8 +53,8 @@ from torch import Tensor
 
 from .._masking import zoneout_blend
 from .._recurrent import evaluating
-from ..kernels.reference import input_projection, lstm_cell_step
 from ..decoding import LSTMDecoder
+from ..kernels.reference import input_projection, lstm_cell_step
 from ..kernels.types import LSTMStepOptions
 from ..lstm import LSTM
 
@@ -116,6 +116,11 @@ class StreamingLSTM:
         self._decoder = self._fused_decoder() if self.requested_engine in ("auto", "fused") else None
         self.engine = "fused" if self._decoder is not None else (
             "torch" if self.requested_engine == "auto" else self.requested_engine)
+        w = self.model.weight_ih_l0
+        self._dtype, self._device = w.dtype, w.device
+        if self._decoder is not None:  # its frozen copy is the snapshot
+            self._layers, self._params, self._variant = [], [], False
+            return
         with evaluating(self.model):  # inference: no dropouts, zoneout's expectation
             # torch.lstm_cell runs the plain cell only; anything else takes the reference step
             self._variant = bool(self.model._variants()) or self.model.proj_size > 0
@@ -128,8 +133,6 @@ class StreamingLSTM:
                 (p.w_ih.detach().clone(), p.w_hh.detach().clone(),  # clone: a snapshot
                  None if p.b_ih is None else (p.b_ih + p.b_hh).detach().clone())  # (4H,)
                 for (p,) in params]
-        w = self.model.weight_ih_l0
-        self._dtype, self._device = w.dtype, w.device
         if self.engine == "onnxruntime":
             import onnxruntime as ort
 
