@@ -264,3 +264,16 @@ def test_inside_inference_mode_and_with_a_model_made_there():
     _assert_same(module_again, want)
     _assert_same(after_load, _module_steps(other, xs))
     _assert_same(module_after_load, _module_steps(other, xs))
+
+
+def test_meta_and_fake_tensors_give_the_shapes():
+    """Shape-only calls (meta weights, FakeTensorMode) go through the module's forward too."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    meta = lk.LSTM(4, 6, 2, proj_size=3).eval().to("meta")
+    y, (h, c) = meta.decoder()(torch.empty(5, 4, device="meta"))
+    assert (y.shape, h.shape, c.shape) == ((5, 3), (2, 5, 3), (2, 5, 6)) and y.is_meta
+    decoder = lk.LSTM(4, 6, 2).eval().decoder()
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        y, (h, c) = decoder(torch.empty(5, 4))
+    assert (y.shape, h.shape, c.shape) == ((5, 6), (2, 5, 6), (2, 5, 6))
