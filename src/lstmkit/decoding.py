@@ -14,8 +14,8 @@ fingerprint against the kernel's caches, choosing a backend (about 65 µs of a 1
   the fused kernel), decided again only when the module's mode, options or backend change;
 - the state it returned last: passed straight back, it is trusted without a check; any other
   state (or one changed in place since) is validated as the module validates it. (Tensors made
-  under torch.inference_mode keep no version counter: such a state is trusted by identity, and
-  such weights are prepared again on every call.)
+  under torch.inference_mode keep no version counter: such a state is trusted by identity and
+  shape, and such weights are prepared again on every call.)
 
 Decoding is inference: a decoder runs the model in the mode it is in, as its forward would, but
 never records autograd history. Calls the whole-stack operator cannot run (lk.LSTM's variants,
@@ -34,6 +34,7 @@ Shape legend: B batch, I input_size, H hidden_size, P proj_size or H, L num_laye
 """
 from __future__ import annotations
 
+from operator import is_
 from typing import Any, Optional
 
 import torch
@@ -68,9 +69,10 @@ class LSTMDecoder:
                              "(its reverse direction starts at the last step), so it cannot be stepped")
         self.lstm = lstm
         self._route: Optional[tuple] = None  # (key, lean): lean when one whole-stack operator can run the call
-        self._sources: list = []             # (name, parameter, _weight_version) the plans were made from
-        self._plans: dict = {}               # B -> stack_infer_plan for a batch of B rows
-        self._returned: Optional[tuple] = None  # (h, c, their _version) of the last call's state
+        self._tensors: Optional[tuple] = None  # the parameters the plans were made from
+        self._versions: tuple = ()             # and their _weight_version then
+        self._plans: dict = {}                 # B -> stack_infer_plan for a batch of B rows
+        self._returned: Optional[tuple] = None  # (h, c, B, batched, inference?, versions) of the last call
 
     def __repr__(self) -> str:
         return f"LSTMDecoder({self.lstm!r})"
@@ -91,13 +93,14 @@ class LSTMDecoder:
         batched = x.dim() == 2
         B = x.shape[0] if batched else 1
         h0, c0 = self._initial_state(state, B, batched, x)
-        out, h_n, c_n = fused.stack_infer(x.reshape(1, B, -1), h0, c0, self._plan(B),
+        out, h_n, c_n = fused.stack_infer(x[None] if batched else x.view(1, 1, -1), h0, c0, self._plan(B),
                                           lstm.num_layers, False)
         if not batched:
-            out, h_n, c_n = out.reshape(-1), h_n.squeeze(1), c_n.squeeze(1)
+            out, h_n, c_n = out.view(-1), h_n.squeeze(1), c_n.squeeze(1)
         else:
             out = out[0]
-        self._returned = (h_n, c_n, _version(h_n), _version(c_n))
+        inference = h_n.is_inference()  # then no version counters (see _initial_state)
+        self._returned = (h_n, c_n, B, batched, inference, None if inference else (h_n._version, c_n._version))
         return out, (h_n, c_n)
 
     @property
@@ -131,28 +134,30 @@ class LSTMDecoder:
         """The operator's weights and prepared copies for B rows, made again when a parameter
         was replaced or changed in place since."""
         params = self.lstm._parameters
-        stale = not self._sources
-        for name, p, v in self._sources:  # a plain loop: this runs every call
-            if params.get(name) is not p or _weight_version(p) != v:
-                stale = True
-                break
-        if stale:
+        tensors = self._tensors
+        # map over C-level callables: identity of every parameter, then their version counters
+        if (tensors is None or len(params) != len(tensors) or not all(map(is_, params.values(), tensors))
+                or tuple(map(_weight_version, tensors)) != self._versions):
             self._plans.clear()
-            self._sources = [(name, p, _weight_version(p)) for name, p in params.items() if p is not None]
+            self._tensors = tuple(params.values())
+            self._versions = tuple(map(_weight_version, self._tensors))
         plan = self._plans.get(B)
         if plan is None:
             plan = self._plans[B] = fused.stack_infer_plan(self.lstm._layer_params(), B, self.lstm.weight_ih_l0.dtype)
         return plan
 
     def _initial_state(self, state: Any, B: int, batched: bool, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(h0, c0) as (L, B, ·): this decoder's own last state as it is, anything else checked."""
+        """(h0, c0) as (L, B, ·): the state this decoder returned last, passed back as it was, is
+        taken as it is; anything else is checked as the module checks it."""
         last = self._returned
-        if (last is not None and isinstance(state, tuple) and len(state) == 2 and state[0] is last[0]
-                and state[1] is last[1] and _version(last[0]) == last[2] and _version(last[1]) == last[3]):
+        if (last is not None and type(state) is tuple and len(state) == 2 and state[0] is last[0]
+                and state[1] is last[1] and last[2] == B and last[3] == batched):
             h, c = state
-            lstm = self.lstm
-            if (h.dim() == (3 if batched else 2) and (not batched or h.shape[1] == B)
-                    and h.shape[-1] == lstm.state_size and c.shape == h.shape[:-1] + (lstm.hidden_size,)):
+            # A version counter moves with every in-place change (resize_ included); inference
+            # tensors have none, so for them the shapes are checked instead.
+            if (h._version, c._version) == last[5] if not last[4] else (
+                    h.shape[-1] == self.lstm.state_size and c.shape[-1] == self.lstm.hidden_size
+                    and h.dim() == c.dim() == (3 if batched else 2)):
                 return (h, c) if batched else (h.unsqueeze(1), c.unsqueeze(1))
         return self.lstm._initial_state(state, B, batched, x)
 
@@ -166,14 +171,6 @@ class LSTMDecoder:
         if not batched:
             return out[0], state_n
         return (out[:, 0] if lstm.batch_first else out[0]), state_n
-
-
-def _version(t: Tensor) -> int:
-    """The version counter of a state tensor, which every in-place change moves; -1 for a tensor
-    made under torch.inference_mode, which has none: such a state is trusted by identity (an
-    in-place change there can only write values, and the kernel carries NaNs through as the
-    module would; a resize_ is caught by the shape check)."""
-    return -1 if t.is_inference() else t._version
 
 
 def _weight_version(t: Tensor) -> Any:
