@@ -186,12 +186,7 @@ void backward_loop(const LayerArgs<scalar_t>& a,  // a.whh: W_hh; a.whh_pk: pack
   // rows in another order (and its forward splits units anyway).
   const int64_t parts = whh_pk && !k.ln ? row_parts<scalar_t, 4>(B, proj, P * GH) : 1;
   if (parts == 1) return steps(0, B);
-  const int64_t per = (B + parts - 1) / parts;
-  g_row_split_runs.fetch_add(1, std::memory_order_relaxed);
-  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p)
-      if (p * per < B) steps(p * per, std::min(B, (p + 1) * per));  // the last parts may have no rows
-  });
+  for_row_parts(B, parts, steps);
 }
 
 // Returns {dx, dh0, dc0, dw_ih, dw_hh, db (for both b_ih and b_hh), dw_hr, dpeephole, and the

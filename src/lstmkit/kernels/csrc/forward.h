@@ -11,11 +11,13 @@ namespace {
 // Forward
 
 // h_{t-1} as the step's recurrent product reads it: with recurrent dropout only that product sees
-// the masked h (written to hmask, n = B·P entries); otherwise h itself.
+// the masked h (entries [q0, q1) of it written to hmask: a row part masks only its own rows);
+// otherwise h itself.
 template <typename scalar_t>
-inline const scalar_t* recurrent_input(const Variants<scalar_t>& var, const scalar_t* h, scalar_t* hmask, int64_t n) {
+inline const scalar_t* recurrent_input(const Variants<scalar_t>& var, const scalar_t* h, scalar_t* hmask, int64_t q0,
+                                       int64_t q1) {
   if (!var.h_keep) return h;
-  for (int64_t q = 0; q < n; ++q) hmask[q] = h[q] * var.h_keep[q];
+  for (int64_t q = q0; q < q1; ++q) hmask[q] = h[q] * var.h_keep[q];
   return hmask;
 }
 
@@ -202,25 +204,15 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
   if (parts > 1) {
     // Rows apart: each thread runs every step of its own rows, all their units, with no join
     // between steps (a row's h_t needs only its own h_{t-1}); see row_parts.
-    const int64_t per = (B + parts - 1) / parts;
-    g_row_split_runs.fetch_add(1, std::memory_order_relaxed);
-    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t r0 = p * per, r1 = std::min(B, r0 + per);
-        if (r0 >= r1) continue;  // ceil(B / parts) rows each can leave the last parts none (B = 25, 8 parts)
-        scalar_t *hcur = hs, *hnxt = hs2;
-        for (int64_t s = s0; s < s1; ++s) {
-          const int64_t t = reverse ? T - 1 - s : s;
-          const scalar_t* hrec = hcur;
-          if (var.h_keep) {
-            for (int64_t q = r0 * P; q < r1 * P; ++q) hmask[q] = hcur[q] * var.h_keep[q];
-            hrec = hmask;
-          }
-          const scalar_t* zc_t = var.zone_c ? var.zone_c.step_rows(t, r0, r1) : nullptr;
-          const scalar_t* zh_t = var.zone_h ? var.zone_h.step_rows(t, r0, r1) : nullptr;
-          tiles(s, hrec, hcur, hnxt, zc_t, zh_t, r0, r1, 0, NU);
-          std::swap(hcur, hnxt);
-        }
+    for_row_parts(B, parts, [&](int64_t r0, int64_t r1) {
+      scalar_t *hcur = hs, *hnxt = hs2;
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t t = reverse ? T - 1 - s : s;
+        const scalar_t* hrec = recurrent_input(var, hcur, hmask, r0 * P, r1 * P);
+        const scalar_t* zc_t = var.zone_c ? var.zone_c.step_rows(t, r0, r1) : nullptr;
+        const scalar_t* zh_t = var.zone_h ? var.zone_h.step_rows(t, r0, r1) : nullptr;
+        tiles(s, hrec, hcur, hnxt, zc_t, zh_t, r0, r1, 0, NU);
+        std::swap(hcur, hnxt);
       }
     });
     if ((s1 - s0) % 2 == 1) std::memcpy(hs, hs2, sizeof(scalar_t) * B * P);  // every part swapped as often
@@ -231,7 +223,7 @@ void forward_loop_tiled(const LayerArgs<scalar_t>& a, const ForwardBuffers<scala
   scalar_t* hnxt = proj ? hs : hs2;  // h_t
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    const scalar_t* hrec = recurrent_input(var, hcur, hmask, B * P);
+    const scalar_t* hrec = recurrent_input(var, hcur, hmask, 0, B * P);
     const scalar_t* zc_t = var.zone_c ? var.zone_c.step(t) : nullptr;     // (B, H)
     const scalar_t* zh_step = var.zone_h ? var.zone_h.step(t) : nullptr;  // (B, P)
     const scalar_t* zh_t = proj ? nullptr : zh_step;  // with a projection, zoneout of h follows it
@@ -270,7 +262,7 @@ void forward_loop(const LayerArgs<scalar_t>& a,    // a.whh: W_hh^T; a.whh_pk: p
     const int64_t t = reverse ? T - 1 - s : s;
     scalar_t* Gt = G + (t - g0) * B * GH;
     scalar_t* Ot = out + t * B * P;
-    const scalar_t* hrec = recurrent_input(var, hs, hmask, B * P);
+    const scalar_t* hrec = recurrent_input(var, hs, hmask, 0, B * P);
     if (k.ln && wpk) {  // h W_hh^T, normalized per row below
       cols_product<scalar_t, 4>(B, GH, P, hrec, P, wpk, Rs);
     } else if (k.ln) {

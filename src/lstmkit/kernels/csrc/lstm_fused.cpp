@@ -406,6 +406,17 @@ TORCH_LIBRARY_IMPL(lstmkit, CPU, m) {
   m.impl("pack_cols", &lstmkit::ops::pack_cols_op);
 }
 
+namespace {
+// The setter of a test knob: "auto" sets 0, "on" 1 (for knobs that have it), "off" -1.
+auto knob_setter(std::atomic<int>& knob, const char* what, bool has_on) {
+  return [&knob, what, has_on](const std::string& mode) {
+    TORCH_CHECK(mode == "auto" || mode == "off" || (has_on && mode == "on"), what, " mode must be auto",
+                has_on ? ", on" : "", " or off, got ", mode);
+    knob = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
+  };
+}
+}  // namespace
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lstmkit fused CPU LSTM layer: forward and hand-written backward through time";
   m.def("has_blas", [] { return blas().sgemm != nullptr && blas().dgemm != nullptr; },
@@ -418,43 +429,30 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         g_small_gemm = mode == "auto" ? kSmallGemmDefault : mode == "loop" ? INT64_MAX : -1;
         g_use_blas = mode != "aten";
       }, "for tests: choose the per-step GEMM path");
-  m.def("set_tiled", [](const std::string& mode) {
-        TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "tiled mode must be auto, on or off, got ", mode);
-        g_tiled = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
-      }, "for tests: the tiled step products (auto: float32 with AVX2, B >= 3 or large W_hh; see use_tiled)");
+  m.def("set_tiled", knob_setter(g_tiled, "tiled", true),
+        "for tests: the tiled step products (auto: float32 with AVX2, B >= 3 or large W_hh; see use_tiled)");
   m.def("set_backward_chunk", [](int64_t rows) {
         TORCH_CHECK(rows >= 0, "backward chunk rows must be >= 0 (0: the default), got ", rows);
         g_backward_chunk_rows = rows;
       }, "for tests: rows per chunk of backward's step gradients (0: the default, kBackwardChunkRows)");
-  m.def("set_concurrency", [](const std::string& mode) {
-        TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "concurrency mode must be auto, on or off, got ",
-                    mode);
-        g_concurrency = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
-      }, "for tests: whether lstm_stack_infer runs directions at once and layers as a wavefront (auto: at two or "
-         "three threads)");
+  m.def("set_concurrency", knob_setter(g_concurrency, "concurrency", true),
+        "for tests: whether lstm_stack_infer runs directions at once and layers as a wavefront (auto: at two or "
+        "three threads)");
   m.def("concurrent_runs", [] { return g_concurrent_runs.load(); },
         "for tests: how many layers ran their directions at once, or stacks their layers as a wavefront, so far");
-  m.def("set_avx512", [](const std::string& mode) {
-        TORCH_CHECK(mode == "auto" || mode == "off", "avx512 mode must be auto or off, got ", mode);
-        g_avx512 = mode == "auto" ? 0 : -1;
-      }, "for tests: whether the register tiles take 8 rows at a time in AVX-512 registers (auto: when the CPU has them)");
+  m.def("set_avx512", knob_setter(g_avx512, "avx512", false),
+        "for tests: whether the register tiles take 8 rows at a time in AVX-512 registers (auto: when the CPU has them)");
   m.def("uses_avx512", [] { return avx512_tiles(); }, "whether the register tiles run on AVX-512 here");
-  m.def("set_row_split", [](const std::string& mode) {
-        TORCH_CHECK(mode == "auto" || mode == "on" || mode == "off", "row split mode must be auto, on or off, got ", mode);
-        g_row_split = mode == "auto" ? 0 : mode == "on" ? 1 : -1;
-      }, "for tests: whether a tiled forward gives each thread its own batch rows for every step (on, auto: see "
-         "row_parts) or splits each step's hidden units (off)");
+  m.def("set_row_split", knob_setter(g_row_split, "row split", true),
+        "for tests: whether a tiled forward gives each thread its own batch rows for every step (on, auto: see "
+        "row_parts) or splits each step's hidden units (off)");
   m.def("row_split_runs", [] { return g_row_split_runs.load(); },
         "for tests: how many forward and backward loops gave each thread its own batch rows so far");
-  m.def("set_grad_tiles", [](const std::string& mode) {
-        TORCH_CHECK(mode == "auto" || mode == "off", "grad tiles mode must be auto or off, got ", mode);
-        g_grad_tiles = mode == "auto" ? 0 : -1;
-      }, "for tests: whether backward's input and weight gradients run on the register tiles (auto) or BLAS (off)");
-  m.def("set_fused_projection", [](const std::string& mode) {
-        TORCH_CHECK(mode == "auto" || mode == "off", "fused projection mode must be auto or off, got ", mode);
-        g_fused_projection = mode == "auto" ? 0 : -1;
-      }, "for tests: whether tiled steps project x_t in their own register tiles (auto) or the input projection "
-         "runs as a pass of its own by chunks (off)");
+  m.def("set_grad_tiles", knob_setter(g_grad_tiles, "grad tiles", false),
+        "for tests: whether backward's input and weight gradients run on the register tiles (auto) or BLAS (off)");
+  m.def("set_fused_projection", knob_setter(g_fused_projection, "fused projection", false),
+        "for tests: whether tiled steps project x_t in their own register tiles (auto) or the input projection "
+        "runs as a pass of its own by chunks (off)");
   m.def("uses_tiled", [](bool float64, int64_t B, int64_t whh_entries) {
         return float64 ? use_tiled<double>(B, whh_entries) : use_tiled<float>(B, whh_entries);
       }, "whether a forward of this dtype, batch size and W_hh size runs tiled steps (set_tiled and the build decide)",

@@ -258,6 +258,21 @@ inline int64_t row_parts(int64_t B, bool proj, int64_t weight_entries) {
   return parts >= 2 ? parts : 1;
 }
 
+// Runs f(r0, r1) for each of the parts row parts of B rows (row_parts > 1), one per thread, each
+// ceil(B / parts) rows; a part past the batch (B = 25 over 8 parts leaves the last ones none) runs
+// nothing.
+template <typename F>
+void for_row_parts(int64_t B, int64_t parts, F&& f) {
+  const int64_t per = (B + parts - 1) / parts;
+  g_row_split_runs.fetch_add(1, std::memory_order_relaxed);
+  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r0 = p * per, r1 = std::min(B, r0 + per);
+      if (r0 < r1) f(r0, r1);
+    }
+  });
+}
+
 // M (K, N) row-major as panels of NG·L columns (the layout gate_tile reads): panel u is (K, NG·L),
 // zero-padded past N.
 template <typename scalar_t, int NG>
