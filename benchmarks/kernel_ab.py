@@ -40,16 +40,16 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, "..", "src"))
+sys.path.insert(0, _HERE)
 
 import lstmkit as lk  # noqa: E402
 from lstmkit.kernels import fused  # noqa: E402
+from speed import SHAPES as _SIZES, STACKS  # noqa: E402
 
-SHAPES = {  # (T, B, I, H, layers, bidirectional)
-    "S1": (100, 32, 256, 256, 1, False), "S2": (100, 64, 512, 512, 1, False), "S3": (200, 16, 32, 128, 1, False),
-    "S4": (50, 128, 1024, 1024, 1, False), "S5": (1000, 1, 8, 64, 1, False), "S6": (100, 32, 256, 256, 2, True),
-    "S7": (100, 32, 256, 256, 2, False), "S8": (50, 16, 64, 128, 3, True),
-}
+# (T, B, I, H, layers, bidirectional): speed.py's shapes with their stacks
+SHAPES = {name: (*size, *STACKS.get(name, (1, False))) for name, size in _SIZES.items()}
 KNOBS = {  # name: (the extension's setter, its "on" mode, default shapes)
     "concurrency": ("set_concurrency", "auto", "S6,S7,S8"),
     "avx512": ("set_avx512", "auto", "S1,S3,S7"),

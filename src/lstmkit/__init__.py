@@ -7,8 +7,8 @@ See lk.LSTM, lk.LSTMCell, lk.RNN, and the xLSTM cells lk.sLSTM, lk.mLSTM and the
 blocks, lk.xLSTMBlockStack.
 """
 from .cell import LSTMCell
-from .kernels import LSTMGates, RNNStates, available_backends
 from .decoding import LSTMDecoder
+from .kernels import LSTMGates, RNNStates, available_backends
 from .lstm import LSTM, LSTMResult
 from .options import LSTMOptions
 from .rnn import RNN, RNNResult

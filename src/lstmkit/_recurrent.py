@@ -184,6 +184,14 @@ class RecurrentBase(StackedRecurrentBase):
         """Names of options beyond torch's in use; backends that lack them are not chosen."""
         return ()
 
+    def _run_spec(self, record: bool, like: Tensor) -> RunSpec:
+        """What decides the backend of a call on tensors of like's dtype and device."""
+        return RunSpec(
+            cell=self.cell, num_layers=self.num_layers, bidirectional=self.bidirectional, bias=self.bias,
+            proj_size=self.proj_size, dropout=self.dropout, training=self.training, record=record,
+            device_type=like.device.type, dtype=like.dtype, variants=self._variants(),
+        )
+
     def _run(self, input: Any, hx: Any, lengths: Any, record: bool):
         """Validate, bring to time-major padded form, dispatch, and restore the caller's layout."""
         weight = self.weight_ih_l0
@@ -191,11 +199,7 @@ class RecurrentBase(StackedRecurrentBase):
         x, batched = prep.x, prep.batched  # (T, B, I)
         T, B = x.shape[0], x.shape[1]
         state = self._initial_state(hx, B, batched, x)
-        spec = RunSpec(
-            cell=self.cell, num_layers=self.num_layers, bidirectional=self.bidirectional, bias=self.bias,
-            proj_size=self.proj_size, dropout=self.dropout, training=self.training, record=record,
-            device_type=x.device.type, dtype=x.dtype, variants=self._variants(),
-        )
+        spec = self._run_spec(record, x)
         backend = select_backend(graph_capture_backend(self.backend, spec), spec)
         layer_opts, input_masks = self._step_options(T, B, x)
         extra = {} if layer_opts is None and input_masks is None else {"layer_opts": layer_opts, "input_masks": input_masks}

@@ -43,8 +43,7 @@ from torch import Tensor, nn
 from . import _checks as check
 from ._recurrent import RecurrentBase
 from ._tracing import values_hidden
-from .kernels import RunSpec, select_backend
-from .kernels import fused
+from .kernels import fused, select_backend
 
 
 class LSTMDecoder:
@@ -70,7 +69,7 @@ class LSTMDecoder:
         self.lstm = lstm
         self._route: Optional[tuple] = None  # (key, lean): lean when one whole-stack operator can run the call
         self._tensors: Optional[tuple] = None  # the parameters the plans were made from
-        self._versions: tuple = ()             # and their _weight_version then
+        self._versions: tuple = ()             # and their version stamps then
         self._plans: dict = {}                 # B -> stack_infer_plan for a batch of B rows
         self._returned: Optional[tuple] = None  # (h, c, B, batched, inference?, versions) of the last call
 
@@ -86,12 +85,11 @@ class LSTMDecoder:
                              f"got {tuple(x.shape)}")
         if values_hidden(x) or not self._lean():  # traced: the module's forward is what compile and export know
             return self._through_module(x, state)
-        weight = lstm._parameters["weight_ih_l0"]  # the dict itself: nn.Module.__getattr__ is slower
-        check.same_dtype_device("x", x, weight)
-        check.sizes(1, x.shape[0] if x.dim() == 2 else 1)
-        check.finite("x", x)
         batched = x.dim() == 2
         B = x.shape[0] if batched else 1
+        check.same_dtype_device("x", x, lstm._parameters["weight_ih_l0"])  # the dict: Module.__getattr__ is slower
+        check.sizes(1, B)
+        check.finite("x", x)
         h0, c0 = self._initial_state(state, B, batched, x)
         out, h_n, c_n = fused.stack_infer(x[None] if batched else x.view(1, 1, -1), h0, c0, self._plan(B),
                                           lstm.num_layers, False)
@@ -118,15 +116,13 @@ class LSTMDecoder:
         weight = lstm._parameters["weight_ih_l0"]
         key = (lstm.training, getattr(lstm, "options", None), lstm.backend, lstm.dropout, weight.dtype, weight.device)
         if self._route is None or self._route[0] != key:
-            spec = RunSpec(cell="lstm", num_layers=lstm.num_layers, bidirectional=False, bias=lstm.bias,
-                           proj_size=lstm.proj_size, dropout=lstm.dropout, training=lstm.training, record=False,
-                           device_type=weight.device.type, dtype=weight.dtype, variants=lstm._variants())
+            spec = lstm._run_spec(False, weight)
             try:
                 backend = select_backend(lstm.backend, spec)
             except (ValueError, RuntimeError):  # the module's forward says why, in its own words
                 backend = None
             lean = (backend is not None and backend.name == "fused" and not spec.variants
-                    and not (spec.training and spec.dropout > 0 and spec.num_layers > 1))
+                    and not fused.dropout_between_layers(spec))
             self._route = (key, lean)
         return self._route[1]
 
@@ -173,9 +169,6 @@ class LSTMDecoder:
         return (out[:, 0] if lstm.batch_first else out[0]), state_n
 
 
-def _weight_version(t: Tensor) -> Any:
-    """A weight's version counter and storage address (module.double() or .to() swap a
-    parameter's .data, which moves no counter); for an inference tensor, which has no counter, a
-    fresh object that equals nothing, so the plan is made again on every call (load_state_dict
-    inside inference mode writes such weights in place unseen)."""
-    return object() if t.is_inference() else (t._version, t.data_ptr())
+# A weight's version and storage address (module.double() or .to() swap a parameter's .data, which
+# moves no version counter), as the kernel's weight caches stamp them.
+_weight_version = fused.version_stamp

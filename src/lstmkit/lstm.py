@@ -9,9 +9,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import _checks as check
 from ._recurrent import RecurrentBase, _base_name
-from .decoding import LSTMDecoder
 from ._torch_compat import RNNBaseCompat
 from ._torch_quantize import DynamicQuantizable
+from .decoding import LSTMDecoder
 from .kernels import LSTMGates, LSTMLayerParams
 from .kernels.masks import zoneout_mask
 from .kernels.types import LayerNormParams, LSTMStepOptions

@@ -153,10 +153,10 @@ class StreamingLSTM:
             entries = sum(p.numel() for n, p in self.model.named_parameters() if n.startswith(("weight_ih", "weight_hh")))
             if entries < AUTO_FUSED_MIN_WEIGHTS:
                 return None
-        frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
-        decoder = frozen.decoder()
-        if decoder.lean:
-            return decoder
+        with evaluating(self.model):  # the route the frozen copy will take, asked of the model itself
+            lean = self.model.decoder().lean
+        if lean:
+            return copy.deepcopy(self.model).eval().requires_grad_(False).decoder()
         if self.requested_engine == "fused":
             raise ValueError("engine='fused' runs lk.LSTM's plain model (no variants, float32 or float64, on the "
                              "CPU, backend 'auto' or 'fused') with the fused kernel built; use engine='torch' here")

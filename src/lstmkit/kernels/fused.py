@@ -244,13 +244,16 @@ _PACKED_WHH = WeakIdKeyDictionary()  # by w_hh: W_hh^T packed for the tiles
 _PACKED_WIH = WeakIdKeyDictionary()  # by w_ih: W_ih^T packed for the tiled input projection
 
 
+def version_stamp(t: Tensor) -> Any:
+    """(version counter, storage address) of t, which every in-place change through t and every
+    swap of its .data move. A tensor made under torch.inference_mode has no version counter, so an
+    in-place change to it (load_state_dict inside inference mode) cannot be seen: its stamp is a
+    fresh object that equals nothing, and whatever was made from it is made again."""
+    return object() if t.is_inference() else (t._version, t.data_ptr())
+
+
 def _fingerprint(t: Optional[Tensor]):
-    if t is None:
-        return None
-    # A tensor made under torch.inference_mode has no version counter, so an in-place change to it
-    # (load_state_dict inside inference mode) cannot be seen: its fingerprint equals nothing.
-    version = object() if t.is_inference() else t._version
-    return (t.data_ptr(), version, t.shape, t.stride(), t.dtype)
+    return None if t is None else (version_stamp(t), t.shape, t.stride(), t.dtype)
 
 
 def _cached(cache: WeakIdKeyDictionary, key: Tensor, sources: tuple, tag: Any, make: Callable[[], Any]) -> Any:
@@ -345,10 +348,10 @@ def _stack_call(spec: RunSpec, x: Tensor, state: tuple, params, layer_opts, inpu
     if torch.is_grad_enabled() and (x.requires_grad or any(s.requires_grad for s in state) or any(
             t is not None and t.requires_grad for layer in params for p in layer for t in p[:5])):
         return "train"
-    return "train" if _dropout_between_layers(spec) else "infer"
+    return "train" if dropout_between_layers(spec) else "infer"
 
 
-def _dropout_between_layers(spec: RunSpec) -> bool:
+def dropout_between_layers(spec: RunSpec) -> bool:
     return spec.training and spec.dropout > 0 and spec.num_layers > 1
 
 
@@ -384,11 +387,11 @@ def stack_infer_plan(params, B: int, dtype: torch.dtype) -> tuple[list, list]:
 def stack_infer(x: Tensor, h0: Tensor, c0: Tensor, plan: tuple[list, list], num_layers: int, bidirectional: bool,
                 lengths: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
     """out (T, B, D·P), h_n, c_n of a plain stack from its stack_infer_plan, without autograd."""
+    if torch.is_grad_enabled():  # a decoding loop usually runs without: then no context to enter and leave
+        with torch.no_grad():
+            return stack_infer(x, h0, c0, plan, num_layers, bidirectional, lengths)
     weights, prepared = plan
-    if not torch.is_grad_enabled():  # a decoding loop's usual case: no context to enter and leave
-        return _OPS.lstm_stack_infer(x, h0, c0, weights, num_layers, bidirectional, lengths, prepared)
-    with torch.no_grad():
-        return _OPS.lstm_stack_infer(x, h0, c0, weights, num_layers, bidirectional, lengths, prepared)
+    return _OPS.lstm_stack_infer(x, h0, c0, weights, num_layers, bidirectional, lengths, prepared)
 
 
 def _stack_infer(spec: RunSpec, x: Tensor, state: tuple, params, lengths: Optional[Tensor]):
@@ -401,7 +404,7 @@ def _dropout_masks(spec: RunSpec, x: Tensor, P: int) -> list:
     """The masks torch's dropout would multiply each layer's input by (layers 1 … L-1), drawn as it
     draws them (empty_like → bernoulli_(1 - p) → div_(1 - p); p = 1 draws nothing), in layer order, so
     a seeded run gets the masks the layer-by-layer path gets."""
-    if not _dropout_between_layers(spec):
+    if not dropout_between_layers(spec):
         return []
     T, B, D, p = x.shape[0], x.shape[1], 2 if spec.bidirectional else 1, spec.dropout
     shape = (T, B, D * P)
